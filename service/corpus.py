@@ -1,6 +1,6 @@
 """Real text from this machine: the probe set for conformance tests, `semsearch verify`, bench/.
 
-Sources (all present on a stock Debian/Python image): man pages in many languages, package docs under
+Sources (all on a stock Debian/Python image): man pages in many languages, package docs under
 /usr/share/doc, Python standard-library docstrings, and glibc locale data (month and day names in
 dozens of scripts, decoded from their `<Uxxxx>` notation). Everything is deterministic for a seed:
 file lists are sorted before sampling, so two runs on the same machine see the same texts.
@@ -48,7 +48,7 @@ def _man_text(raw: str) -> str:
     """Roughly de-troff a man page: keep macro arguments, drop escapes; enough for real prose."""
     lines = []
     for line in raw.splitlines():
-        if line.startswith((".\\\"", "'\\\"")):
+        if line.startswith(('.\\"', "'\\\"")):
             continue  # comment
         if line.startswith((".", "'")):
             macro, _, rest = line.partition(" ")

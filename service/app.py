@@ -1,0 +1,44 @@
+"""`create_app(settings)`: the app factory; its lifespan owns the models, so tests build apps."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI
+
+from service import __version__
+from service.deps import require_api_key
+from service.engine import Models
+from service.errors import install_error_handlers
+from service.routes import embeddings, operations
+from service.settings import Settings
+
+
+def create_app(settings: Settings | None = None, *, embedder: Any | None = None) -> FastAPI:
+    """Build the service. Pass a loaded `embedder` to skip loading (tests share one model)."""
+    settings = settings or Settings()
+    models = Models(settings, embedder=embedder)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Load in the background: the server accepts connections at once and /health says 503
+        # until the models are in memory, which is what orchestrators' readiness probes expect.
+        models.start_loading()
+        yield
+
+    app = FastAPI(
+        title="semsearch",
+        version=__version__,
+        summary="Embeddings, vector search and retrieval-augmented generation.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.models = models
+    install_error_handlers(app)
+
+    app.include_router(operations.router)  # /health is open to probes; /info checks the key
+    protected = [Depends(require_api_key)]
+    app.include_router(embeddings.router, dependencies=protected)
+    return app

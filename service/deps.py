@@ -1,0 +1,40 @@
+"""FastAPI dependencies: the models of this app instance, and Bearer authentication."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.engine import EmbeddingEngine, Models
+from service.errors import Unauthorized
+from service.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_models(request: Request) -> Models:
+    return request.app.state.models
+
+
+def get_embedding(request: Request) -> EmbeddingEngine:
+    return get_models(request).require_embedding()
+
+
+def require_api_key(request: Request) -> None:
+    """Every route but /health: `Authorization: Bearer <key>` when SEMSEARCH_API_KEY is set."""
+    expected = get_settings(request).api_key
+    if expected is None:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    # compare_digest: the time taken must not reveal how much of the key matched.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise Unauthorized("missing or wrong API key: send `Authorization: Bearer <key>`")
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ModelsDep = Annotated[Models, Depends(get_models)]
+EmbeddingDep = Annotated[EmbeddingEngine, Depends(get_embedding)]

@@ -1,0 +1,140 @@
+"""The one table from exceptions to HTTP responses, and the two error envelopes of API.md.
+
+Native routes answer `{"error": msg, "error_type": kind}`; `/v1/*` routes answer OpenAI's
+`{"error": {"message", "type", "param", "code"}}`. Library code raises its own exception types;
+this module alone decides which status each becomes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error the service answers with a specific status; `kind` is API.md's `error_type`."""
+
+    status: int = 500
+    kind: str = "Backend"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class ValidationFailed(ApiError):
+    status, kind = 422, "Validation"
+
+
+class PayloadTooLarge(ApiError):
+    status, kind = 413, "Validation"
+
+
+class Overloaded(ApiError):
+    status, kind = 429, "Overloaded"
+
+
+class NotFound(ApiError):
+    status, kind = 404, "NotFound"
+
+
+class Unauthorized(ApiError):
+    status, kind = 401, "Unauthorized"
+
+
+class Unhealthy(ApiError):
+    status, kind = 503, "Unhealthy"
+
+
+class BackendFailed(ApiError):
+    status, kind = 500, "Backend"
+
+
+# Library exceptions that are the caller's fault. Extended as packages add their own types;
+# anything not listed is a 500 whose cause is logged.
+_LIBRARY_ERRORS: list[tuple[type[BaseException], type[ApiError]]] = [
+    (ValueError, ValidationFailed),
+]
+
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "service_unavailable",
+}
+
+
+def to_api_error(exc: BaseException) -> ApiError:
+    if isinstance(exc, ApiError):
+        return exc
+    for library_type, api_type in _LIBRARY_ERRORS:
+        if isinstance(exc, library_type):
+            return api_type(str(exc))
+    return BackendFailed(f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _is_openai_route(request: Request) -> bool:
+    return request.url.path.startswith("/v1/")
+
+
+def error_response(request: Request, error: ApiError) -> JSONResponse:
+    body: dict[str, Any]
+    if _is_openai_route(request):
+        body = {
+            "error": {
+                "message": error.message,
+                "type": _OPENAI_TYPES.get(error.status, "server_error"),
+                "param": error.param,
+                "code": error.kind.lower(),
+            }
+        }
+    else:
+        body = {"error": error.message, "error_type": error.kind}
+    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    return JSONResponse(body, status_code=error.status, headers=headers)
+
+
+def _describe_validation(exc: RequestValidationError) -> tuple[str, str | None]:
+    parts, param = [], None
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        where = ".".join(loc) or "body"
+        param = param or where
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request", param
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, param = _describe_validation(exc)
+        return error_response(request, ValidationFailed(message, param=param))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {401: Unauthorized, 404: NotFound, 413: PayloadTooLarge, 429: Overloaded}
+        error = kind.get(exc.status_code, ValidationFailed)(str(exc.detail))
+        error.status = exc.status_code
+        return error_response(request, error)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        error = to_api_error(exc)
+        if error.status >= 500:
+            log.exception("unhandled error on %s", request.url.path, exc_info=exc)
+        return error_response(request, error)

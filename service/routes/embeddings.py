@@ -1,0 +1,48 @@
+"""`/embed` (TEI's shape) and `/v1/embeddings` (OpenAI's shape)."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+from fastapi import APIRouter
+
+from service.deps import EmbeddingDep
+from service.schemas import (
+    EmbedRequest,
+    OpenAIEmbedding,
+    OpenAIEmbeddingRequest,
+    OpenAIEmbeddingResponse,
+    OpenAIUsage,
+)
+
+router = APIRouter(tags=["embeddings"])
+
+
+@router.post("/embed", response_model=list[list[float]])
+async def embed(body: EmbedRequest, engine: EmbeddingDep) -> list[list[float]]:
+    result = await engine.embed(body.texts(), normalize=body.normalize, truncate=body.truncate)
+    return result.vectors.tolist()
+
+
+@router.post("/v1/embeddings", response_model=OpenAIEmbeddingResponse)
+async def openai_embeddings(
+    body: OpenAIEmbeddingRequest, engine: EmbeddingDep
+) -> OpenAIEmbeddingResponse:
+    # OpenAI truncates nothing silently either: too long is an error, as with `truncate: false`.
+    result = await engine.embed(body.texts(), normalize=True, truncate=False)
+    data = []
+    for i, vector in enumerate(result.vectors):
+        if body.encoding_format == "base64":
+            encoded: list[float] | str = base64.b64encode(
+                np.ascontiguousarray(vector, dtype="<f4").tobytes()
+            ).decode("ascii")
+        else:
+            encoded = vector.tolist()
+        data.append(OpenAIEmbedding(index=i, embedding=encoded))
+    tokens = sum(result.token_counts)
+    return OpenAIEmbeddingResponse(
+        data=data,
+        model=body.model or engine.model_id,
+        usage=OpenAIUsage(prompt_tokens=tokens, total_tokens=tokens),
+    )

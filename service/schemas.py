@@ -1,0 +1,63 @@
+"""Request and response bodies of the HTTP API (API.md); field names follow TEI and OpenAI."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class EmbedRequest(BaseModel):
+    """TEI's `/embed`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: str | list[str]
+    normalize: bool = True
+    truncate: bool = True
+
+    def texts(self) -> list[str]:
+        return [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)
+
+
+class OpenAIEmbeddingRequest(BaseModel):
+    """OpenAI's `/v1/embeddings`; unknown fields (`user`, `dimensions`) are ignored like OpenAI."""
+
+    input: str | list[str]
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+
+    def texts(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class OpenAIEmbedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class OpenAIUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class OpenAIEmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[OpenAIEmbedding]
+    model: str
+    usage: OpenAIUsage
+
+
+class Health(BaseModel):
+    status: Literal["ok", "loading", "failed"]
+    detail: str | None = None
+
+
+class Info(BaseModel):
+    version: str
+    model_id: str
+    encoder: dict = Field(description="fingerprint: weights/vocab hashes, dim, max length, backend")
+    decoder: dict | None = None
+    index: dict | None = None
+    limits: dict

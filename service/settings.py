@@ -1,0 +1,53 @@
+"""Service settings: the only place environment variables are read.
+
+Precedence (API.md): command-line flags, then `SEMSEARCH_*` environment variables, then defaults.
+The CLI passes its flags as init kwargs, which pydantic-settings ranks above the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Backend = Literal["torch", "onnx", "onnx-int8"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SEMSEARCH_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    index_dir: Path = Path("data/index")
+    api_key: str | None = None
+
+    # Encoder
+    model_dir: Path | None = None  # None: the bundled all-MiniLM-L6-v2
+    backend: Backend = "torch"
+    threads: int | None = Field(None, ge=1)  # None: the runtime's default
+
+    # Request limits (TEI's names where it has them)
+    max_client_batch_size: int = Field(32, ge=1)  # inputs per /embed request; more -> 413
+    max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+
+    # Dynamic batching
+    max_batch_tokens: int = Field(16_384, ge=256)
+    max_batch_requests: int = Field(64, ge=1)
+    max_wait_ms: float = Field(2.0, ge=0.0)
+    max_queue_requests: int = Field(512, ge=1)  # a full queue answers 429
+
+    @field_validator("api_key")
+    @classmethod
+    def _empty_key_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+
+def cpu_count() -> int:
+    """Cores this process may use (respects cgroup/affinity limits, unlike os.cpu_count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
