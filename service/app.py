@@ -12,6 +12,7 @@ from service import __version__
 from service.deps import require_api_key
 from service.engine import Models
 from service.errors import install_error_handlers
+from service.metrics import Metrics, install_metrics
 from service.routes import embeddings, operations
 from service.settings import Settings
 
@@ -19,7 +20,8 @@ from service.settings import Settings
 def create_app(settings: Settings | None = None, *, embedder: Any | None = None) -> FastAPI:
     """Build the service. Pass a loaded `embedder` to skip loading (tests share one model)."""
     settings = settings or Settings()
-    models = Models(settings, embedder=embedder)
+    metrics = Metrics()
+    models = Models(settings, embedder=embedder, on_batch=metrics.observe_batch)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -27,6 +29,7 @@ def create_app(settings: Settings | None = None, *, embedder: Any | None = None)
         # until the models are in memory, which is what orchestrators' readiness probes expect.
         models.start_loading()
         yield
+        models.close()
 
     app = FastAPI(
         title="semsearch",
@@ -36,7 +39,9 @@ def create_app(settings: Settings | None = None, *, embedder: Any | None = None)
     )
     app.state.settings = settings
     app.state.models = models
+    app.state.metrics = metrics
     install_error_handlers(app)
+    install_metrics(app, metrics)
 
     app.include_router(operations.router)  # /health is open to probes; /info checks the key
     protected = [Depends(require_api_key)]

@@ -1,21 +1,22 @@
 """The models behind the routes: loading them off the event loop, and embedding in three steps.
 
-Pre (tokenize, check lengths) runs on arrival; core (the padded batch through the model) runs on a
-worker thread so the event loop never blocks; post (slicing, optional normalization) comes after.
+Pre (tokenize, check lengths) runs on arrival in the request's handler; core (one padded batch
+through the model) runs on the batcher's thread, packing concurrent requests together; post
+(this request's rows, optional normalization) comes after.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from service.batcher import Batcher, BatchStats
 from service.errors import PayloadTooLarge, Unhealthy, ValidationFailed
 from service.settings import Settings
 
@@ -29,12 +30,24 @@ class Embedded:
 
 
 class EmbeddingEngine:
-    """Owns one embedder; serializes model calls on a dedicated thread."""
+    """Owns one embedder and the batcher that feeds it."""
 
-    def __init__(self, embedder: Any, settings: Settings) -> None:
+    def __init__(
+        self,
+        embedder: Any,
+        settings: Settings,
+        on_batch: Callable[[BatchStats], None] | None = None,
+    ) -> None:
         self.embedder = embedder
         self.settings = settings
-        self._model_lock = threading.Lock()
+        self.batcher = Batcher(
+            self._run_core,
+            max_batch_tokens=settings.max_batch_tokens,
+            max_batch_requests=settings.max_batch_requests,
+            max_wait_ms=settings.max_wait_ms,
+            max_queue_requests=settings.max_queue_requests,
+            on_batch=on_batch,
+        )
 
     @property
     def model_id(self) -> str:
@@ -65,34 +78,48 @@ class EmbeddingEngine:
                 )
         return encodings
 
-    def _run_core(self, encodings: Sequence[Any], normalize: bool) -> np.ndarray:
-        arrays = self.embedder.tokenizer.pad(encodings)
-        with self._model_lock:
-            return self.embedder.encode_batch_arrays(
-                arrays["input_ids"],
-                arrays["attention_mask"],
-                arrays["token_type_ids"],
-                normalize=normalize,
-            )
+    def _run_core(self, encodings: Sequence[Any]) -> np.ndarray:
+        """Core, on the batcher's thread: one padded call, rows back in the given order.
+
+        Unnormalized, so requests that asked `normalize: false` can share the batch.
+        """
+        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i]))
+        arrays = self.embedder.tokenizer.pad([encodings[i] for i in order])
+        sorted_rows = self.embedder.encode_batch_arrays(
+            arrays["input_ids"],
+            arrays["attention_mask"],
+            arrays["token_type_ids"],
+            normalize=False,
+        )
+        rows = np.empty_like(sorted_rows)
+        rows[order] = sorted_rows
+        return rows
 
     async def embed(self, texts: Sequence[str], *, normalize: bool, truncate: bool) -> Embedded:
         encodings = self.tokenize(texts, truncate)
-        # Sort by length so one call pads little; restore input order afterwards.
-        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i]))
-        ordered = [encodings[i] for i in order]
-        vectors_sorted = await asyncio.to_thread(self._run_core, ordered, normalize)
-        vectors = np.empty_like(vectors_sorted)
-        vectors[order] = vectors_sorted
+        vectors = await self.batcher.submit(encodings)
+        if normalize:
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            vectors = vectors / np.maximum(norms, 1e-12)  # the epsilon of torch's F.normalize
         return Embedded(vectors=vectors, token_counts=[len(e) for e in encodings])
+
+    def close(self) -> None:
+        self.batcher.stop()
 
 
 class Models:
     """Loads the models in the background so `/health` can answer 503 until they are ready."""
 
-    def __init__(self, settings: Settings, embedder: Any | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: Any | None = None,
+        on_batch: Callable[[BatchStats], None] | None = None,
+    ) -> None:
         self.settings = settings
+        self._on_batch = on_batch
         self.embedding: EmbeddingEngine | None = (
-            EmbeddingEngine(embedder, settings) if embedder is not None else None
+            EmbeddingEngine(embedder, settings, on_batch) if embedder is not None else None
         )
         self.load_error: BaseException | None = None
         self.loaded_at: float | None = time.time() if embedder is not None else None
@@ -122,9 +149,13 @@ class Models:
             log.exception("loading the encoder failed")
             self.load_error = exc
             return
-        self.embedding = EmbeddingEngine(embedder, self.settings)
+        self.embedding = EmbeddingEngine(embedder, self.settings, self._on_batch)
         self.loaded_at = time.time()
         log.info("encoder ready in %.1fs (%s)", time.perf_counter() - started, embedder.backend)
+
+    def close(self) -> None:
+        if self.embedding is not None:
+            self.embedding.close()
 
     def require_embedding(self) -> EmbeddingEngine:
         if self.embedding is None:

@@ -1,8 +1,8 @@
-"""`/health` and `/info`."""
+"""`/health`, `/info` and `/metrics`."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from service import __version__
@@ -36,3 +36,16 @@ async def info(models: ModelsDep, settings: SettingsDep) -> Info:
             "max_batch_tokens": settings.max_batch_tokens,
         },
     )
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    dependencies=[Depends(require_api_key)],
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+)
+async def metrics(request: Request, models: ModelsDep) -> Response:
+    registry = request.app.state.metrics
+    if models.embedding is not None:
+        registry.queue_depth.set(models.embedding.batcher.queue_depth)
+    return registry.render()

@@ -1,0 +1,101 @@
+"""Prometheus metrics named `semsearch_*`, one registry per app so test apps share no counters."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.routing import Match
+
+from service.batcher import BatchStats
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "semsearch_requests",
+            "HTTP requests by route and status",
+            ["route", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "semsearch_request_duration_seconds",
+            "HTTP request latency by route",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_inputs = Histogram(
+            "semsearch_batch_size", "inputs per model call", buckets=_BATCH_BUCKETS, registry=r
+        )
+        self.batch_requests = Histogram(
+            "semsearch_batch_requests",
+            "requests packed into one model call",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "semsearch_batch_duration_seconds",
+            "model time per batch",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "semsearch_queue_depth", "requests waiting for the encoder", registry=r
+        )
+        self.tokens = Counter(
+            "semsearch_tokens", "tokens processed by the encoder", ["model"], registry=r
+        )
+        self.index_documents = Gauge(
+            "semsearch_index_documents", "documents in the collection", registry=r
+        )
+
+    def observe_batch(self, stats: BatchStats) -> None:
+        self.batch_inputs.observe(stats.inputs)
+        self.batch_requests.observe(stats.requests)
+        self.batch_seconds.observe(stats.seconds)
+        self.queue_depth.set(stats.queue_depth)
+        self.tokens.labels(model="encoder").inc(stats.tokens)
+
+    def render(self) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _route_template(request: Request) -> str:
+    """The route's path template (`/documents/{id}`), so ids don't explode the label set."""
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match == Match.FULL:
+            return getattr(route, "path", request.url.path)
+    return "unmatched"
+
+
+def install_metrics(app: FastAPI, metrics: Metrics) -> None:
+    @app.middleware("http")
+    async def _measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = _route_template(request)
+            metrics.requests.labels(route=route, status=str(status)).inc()
+            metrics.latency.labels(route=route).observe(time.perf_counter() - started)
