@@ -1,0 +1,57 @@
+"""semsearch's sentence encoder: a WordPiece tokenizer and a from-scratch BERT.
+
+Importing this package is cheap and never imports torch: `load_embedder(backend="torch")` imports
+it when called, and `WordPieceTokenizer` is resolved on first access.
+
+    from encoder import load_embedder, WordPieceTokenizer
+    emb = load_embedder()                          # the bundled all-MiniLM-L6-v2, PyTorch backend
+    vecs = emb.encode(["text", ...], batch_size=32)  # (n, dim) float32, L2-normalized, input order
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from encoder.embedder import TorchEmbedder
+    from encoder.wordpiece import WordPieceTokenizer
+
+# Every backend the public contract names, and the ones this version implements.
+BACKENDS = ("torch", "onnx", "onnx-int8")
+AVAILABLE_BACKENDS = ("torch",)
+
+__all__ = ["AVAILABLE_BACKENDS", "BACKENDS", "WordPieceTokenizer", "load_embedder"]
+
+
+def load_embedder(
+    model_dir: str | Path | None = None, backend: str = "torch", threads: int | None = None
+) -> TorchEmbedder:
+    """Load a sentence-transformers BERT directory (None: the bundled default model).
+
+    `threads` sets torch's intra-op thread count (process-wide); None leaves torch's default.
+    """
+    if backend not in AVAILABLE_BACKENDS:
+        planned = [b for b in BACKENDS if b not in AVAILABLE_BACKENDS]
+        raise ValueError(
+            f"unknown or unavailable encoder backend {backend!r}; valid backends: "
+            f"{', '.join(AVAILABLE_BACKENDS)} (not implemented yet: {', '.join(planned)})"
+        )
+    try:
+        import torch  # noqa: F401
+    except ImportError as e:
+        raise ImportError(
+            "the 'torch' encoder backend needs PyTorch: pip install 'semsearch[torch]'"
+        ) from e
+    from encoder.embedder import TorchEmbedder
+    from encoder.model_files import read_model_files
+
+    return TorchEmbedder(read_model_files(model_dir), threads=threads)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "WordPieceTokenizer":
+        from encoder.wordpiece import WordPieceTokenizer
+
+        return WordPieceTokenizer
+    raise AttributeError(f"module 'encoder' has no attribute {name!r}")
