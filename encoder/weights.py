@@ -104,10 +104,16 @@ def match_state_dict(
         + _section("not floating point", wrong_dtype)
     )
     if problems:
+        counts = {
+            "missing": missing,
+            "unexpected": unexpected,
+            "mis-shaped": mis_shaped,
+            "duplicated": duplicated,
+            "not floating point": wrong_dtype,
+        }
+        summary = ", ".join(f"{len(v)} {k}" for k, v in counts.items() if v)
         raise WeightsError(
-            f"{where} does not match the model "
-            f"({len(missing)} missing, {len(unexpected)} unexpected, {len(mis_shaped)} mis-shaped, "
-            f"{len(duplicated)} duplicated, {len(wrong_dtype)} not floating point):\n"
+            f"{where} does not match the model ({summary}):\n"
             + "\n".join(problems)
             + "\nCheck that config.json belongs to these weights."
         )
