@@ -43,6 +43,7 @@ from index.store import Store
 log = logging.getLogger(__name__)
 
 _SNAPSHOT_EVERY = 50_000  # writes between automatic snapshots (SQLite has them all anyway)
+_CONSISTENT_TRIES = 8
 
 
 class Collection:
@@ -140,6 +141,8 @@ class Collection:
                 for vids, vectors in self.store.iter_vectors(self._index.dim, after=self._seq):
                     self._index.add(vids, vectors)
                 self._seq = last
+                if self._too_many_tombstones():
+                    self._rebuild(save=False)  # readers compact their own copy too
         if stale:
             self._load_snapshot_or_rebuild()
 
@@ -156,7 +159,7 @@ class Collection:
         """A different index type is due (size crossed a threshold, IVF became trainable...)."""
         assert self._index is not None
         current, n = self._index.factory, self._index.ntotal
-        if self._index.tombstones > max(self.config.compact_min, self.config.compact_ratio * n):
+        if self._too_many_tombstones():
             return True
         kind = self.config.index_type
         if kind == "auto" and current.startswith("HNSW"):
@@ -164,6 +167,11 @@ class Collection:
         if kind == "IVF" and current.startswith("IVF"):
             return False  # nlist was sized when trained; keep it until the next rebuild
         return current != self.config.factory_for(n)
+
+    def _too_many_tombstones(self) -> bool:
+        assert self._index is not None
+        limit = max(self.config.compact_min, self.config.compact_ratio * self._index.ntotal)
+        return self._index.tombstones > limit
 
     def _rebuild(self, save: bool = True) -> None:
         """Build the index from every live vector in the store (caller holds the write lock)."""
@@ -323,27 +331,51 @@ class Collection:
         if len(query) != 1:
             raise InvalidArgument(f"search takes one vector, got {len(query)}")
         self.refresh()
-        with self._rw.read():
-            if self._index is None:
-                return []
-            if query.shape[1] != self._index.dim:
-                raise DimensionMismatch(
-                    f"query has dimension {query.shape[1]}, the collection has {self._index.dim}"
-                )
-            if filter:
-                scores, vids = self._filtered(query, k, where, params)
-            else:
-                scores, vids = self._index.search(query, k)
-                scores, vids = scores[0], vids[0]
-            keep = vids >= 0
-            if score_threshold is not None:
-                keep &= scores >= score_threshold
-            scores, vids = scores[keep], vids[keep]
-            docs = self.store.docs_by_vids(vids.tolist())
+        for attempt in range(_CONSISTENT_TRIES):
+            # One read transaction pins the store at `last`; search only an index at that same
+            # sequence, so hits, texts and metadata all come from one state even while other
+            # threads or processes write.
+            with self.store.snapshot():
+                last = self.store.last_seq()
+                if self._index is not None and self._seq < last:
+                    with self._rw.write():
+                        if self._seq < last:
+                            self._catch_up()
+                with self._rw.read():
+                    if self._seq != last and attempt < _CONSISTENT_TRIES - 1:
+                        continue  # another thread moved the index past our view: look again
+                    return self._search_locked(query, k, filter, where, params, score_threshold)
+        raise AssertionError("unreachable")
+
+    def _search_locked(
+        self,
+        query: np.ndarray,
+        k: int,
+        flt: dict[str, Any] | None,
+        where: str,
+        params: list[Any],
+        score_threshold: float | None,
+    ) -> list[Hit]:
+        if self._index is None:
+            return []
+        if query.shape[1] != self._index.dim:
+            raise DimensionMismatch(
+                f"query has dimension {query.shape[1]}, the collection has {self._index.dim}"
+            )
+        if flt:
+            scores, vids = self._filtered(query, k, where, params)
+        else:
+            scores, vids = self._index.search(query, k)
+            scores, vids = scores[0], vids[0]
+        keep = vids >= 0
+        if score_threshold is not None:
+            keep &= scores >= score_threshold
+        scores, vids = scores[keep], vids[keep]
+        docs = self.store.docs_by_vids(vids.tolist())
         return [
             Hit(doc.id, float(s), doc.text, doc.metadata)
             for s, v in zip(scores, vids, strict=True)
-            if (doc := docs.get(int(v))) is not None  # gone meanwhile (another process wrote)
+            if (doc := docs.get(int(v))) is not None  # only after _CONSISTENT_TRIES races
         ]
 
     def _filtered(

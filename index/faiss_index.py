@@ -1,8 +1,8 @@
 """`VectorIndex` over FAISS: Flat (exact), HNSW{M}, IVF{nlist},Flat; inner product on unit vectors.
 
-Every index is wrapped in `IndexIDMap` so the store's int64 vector ids are FAISS's labels. Flat and
-IVF remove vectors for real; HNSW cannot, so removed ids become tombstones excluded at query time by
-an `IDSelector` (the collection rebuilds it once tombstones pile up).
+The store's int64 vector ids are FAISS's labels (through `IndexIDMap`, except IVF, which keeps
+ids natively). Flat and IVF remove vectors for real; HNSW cannot, so removed ids become tombstones
+excluded at query time by an `IDSelector` (the collection rebuilds once tombstones pile up).
 """
 
 from __future__ import annotations
@@ -27,9 +27,11 @@ class FaissIndex(VectorIndex):
             inner = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
             if factory.startswith("HNSW"):
                 inner.hnsw.efConstruction = config.ef_construction
-            index = faiss.IndexIDMap(inner)
+            # IVF stores ids itself; IndexIDMap over it would corrupt its id map on remove_ids
+            # (IDMap assumes the sub-index shifts rows down, as Flat does and IVF does not).
+            index = inner if factory.startswith("IVF") else faiss.IndexIDMap(inner)
         self._index = index
-        self._inner = faiss.downcast_index(index.index)
+        self._inner = faiss.downcast_index(index.index) if hasattr(index, "id_map") else index
         self._dead: set[int] = set()
         self._dead_sel: Any = None  # cached IDSelectorNot over the tombstones
 
@@ -71,7 +73,7 @@ class FaissIndex(VectorIndex):
         else:
             self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
 
-    def _params(self, k: int, allowed: np.ndarray | None) -> tuple[Any, list[Any]]:
+    def _params(self, k: int, allowed: np.ndarray | None, widen: int = 1) -> tuple[Any, list[Any]]:
         """Search parameters with the id selector; the list keeps SWIG objects alive meanwhile."""
         keep: list[Any] = []
         sel = None
@@ -90,7 +92,7 @@ class FaissIndex(VectorIndex):
         share = 1.0 if allowed is None else max(len(allowed), 1) / max(self._index.ntotal, 1)
         if self.is_hnsw:
             ef = max(self.config.ef_search, k)
-            ef = int(min(max(ef, ef / share), max(_MAX_EF, k)))
+            ef = int(min(max(ef, ef / share), max(_MAX_EF, k)) * widen)
             return faiss.SearchParametersHNSW(sel=sel, efSearch=ef), keep
         if self.is_ivf:
             nlist = self._inner.nlist
@@ -108,6 +110,14 @@ class FaissIndex(VectorIndex):
             return np.full((n, k), -np.inf, np.float32), np.full((n, k), -1, np.int64)
         params, _keep = self._params(k, allowed)
         scores, ids = self._index.search(queries, k, params=params)
+        if self.is_hnsw:
+            # Tombstones and selectors hide graph nodes; a search can end short of k. Widen it.
+            want = min(k, self.ntotal if allowed is None else len(allowed))
+            for widen in (4, 16):
+                if ((ids >= 0).sum(axis=1) >= want).all():
+                    break
+                params, _keep = self._params(k, allowed, widen)
+                scores, ids = self._index.search(queries, k, params=params)
         return scores, ids
 
     def to_bytes(self) -> tuple[dict[str, Any], bytes]:

@@ -79,8 +79,13 @@ class Store:
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
-        """Reads inside see one consistent state of the database (a WAL read transaction)."""
+        """Reads inside see one consistent state of the database (a WAL read transaction).
+
+        Nests: inside an open transaction it adds nothing, so callers can compose."""
         con = self._con()
+        if con.in_transaction:
+            yield
+            return
         con.execute("BEGIN")
         try:
             yield
