@@ -1,0 +1,210 @@
+"""Generation: prefill, one-token decode steps, sampling, stop conditions, streaming text deltas.
+
+Follows transformers' `generate` for the contract (new token ids; greedy at temperature 0; stop at
+the end-of-sequence id, which is included in the returned ids; `max_new_tokens`) and gpt-fast's
+`generate.py` for the loop (a preallocated cache, one token in, last-position logits out).
+
+Streaming yields one `StreamEvent` per generated token. Its `text` holds only text that is final:
+an incomplete UTF-8 character, or a tail that could still become a stop string, is held back until
+it is resolved, so the concatenated deltas always equal the final text. The last event carries
+`finish_reason` ("stop": a stop string, stop id or EOS; "length": `max_new_tokens` or the context
+is used up) and `usage`. Text from a stop string onwards is never emitted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from decoder.bpe import BPETokenizer, ChatTemplate
+from decoder.config import DecoderConfig
+from decoder.gguf import GGUFFile
+from decoder.kv_cache import KVCache
+from decoder.model import DecoderModel
+from decoder.sampling import SamplingParams, next_token
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StreamEvent:
+    text: str  # new final text; may be "" while a character or a possible stop string is pending
+    token_ids: list[int]
+    finish_reason: str | None = None  # None until the last event, then "stop" | "length"
+    usage: dict[str, int] | None = None  # on the last event: prompt/completion/total tokens
+
+
+def _split_stop(stop: str | Sequence[str | int] | None) -> tuple[list[str], set[int]]:
+    if stop is None:
+        return [], set()
+    items = [stop] if isinstance(stop, str) else list(stop)
+    strings = [s for s in items if isinstance(s, str)]
+    ids = {s for s in items if isinstance(s, int) and not isinstance(s, bool)}
+    if len(strings) + len(ids) != len(items) or any(s == "" for s in strings):
+        raise ValueError(f"stop must be non-empty strings and/or token ids, got {stop!r}")
+    return strings, ids
+
+
+def _held_back(text: str, stops: list[str]) -> int:
+    """Length of the longest tail of `text` that is a proper prefix of some stop string."""
+    best = 0
+    for s in stops:
+        for k in range(min(len(s) - 1, len(text)), best, -1):
+            if text.endswith(s[:k]):
+                best = k
+                break
+    return best
+
+
+class Generator:
+    """A loaded model and tokenizer behind `generate` / `stream` (see API.md)."""
+
+    def __init__(self, model: DecoderModel, tokenizer: BPETokenizer, chat: ChatTemplate,
+                 gguf: GGUFFile) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.chat = chat
+        self.config: DecoderConfig = model.config
+        self._gguf = gguf
+        self._caches: list[KVCache] = []
+        self._lock = threading.Lock()
+
+    @property
+    def eos_token_id(self) -> int:
+        return self.config.eos_token_id
+
+    @property
+    def context_length(self) -> int:
+        return self.config.max_position_embeddings
+
+    def apply_chat_template(self, messages: list[dict[str, str]],
+                            add_generation_prompt: bool = True) -> str:
+        return self.chat.render(messages, add_generation_prompt)
+
+    def fingerprint(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "gguf_sha256": self._gguf.sha256(),
+            "gguf_file": self._gguf.path.name,
+            "architecture": self._gguf.metadata("general.architecture"),
+            "n_layers": c.num_hidden_layers,
+            "vocab_size": c.vocab_size,
+            "context_length": c.max_position_embeddings,
+            "quantization": self._gguf.file_type(),
+            "weights": self.model.weights,
+            "dtype": "float32" if self.model.weights == "fp32" else "int8 weights, bf16 matmul",
+            "pre_tokenizer": self.tokenizer.pre,
+        }
+
+    def generate(self, prompt_ids: Sequence[int], **kwargs: Any) -> list[int]:
+        """New token ids (EOS or a stop id included when it ended generation)."""
+        return [t for event in self.stream(prompt_ids, **kwargs) for t in event.token_ids]
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def _take_cache(self, max_len: int) -> KVCache:
+        c = self.config
+        with self._lock:
+            for i, cache in enumerate(self._caches):
+                if cache.fits(c.num_hidden_layers, c.num_key_value_heads, c.head_dim, max_len,
+                              1, cache.dtype):
+                    return self._caches.pop(i)
+        return self.model.new_cache(max_len)
+
+    def _give_cache(self, cache: KVCache) -> None:
+        cache.reset()
+        with self._lock:
+            self._caches.append(cache)
+
+    def stream(self, prompt_ids: Sequence[int], max_new_tokens: int = 32,
+               temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
+               repetition_penalty: float = 1.0, stop: str | Sequence[str | int] | None = None,
+               seed: int | None = None, stop_at_eos: bool = True,
+               use_cache: bool = True) -> Iterator[StreamEvent]:
+        """Generate from `prompt_ids`, yielding one `StreamEvent` per new token."""
+        params = SamplingParams(temperature, top_p, top_k, repetition_penalty, seed)
+        stop_strings, stop_ids = _split_stop(stop)
+        if stop_at_eos:
+            stop_ids.add(self.eos_token_id)
+        prompt = [int(t) for t in prompt_ids]
+        n_prompt = len(prompt)
+        if n_prompt == 0:
+            raise ValueError("prompt_ids is empty; give at least one token")
+        if min(prompt) < 0 or max(prompt) >= self.config.vocab_size:
+            raise ValueError(f"prompt ids must be in [0, {self.config.vocab_size})")
+        if n_prompt >= self.context_length:
+            raise ValueError(f"prompt of {n_prompt} tokens leaves no room in the context of "
+                             f"{self.context_length}")
+        if max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        budget = min(max_new_tokens, self.context_length - n_prompt)
+        usage = {"prompt_tokens": n_prompt, "completion_tokens": 0, "total_tokens": n_prompt}
+        if budget == 0:
+            yield StreamEvent("", [], "length", usage)
+            return
+
+        rng = params.torch_generator()
+        seq = torch.tensor(prompt + [0] * budget, dtype=torch.long)  # (n_prompt + budget,)
+        detok = self.tokenizer.stream_decoder()
+        pending = ""  # decoded text not yet emitted
+        cache = self._take_cache(n_prompt + budget) if use_cache else None
+        try:
+            with torch.inference_mode():
+                for step in range(budget):
+                    n = n_prompt + step
+                    if cache is None:
+                        logits = self.model(seq[None, :n], last_only=True)  # (1, 1, V)
+                    elif step == 0:
+                        logits = self.model(seq[None, :n], 0, cache, last_only=True)
+                    else:
+                        logits = self.model(seq[None, n - 1 : n], n - 1, cache, last_only=True)
+                    seen = seq[:n] if params.repetition_penalty != 1.0 else None
+                    tok = next_token(logits[0, -1], params, rng, seen)
+                    seq[n] = tok
+                    usage["completion_tokens"] = step + 1
+                    usage["total_tokens"] = n + 1
+                    if tok in stop_ids:
+                        yield StreamEvent(pending + detok.flush(), [tok], "stop", usage)
+                        return
+                    pending += detok.push(tok)
+                    hit = [i for i in (pending.find(s) for s in stop_strings) if i >= 0]
+                    if hit:
+                        yield StreamEvent(pending[: min(hit)], [tok], "stop", usage)
+                        return
+                    if step == budget - 1:
+                        yield StreamEvent(pending + detok.flush(), [tok], "length", usage)
+                        return
+                    keep = _held_back(pending, stop_strings)
+                    cut = len(pending) - keep
+                    yield StreamEvent(pending[:cut], [tok])
+                    pending = pending[cut:]
+        finally:
+            if cache is not None:
+                self._give_cache(cache)
+
+
+def load(gguf_path: str, threads: int | None = None, weights: str = "fp32",
+         pre_tokenizer: str | None = None) -> Generator:
+    """Open the GGUF, build tokenizer, chat template and model (see `decoder.load_generator`)."""
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    f = GGUFFile(gguf_path)
+    if f.metadata("tokenizer.ggml.model") != "gpt2":
+        raise ValueError(f"{gguf_path}: tokenizer {f.metadata('tokenizer.ggml.model')!r} is not "
+                         "byte-level BPE ('gpt2'); only byte-level BPE is supported")
+    pre = pre_tokenizer or ("smollm" if f.metadata("tokenizer.ggml.pre") == "smollm" else "gpt2")
+    tokenizer = BPETokenizer(f.metadata("tokenizer.ggml.tokens"),
+                             f.metadata("tokenizer.ggml.merges"),
+                             f.metadata("tokenizer.ggml.token_type"), pre=pre)
+    chat = ChatTemplate(f.metadata("tokenizer.chat_template"))
+    model = DecoderModel.from_gguf(f, weights=weights)
+    logger.info("loaded %s: %d layers, %s weights, pre-tokenizer %s", f.path.name,
+                model.config.num_hidden_layers, weights, pre)
+    return Generator(model, tokenizer, chat, f)

@@ -1,0 +1,152 @@
+"""The Llama block: RMSNorm, grouped-query attention with RoPE and a causal mask, SwiGLU MLP.
+
+Follows transformers' `modeling_llama.py` (`LlamaRMSNorm`, `LlamaAttention`, `LlamaMLP`,
+`LlamaDecoderLayer`) and nanoGPT's `model.py` for the shape of the code. Two departures, both for
+speed and both exact rearrangements: Q, K and V are one fused matmul (`qkv`), gate and up are one
+(`gate_up`); and a one-token decode step groups the query heads by their key/value head, so
+grouped-query attention needs no copy of the keys (`(B, KV, n_rep, D)` queries against
+`(B, KV, S, D)` keys).
+
+Linear layers hold either an fp32 weight (`Linear`) or weight-only int8 (`Int8Linear`,
+`torch._weight_int8pack_mm`: per-output-row scales, bf16 activations).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from decoder.config import DecoderConfig
+from decoder.kv_cache import KVCache
+from decoder.rope import RotaryEmbedding, apply_rope
+
+
+class Linear(nn.Module):
+    """y = x @ W.T with W (out, in), fp32; no bias (Llama has none)."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight, persistent=False)
+
+    @property
+    def out_features(self) -> int:
+        return self.weight.shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight)
+
+
+class Int8Linear(nn.Module):
+    """Weight-only int8: W ~= q * scale per output row, symmetric; matmul in bf16.
+
+    Follows gpt-fast's `WeightOnlyInt8Linear` (`quantize.py`)."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0  # (out,)
+        q = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)  # (out, in)
+        self.register_buffer("weight", q, persistent=False)
+        self.register_buffer("scale", scale.to(torch.bfloat16), persistent=False)
+
+    @property
+    def out_features(self) -> int:
+        return self.weight.shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)  # (N, in)
+        y = torch._weight_int8pack_mm(x2, self.weight, self.scale)  # (N, out)
+        return y.view(*lead, self.out_features).to(x.dtype)  # (..., out)
+
+
+class RMSNorm(nn.Module):
+    """x / sqrt(mean(x^2) + eps) * weight (`LlamaRMSNorm`; computed by `F.rms_norm`)."""
+
+    def __init__(self, weight: torch.Tensor, eps: float) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight, persistent=False)
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
+
+class Attention(nn.Module):
+    """Causal grouped-query self-attention; writes its keys and values to the cache if given."""
+
+    def __init__(self, config: DecoderConfig, qkv: nn.Module, o_proj: nn.Module, layer: int):
+        super().__init__()
+        self.n_head = config.num_attention_heads
+        self.n_kv = config.num_key_value_heads
+        self.head_dim = config.head_dim
+        self.layer = layer
+        self.qkv = qkv  # (H + 2 KV) * D outputs: q rows, then k rows, then v rows
+        self.o_proj = o_proj
+
+    def forward(self, x: torch.Tensor, rope: RotaryEmbedding, start: int,
+                cache: KVCache | None, rot: torch.Tensor | None = None) -> torch.Tensor:
+        B, T, C = x.shape
+        H, KV, D = self.n_head, self.n_kv, self.head_dim
+        qkv = self.qkv(x).view(B, T, H + 2 * KV, D)  # (B, T, H + 2KV, D)
+        if T == 1 and cache is not None and rot is not None:
+            return self._decode_step(qkv, start, cache, rot)
+        qkv = qkv.transpose(1, 2)  # (B, H + 2KV, T, D)
+        cos, sin = rope.tables(start, T)  # (T, D) each
+        qk = apply_rope(qkv[:, : H + KV], cos, sin)  # (B, H + KV, T, D)
+        q, k, v = qk[:, :H], qk[:, H:], qkv[:, H + KV :]
+        if cache is not None:
+            cache.write(self.layer, start, k, v)
+            k, v = cache.view(self.layer, start + T)  # (B, KV, start + T, D)
+        elif start:
+            raise ValueError("a forward pass that starts past position 0 needs a KV cache")
+        if start == 0:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        else:  # queries at start .. start+T-1 may see keys at 0 .. their own position
+            key_pos = torch.arange(start + T)
+            mask = key_pos[None, :] <= (start + torch.arange(T))[:, None]  # (T, start + T)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, H * D)
+        return self.o_proj(y)
+
+    def _decode_step(self, qkv: torch.Tensor, start: int, cache: KVCache,
+                     rot: torch.Tensor) -> torch.Tensor:
+        """One new token: qkv (B, 1, H + 2KV, D); `rot` is RoPE at `start` as a (D, D) matrix."""
+        B = qkv.shape[0]
+        H, KV, D = self.n_head, self.n_kv, self.head_dim
+        qk = qkv[:, 0, : H + KV] @ rot  # (B, H + KV, D), rotated
+        q = qk[:, :H].view(B, KV, H // KV, D)  # (B, KV, n_rep, D): query heads by their kv head
+        cache.write(self.layer, start, qk[:, H:, None], qkv[:, 0, H + KV :, None])
+        k, v = cache.view(self.layer, start + 1)  # (B, KV, start + 1, D)
+        y = F.scaled_dot_product_attention(q, k, v)  # (B, KV, n_rep, D); no mask: all is past
+        return self.o_proj(y.reshape(B, 1, H * D))  # (B, 1, C)
+
+
+class MLP(nn.Module):
+    """SwiGLU: down(silu(gate(x)) * up(x)), gate and up fused into one matmul."""
+
+    def __init__(self, gate_up: nn.Module, down: nn.Module, intermediate_size: int):
+        super().__init__()
+        self.gate_up = gate_up  # 2 * I outputs: gate rows, then up rows
+        self.down = down
+        self.intermediate_size = intermediate_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).split(self.intermediate_size, dim=-1)  # (B, T, I) each
+        return self.down(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, input_norm: RMSNorm, attn: Attention, post_norm: RMSNorm, mlp: MLP):
+        super().__init__()
+        self.input_layernorm = input_norm
+        self.self_attn = attn
+        self.post_attention_layernorm = post_norm
+        self.mlp = mlp
+
+    def forward(self, x: torch.Tensor, rope: RotaryEmbedding, start: int,
+                cache: KVCache | None, rot: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), rope, start, cache, rot)
+        return x + self.mlp(self.post_attention_layernorm(x))

@@ -1,0 +1,113 @@
+"""The Llama decoder: embeddings, blocks, final norm, tied output head.
+
+Follows transformers' `LlamaModel` / `LlamaForCausalLM` for the math and nanoGPT's `GPT` for the
+shape (`forward(idx) -> logits`). A forward pass takes the ids of positions start .. start+T-1;
+with a `KVCache` it reads earlier positions from the cache and writes its own, so generation is
+one prefill of the prompt and then one-token decode steps. `last_only=True` computes the output
+head for the last position only (all that sampling needs; the head is the largest matmul).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from decoder.config import DecoderConfig
+from decoder.gguf import GGUFFile, llama_state_dict
+from decoder.kv_cache import KVCache
+from decoder.layers import MLP, Attention, Block, Int8Linear, Linear, RMSNorm
+from decoder.rope import RotaryEmbedding
+
+logger = logging.getLogger(__name__)
+
+WEIGHT_FORMATS = ("fp32", "int8")
+
+
+class DecoderModel(nn.Module):
+    def __init__(self, config: DecoderConfig, state: Mapping[str, torch.Tensor],
+                 weights: str = "fp32") -> None:
+        """`state`: fp32 tensors under Hugging Face names (Q/K rows in HF order).
+
+        `weights`: "fp32", or "int8" for weight-only int8 linear layers and output head."""
+        super().__init__()
+        if weights not in WEIGHT_FORMATS:
+            raise ValueError(f"weights must be one of {WEIGHT_FORMATS}, got {weights!r}")
+        self.config = config
+        self.weights = weights
+        linear = Int8Linear if weights == "int8" else Linear
+        c = config
+
+        def get(name: str, shape: tuple[int, ...]) -> torch.Tensor:
+            t = state[name]
+            if tuple(t.shape) != shape:
+                raise ValueError(f"{name}: expected shape {shape}, got {tuple(t.shape)}")
+            return t.float().contiguous()
+
+        C, D, F_ = c.hidden_size, c.head_dim, c.intermediate_size  # F_: FFN width
+        self.embed_tokens = get("model.embed_tokens.weight", (c.vocab_size, C))
+        blocks = []
+        for i in range(c.num_hidden_layers):
+            p = f"model.layers.{i}."
+            qkv = torch.cat([  # (H D + 2 KV D, C)
+                get(p + "self_attn.q_proj.weight", (c.num_attention_heads * D, C)),
+                get(p + "self_attn.k_proj.weight", (c.num_key_value_heads * D, C)),
+                get(p + "self_attn.v_proj.weight", (c.num_key_value_heads * D, C)),
+            ])
+            gate_up = torch.cat([  # (2 F_, C)
+                get(p + "mlp.gate_proj.weight", (F_, C)), get(p + "mlp.up_proj.weight", (F_, C)),
+            ])
+            o_proj = get(p + "self_attn.o_proj.weight", (C, c.num_attention_heads * D))
+            attn = Attention(c, linear(qkv), linear(o_proj), layer=i)
+            mlp = MLP(linear(gate_up), linear(get(p + "mlp.down_proj.weight", (C, F_))), F_)
+            blocks.append(Block(RMSNorm(get(p + "input_layernorm.weight", (C,)), c.rms_norm_eps),
+                                attn,
+                                RMSNorm(get(p + "post_attention_layernorm.weight", (C,)),
+                                        c.rms_norm_eps),
+                                mlp))
+        self.layers = nn.ModuleList(blocks)
+        self.norm = RMSNorm(get("model.norm.weight", (C,)), c.rms_norm_eps)
+        head = self.embed_tokens if c.tie_word_embeddings \
+            else get("lm_head.weight", (c.vocab_size, C))
+        self.lm_head = linear(head)
+        self.rope = RotaryEmbedding(D, c.rope_theta, c.max_position_embeddings)
+
+    @classmethod
+    def from_gguf(cls, f: GGUFFile, config: DecoderConfig | None = None,
+                  weights: str = "fp32") -> DecoderModel:
+        config = config or DecoderConfig.from_gguf(f)
+        arrays = llama_state_dict(f, config.num_hidden_layers, config.num_attention_heads,
+                                  config.num_key_value_heads)
+        state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+        return cls(config, state, weights=weights)
+
+    def new_cache(self, max_len: int, batch_size: int = 1) -> KVCache:
+        c = self.config
+        if max_len > c.max_position_embeddings:
+            raise ValueError(f"max_len {max_len} exceeds the context length "
+                             f"{c.max_position_embeddings}")
+        return KVCache(c.num_hidden_layers, c.num_key_value_heads, c.head_dim, max_len,
+                       batch_size)
+
+    def forward(self, ids: torch.Tensor, start: int = 0, cache: KVCache | None = None,
+                last_only: bool = False) -> torch.Tensor:
+        """ids (B, T) at positions start .. start+T-1 -> logits (B, T, V), or (B, 1, V)."""
+        B, T = ids.shape
+        if start + T > self.config.max_position_embeddings:
+            raise ValueError(f"positions up to {start + T} exceed the context length "
+                             f"{self.config.max_position_embeddings}")
+        if cache is not None and start != cache.length:
+            raise ValueError(f"cache holds {cache.length} positions but start is {start}")
+        x = F.embedding(ids, self.embed_tokens)  # (B, T, C)
+        rot = self.rope.rotation(start) if T == 1 and cache is not None else None
+        for block in self.layers:
+            x = block(x, self.rope, start, cache, rot)
+        if cache is not None:
+            cache.length = start + T
+        if last_only:
+            x = x[:, -1:]  # (B, 1, C)
+        return self.lm_head(self.norm(x))
