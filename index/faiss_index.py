@@ -23,6 +23,8 @@ class FaissIndex(VectorIndex):
         self.dim = dim
         self.factory = factory
         self.config = config
+        if config.threads:
+            faiss.omp_set_num_threads(config.threads)
         if index is None:
             inner = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
             if factory.startswith("HNSW"):
