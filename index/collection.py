@@ -123,7 +123,7 @@ class Collection:
                     return
             else:
                 log.warning("snapshot in %s does not match the store; rebuilding", self.directory)
-        else:
+        elif last:
             log.info("no usable snapshot in %s; rebuilding the index from SQLite", self.directory)
         self._rebuild()
 
@@ -278,6 +278,8 @@ class Collection:
     def close(self) -> None:
         if not self.read_only and self._index is not None and self._seq != self._snap_seq:
             self.save()
+        if not self.read_only:
+            self.store.checkpoint()
         self.store.close()
 
     def __enter__(self) -> Collection:

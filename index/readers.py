@@ -75,24 +75,33 @@ def input_files(paths: Iterable[str | Path]) -> list[Path]:
 def read_inputs(
     paths: Iterable[str | Path], options: ReaderOptions, progress: Progress | None = None
 ) -> Iterator[Record | BadRow]:
-    """Records (and bad rows) from every input, in input order."""
-    progress = progress or Progress()
+    """Records (and bad rows) from every input, in input order.
+
+    Inputs are listed (and `progress.total_bytes` set) now, before the first row is read."""
+    progress = progress if progress is not None else Progress()
     roots = [Path(p) for p in paths]
     files = input_files(roots)
+    for path in files:
+        if path.suffix.lower() not in (*JSONL_SUFFIXES, *CSV_SUFFIXES, *TEXT_SUFFIXES):
+            raise ValueError(
+                f"{path}: unsupported input type {path.suffix!r}; use .jsonl/.ndjson, .csv/.tsv, "
+                "or a folder of .txt/.md files"
+            )
     progress.total_bytes = sum(f.stat().st_size for f in files)
+    return _read_files(files, roots, options, progress)
+
+
+def _read_files(
+    files: list[Path], roots: list[Path], options: ReaderOptions, progress: Progress
+) -> Iterator[Record | BadRow]:
     for path in files:
         suffix = path.suffix.lower()
         if suffix in JSONL_SUFFIXES:
             yield from _read_jsonl(path, options, progress)
         elif suffix in CSV_SUFFIXES:
             yield from _read_csv(path, options, progress)
-        elif suffix in TEXT_SUFFIXES:
-            yield from _read_text_file(path, roots, progress)
         else:
-            raise ValueError(
-                f"{path}: unsupported input type {suffix!r}; use .jsonl/.ndjson, .csv/.tsv, "
-                "or a folder of .txt/.md files"
-            )
+            yield from _read_text_file(path, roots, progress)
 
 
 def _lines(path: Path, progress: Progress) -> Iterator[str]:
@@ -122,6 +131,10 @@ def _make_record(
     if not isinstance(text, str) or not text.strip():
         what = "missing" if text is None else "empty" if isinstance(text, str) else "not a string"
         return BadRow(str(source), line, f"text field {options.text_field!r} is {what}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a JSON "\ud800" escape: not text
+        return BadRow(str(source), line, "text is not valid Unicode (lone surrogate)")
     raw_id = row.get(options.id_field)
     if raw_id is None or raw_id == "":
         doc_id = f"{source.name}:{line}"

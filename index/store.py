@@ -70,6 +70,10 @@ class Store:
                 self._all.append(con)
         return con
 
+    def checkpoint(self) -> None:
+        """Fold the WAL into the database file and truncate it (skipped while readers hold it)."""
+        self._con().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def close(self) -> None:
         with self._lock:
             for con in self._all:
