@@ -17,8 +17,10 @@ class IndexConfig:
 
     index_type: str = "auto"
     flat_max: int = 50_000  # "auto" stays exact below this many vectors, HNSW32 from here on
-    ef_construction: int = 200
-    ef_search: int = 128
+    # On 20k real MiniLM vectors: recall@10 0.973 at efConstruction 80 / efSearch 64, 0.25 ms a
+    # query; efConstruction 200 adds 0.005 recall for 2.4x the build time.
+    ef_construction: int = 80
+    ef_search: int = 64
     nprobe: int = 0  # 0 = nlist // 8 (at least 8)
     ivf_min_train_per_list: int = 39  # FAISS warns below 39 training points per centroid
     compact_ratio: float = 0.2  # HNSW: rebuild once tombstones exceed this share of the index

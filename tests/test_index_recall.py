@@ -96,7 +96,8 @@ def test_ann_recall_against_exact_on_real_embeddings(
 ) -> None:
     texts, vectors = corpus
     assert len(texts) >= 20_000 and vectors.shape == (len(texts), 384)
-    config = IndexConfig(index_type=index_type)
+    # exact_filter_max=256: the 2,000-doc filtered subset goes through the FAISS selector path.
+    config = IndexConfig(index_type=index_type, exact_filter_max=256)
     with build(tmp_path / "c", config, texts, vectors) as col:
         assert col.info()["factory"] == index_type
         truth = exact_top(vectors, queries, 10)
