@@ -38,6 +38,7 @@ from index.persistence import (
     write_manifest,
     write_snapshot,
 )
+from index.search import search_index, unit_rows
 from index.store import Store
 
 log = logging.getLogger(__name__)
@@ -205,7 +206,7 @@ class Collection:
     def upsert(self, docs: Sequence[Doc | dict[str, Any]], vectors: np.ndarray) -> list[str]:
         """Insert or replace documents with their vectors (n, dim); returns the ids in order."""
         items = [Doc.coerce(d) for d in docs]
-        vectors = _as_matrix(vectors)
+        vectors = unit_rows(vectors)
         if len(items) != len(vectors):
             raise InvalidArgument(f"{len(items)} documents but {len(vectors)} vectors")
         ids = [d.id for d in items]
@@ -329,10 +330,11 @@ class Collection:
         if not isinstance(k, int) or k < 1:
             raise InvalidArgument(f"k must be a positive integer, got {k!r}")
         where, params = filters.to_sql(filter)  # validate before anything else
-        query = _as_matrix(vector)
+        query = unit_rows(vector)
         if len(query) != 1:
             raise InvalidArgument(f"search takes one vector, got {len(query)}")
-        self.refresh()
+        if self._index is None:
+            self.refresh()  # another process may have written the first vectors meanwhile
         for attempt in range(_CONSISTENT_TRIES):
             # One read transaction pins the store at `last`; search only an index at that same
             # sequence, so hits, texts and metadata all come from one state even while other
@@ -346,58 +348,19 @@ class Collection:
                 with self._rw.read():
                     if self._seq != last and attempt < _CONSISTENT_TRIES - 1:
                         continue  # another thread moved the index past our view: look again
-                    return self._search_locked(query, k, filter, where, params, score_threshold)
+                    if self._index is None:
+                        return []
+                    return search_index(
+                        self._index,
+                        self.store,
+                        self.config,
+                        query,
+                        k,
+                        where if filter else None,
+                        params,
+                        score_threshold,
+                    )
         raise AssertionError("unreachable")
-
-    def _search_locked(
-        self,
-        query: np.ndarray,
-        k: int,
-        flt: dict[str, Any] | None,
-        where: str,
-        params: list[Any],
-        score_threshold: float | None,
-    ) -> list[Hit]:
-        if self._index is None:
-            return []
-        if query.shape[1] != self._index.dim:
-            raise DimensionMismatch(
-                f"query has dimension {query.shape[1]}, the collection has {self._index.dim}"
-            )
-        if flt:
-            scores, vids = self._filtered(query, k, where, params)
-        else:
-            scores, vids = self._index.search(query, k)
-            scores, vids = scores[0], vids[0]
-        keep = vids >= 0
-        if score_threshold is not None:
-            keep &= scores >= score_threshold
-        scores, vids = scores[keep], vids[keep]
-        docs = self.store.docs_by_vids(vids.tolist())
-        return [
-            Hit(doc.id, float(s), doc.text, doc.metadata)
-            for s, v in zip(scores, vids, strict=True)
-            if (doc := docs.get(int(v))) is not None  # only after _CONSISTENT_TRIES races
-        ]
-
-    def _filtered(
-        self, query: np.ndarray, k: int, where: str, params: list[Any]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Pre-filtered search: exact over the matching subset when small, else a FAISS selector."""
-        assert self._index is not None
-        allowed = self.store.filter_vids(where, params)
-        if not len(allowed):
-            return np.empty(0, np.float32), np.empty(0, np.int64)
-        exact_max = max(k, self.config.exact_filter_max)
-        if self._index.factory == "Flat" or len(allowed) > exact_max:
-            scores, vids = self._index.search(query, k, allowed=allowed)
-            if self._index.factory == "Flat" or (vids[0] >= 0).sum() >= min(k, len(allowed)):
-                return scores[0], vids[0]
-            log.debug("selector search came back short; searching %d docs exactly", len(allowed))
-        found, vectors = self.store.vectors_by_vids(allowed.tolist(), self._index.dim)
-        sims = vectors @ query[0]  # (m,)
-        top = np.argsort(-sims, kind="stable")[:k]
-        return sims[top].astype(np.float32), found[top]
 
     def info(self) -> dict[str, Any]:
         return {
@@ -431,18 +394,3 @@ def _check(
             "are not comparable. Use the original encoder, or re-embed with "
             "`semsearch index build --reindex`."
         )
-
-
-def _as_matrix(vectors: np.ndarray | Sequence[float]) -> np.ndarray:
-    """float32 (n, dim), rows L2-normalized so inner product is cosine similarity."""
-    x = np.asarray(vectors, dtype=np.float32)
-    if x.ndim == 1:
-        x = x[None, :]  # (1, dim)
-    if x.ndim != 2 or x.shape[1] == 0:
-        raise InvalidArgument(f"vectors must be (n, dim), got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise InvalidArgument("vectors contain NaN or infinity")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)  # (n, 1)
-    if (norms == 0).any():
-        raise InvalidArgument("a zero vector has no direction; cosine similarity is undefined")
-    return np.ascontiguousarray(x / norms)
