@@ -2,6 +2,7 @@
 
 Texts come from `service.corpus.real_texts`; vectors from the reference sentence-transformers
 model, cached under `.cache/embeddings/` by a hash of model + texts so reruns skip the embedding.
+Run with `make test-slow` (or `pytest -m slow tests/test_index_recall.py`).
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import pytest
 
 from index import Collection, Doc, IndexConfig
 
+# Slow only when cold: embedding 20,200 texts took ~20 min on 2 loaded cores; cached, ~30 s.
+pytestmark = pytest.mark.slow
+
 N_DOCS = 20_000
 N_QUERIES = 200
-CHUNK = (
-    10_000  # cache granularity: bench/bench_index.py reuses the same chunks for its first 20k texts
-)
+# Cache granularity; bench/bench_index.py reads the same chunks for its first 20k documents.
+CHUNK = 10_000
 CACHE_DIR = Path(__file__).resolve().parents[1] / ".cache" / "embeddings"
 
 
