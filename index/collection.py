@@ -89,9 +89,9 @@ class Collection:
             _check(manifest, directory, dim, encoder_fingerprint)
         else:
             with writer_lock(directory):
-                manifest = read_manifest(directory) or Manifest(
-                    index=(config or IndexConfig()).to_dict()
-                )
+                on_disk = read_manifest(directory)
+                manifest = on_disk or Manifest(index=(config or IndexConfig()).to_dict())
+                before = manifest.to_json() if on_disk else b""
                 _check(manifest, directory, dim, encoder_fingerprint)
                 manifest.dim = manifest.dim or dim
                 manifest.encoder_fingerprint = manifest.encoder_fingerprint or encoder_fingerprint
@@ -99,8 +99,13 @@ class Collection:
                     manifest.index = config.to_dict()
                 if index_type is not None:
                     manifest.index = {**manifest.index, "index_type": normalize_type(index_type)}
-                write_manifest(directory, manifest)
-        col = cls(directory, manifest, IndexConfig.from_dict(manifest.index), read_only)
+                if manifest.to_json() != before:
+                    write_manifest(directory, manifest)
+        # A read-only handle may still tune its own searches (ef_search, nprobe) through `config`.
+        settings = config if read_only and config is not None else manifest.index
+        if isinstance(settings, dict):
+            settings = IndexConfig.from_dict(settings)
+        col = cls(directory, manifest, settings, read_only)
         with col._rw.write():
             col._load()
         return col
