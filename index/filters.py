@@ -79,10 +79,8 @@ def _typed_equals(path: str, value: Scalar) -> tuple[str, list[Any]]:
     if isinstance(value, bool):
         return f"json_type(metadata, '{path}') = '{'true' if value else 'false'}'", []
     if isinstance(value, str):
-        return (
-            f"(json_type(metadata, '{path}') = 'text' AND json_extract(metadata, '{path}') = ?)",
-            [value],
-        )
+        # SQLite never equates TEXT with a number (json_extract gives true as 1): no type test.
+        return f"json_extract(metadata, '{path}') = ?", [value]
     return (
         f"(json_type(metadata, '{path}') IN ('integer', 'real') "
         f"AND json_extract(metadata, '{path}') = ?)",
