@@ -73,7 +73,10 @@ def real_vectors(n: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
 def bench_type(
     index_type: str, vectors: np.ndarray, texts: list[str], queries: np.ndarray, reps: int
 ) -> dict[str, Any]:
-    truth = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]  # exact top-10, (Q, 10)
+    sims = queries @ vectors.T  # (Q, N)
+    # Tie-aware truth: the real corpus has ~3 % duplicate vectors; any doc scoring at least the
+    # exact 10th best is a correct answer.
+    kth = np.sort(sims, axis=1)[:, -10] - 1e-5  # (Q,)
     tmp = Path(tempfile.mkdtemp(prefix="bench-index-"))
     try:
         config = IndexConfig(index_type=index_type)
@@ -101,7 +104,9 @@ def bench_type(
                 col.search(q, k=10, filter={"bucket": 3})
                 filtered.append(time.perf_counter() - s)
             info = col.info()
-        recall = float(np.mean([len(f & set(t)) / 10 for f, t in zip(found, truth, strict=True)]))
+        recall = float(
+            np.mean([sum(sims[q, i] >= kth[q] for i in f) / 10 for q, f in enumerate(found)])
+        )
         lat = np.array(latencies) * 1000
         return {
             "index": factory,

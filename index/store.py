@@ -186,9 +186,12 @@ class Store:
             )
 
     def sample_vectors(self, n: int, dim: int) -> np.ndarray:
+        """About `n` vectors spread evenly over the collection (deterministic: IVF training
+        gives the same centroids for the same data)."""
+        step = max(1, self.count() // max(n, 1))
         rows = (
             self._con()
-            .execute("SELECT vector FROM vectors ORDER BY random() LIMIT ?", (n,))
+            .execute("SELECT vector FROM vectors WHERE vid % ? = 0 LIMIT ?", (step, n))
             .fetchall()
         )
         return _vectors((r[0] for r in rows), dim)

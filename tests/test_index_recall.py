@@ -71,15 +71,16 @@ def queries() -> np.ndarray:
     return cached_embeddings(real_texts(N_DOCS + N_QUERIES)[N_DOCS:])
 
 
-def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int, subset: np.ndarray | None = None):
+def recall_at_k(
+    found: list[list[int]], vectors: np.ndarray, queries: np.ndarray, k: int = 10, subset=None
+) -> float:
+    """Share of the exact top-k found, tie-aware: the corpus has ~3 % duplicate vectors (texts
+    equal in their first 256 tokens), so any doc scoring at least the k-th best counts."""
     ids = np.arange(len(vectors)) if subset is None else subset
-    sims = queries @ vectors[ids].T  # (n_queries, n_docs)
-    return ids[np.argsort(-sims, axis=1, kind="stable")[:, :k]]
-
-
-def recall_at_k(found: list[list[int]], truth: np.ndarray) -> float:
-    k = truth.shape[1]
-    return float(np.mean([len(set(f) & set(t)) / k for f, t in zip(found, truth, strict=True)]))
+    sims = queries @ vectors.T  # (n_queries, n_docs)
+    kth = np.sort(sims[:, ids], axis=1)[:, -k]  # (n_queries,)
+    hits = [sum(sims[q, f] >= kth[q] - 1e-5 for f in fs) for q, fs in enumerate(found)]
+    return float(np.mean(hits)) / k
 
 
 def build(path: Path, config: IndexConfig, texts, vectors: np.ndarray) -> Collection:
@@ -103,16 +104,15 @@ def test_ann_recall_against_exact_on_real_embeddings(
     config = IndexConfig(index_type=index_type, exact_filter_max=256)
     with build(tmp_path / "c", config, texts, vectors) as col:
         assert col.info()["factory"] == index_type
-        truth = exact_top(vectors, queries, 10)
         found = [[int(h.id) for h in col.search(q, k=10)] for q in queries]
-        recall = recall_at_k(found, truth)
+        recall = recall_at_k(found, vectors, queries)
         # Filtered (10 % of the docs match): still k hits, still close to exact.
         subset = np.arange(3, len(texts), 10)
-        truth_f = exact_top(vectors, queries[:50], 10, subset)
         found_f = [
             [int(h.id) for h in col.search(q, k=10, filter={"bucket": 3})] for q in queries[:50]
         ]
-        recall_f = recall_at_k(found_f, truth_f)
+        assert all(int(i) % 10 == 3 for f in found_f for i in f)
+        recall_f = recall_at_k(found_f, vectors, queries[:50], subset=subset)
     print(f"{index_type}: recall@10 {recall:.3f}, filtered {recall_f:.3f}")
     assert recall >= floor
     assert all(len(f) == 10 for f in found_f) and recall_f >= floor
@@ -122,6 +122,5 @@ def test_flat_collection_is_exact(tmp_path: Path, corpus, queries: np.ndarray) -
     texts, vectors = corpus
     n = 5_000  # Flat is exact at any size; a slice keeps this fast
     with build(tmp_path / "c", IndexConfig(index_type="Flat"), texts[:n], vectors[:n]) as col:
-        truth = exact_top(vectors[:n], queries[:50], 10)
         found = [[int(h.id) for h in col.search(q, k=10)] for q in queries[:50]]
-    assert recall_at_k(found, truth) == 1.0
+    assert recall_at_k(found, vectors[:n], queries[:50]) == 1.0
