@@ -35,6 +35,7 @@ from index.persistence import (
     bytes_on_disk,
     read_manifest,
     read_snapshot,
+    remove_stale_temps,
     write_manifest,
     write_snapshot,
 )
@@ -89,6 +90,7 @@ class Collection:
             _check(manifest, directory, dim, encoder_fingerprint)
         else:
             with writer_lock(directory):
+                remove_stale_temps(directory)
                 on_disk = read_manifest(directory)
                 manifest = on_disk or Manifest(index=(config or IndexConfig()).to_dict())
                 before = manifest.to_json() if on_disk else b""

@@ -122,6 +122,12 @@ def read_snapshot(path: Path) -> tuple[dict[str, Any], bytes] | None:
     return header, payload
 
 
+def remove_stale_temps(directory: Path) -> None:
+    """Temp files left by a writer killed mid-write (call with the writer lock held)."""
+    for path in directory.glob(".*.tmp"):
+        path.unlink(missing_ok=True)
+
+
 def bytes_on_disk(directory: Path) -> int:
     return sum(p.stat().st_size for p in directory.iterdir() if p.is_file())
 

@@ -157,10 +157,12 @@ def test_damaged_snapshot_is_rebuilt(
         snap.write_bytes(raw.replace(b'"format_version": 1', b'"format_version": 9', 1))
     else:
         snap.unlink()
+    (path / f".{SNAPSHOT}.12345.tmp").write_bytes(raw[:100])  # a writer killed mid-save
     with Collection.open(path) as col:
         assert col.count() == N
         assert col.search(vectors[42], k=1)[0].id == "d42"
     assert snap.read_bytes() != raw[: len(raw) // 2]  # a fresh snapshot was written
+    assert not list(path.glob(".*.tmp"))
 
 
 def test_wrong_dimension_and_encoder_are_refused(tmp_path: Path) -> None:
