@@ -83,6 +83,8 @@ class ProgressBar(Protocol):
 
     def set_postfix(self, *args: Any, **kwargs: Any) -> Any: ...
 
+    def close(self) -> Any: ...
+
 
 def build_index(
     inputs: Sequence[str | Path],
@@ -128,6 +130,8 @@ def build_index(
                 rate = report.added / max(time.perf_counter() - started, 1e-9)
                 pbar.set_postfix(docs=report.documents, added=report.added, docs_s=f"{rate:.1f}")
         report.count = col.count()
+    if pbar is not None:
+        pbar.close()
     report.seconds = time.perf_counter() - started
     return report
 
