@@ -16,12 +16,75 @@ from torch import Tensor, nn
 
 from encoder.config import BertConfig
 
+# Attention groups: sequences (sorted by length) share one padded SDPA call while the padded
+# attention work G * T^2 stays within PAD_SLACK of the real work sum(L^2); sequences of at most
+# SMALL_SEQ tokens always share a call (their attention is cheap; a call each would cost more).
+PAD_SLACK = 1.25
+SMALL_SEQ = 32
+
+
+@dataclass(frozen=True)
+class AttentionGroup:
+    """Sequences of similar length attended in one call: packed rows [start, stop), padded to
+    (G, T) with an additive mask; `slots is None` means no padding (all G sequences are T long)."""
+
+    start: int
+    stop: int
+    batch_size: int  # G
+    seq_len: int  # T
+    slots: Tensor | None  # (stop - start,) int64, position of each packed token in the G*T layout
+    attn_mask: Tensor | None  # (G, 1, 1, T) float: 0 for real keys, dtype-min for padding
+
+    @classmethod
+    def build(cls, start: int, lengths: list[int], dtype: torch.dtype) -> AttentionGroup:
+        G, T = len(lengths), max(lengths)
+        stop = start + sum(lengths)
+        if min(lengths) == T:
+            return cls(start, stop, G, T, None, None)
+        real = torch.arange(T)[None, :] < torch.tensor(lengths)[:, None]  # (G, T)
+        slots = real.flatten().nonzero().squeeze(1)  # (n,)
+        attn_mask = torch.zeros(G, 1, 1, T, dtype=dtype)
+        attn_mask.masked_fill_(~real[:, None, None, :], torch.finfo(dtype).min)  # (G, 1, 1, T)
+        return cls(start, stop, G, T, slots, attn_mask)
+
+    def pad(self, x: Tensor) -> Tensor:
+        """This group's packed rows (n, D) -> (G, T, D), zeros at padding."""
+        G, T, D = self.batch_size, self.seq_len, x.shape[-1]
+        if self.slots is None:
+            return x.view(G, T, D)  # (G, T, D)
+        out = x.new_zeros(G * T, D)
+        out.index_copy_(0, self.slots, x)
+        return out.view(G, T, D)  # (G, T, D)
+
+    def unpad(self, y: Tensor) -> Tensor:
+        """(G, T, D) -> this group's packed rows (n, D)."""
+        flat = y.reshape(self.batch_size * self.seq_len, y.shape[-1])  # (G*T, D)
+        return flat if self.slots is None else flat.index_select(0, self.slots)
+
+
+def group_by_length(lengths: list[int]) -> list[list[int]]:
+    """Split lengths sorted longest first into runs that pad little (see PAD_SLACK, SMALL_SEQ)."""
+    groups: list[list[int]] = []
+    work = 0
+    for length in lengths:
+        if groups:
+            group = groups[-1]
+            T = group[0]
+            if T <= SMALL_SEQ or (len(group) + 1) * T * T <= PAD_SLACK * (work + length**2):
+                group.append(length)
+                work += length**2
+                continue
+        groups.append([length])
+        work = length**2
+    return groups
+
 
 @dataclass(frozen=True)
 class Packing:
-    """Where the N real tokens of a padded (B, T) batch sit, and the attention mask for that batch.
+    """Where the N real tokens of a padded (B, T) batch go in the packed (N, C) layout.
 
-    `index is None` means the batch has no padding at all (every row full): pad/pack are views then.
+    Sequences are packed longest first, one after another, so each attention group is a contiguous
+    slice of rows. `index is None` means the batch has no padding at all: packing is a view then.
     """
 
     batch_size: int  # B
@@ -29,8 +92,8 @@ class Packing:
     lengths: Tensor  # (B,) int64, real tokens per row
     seq_ids: Tensor  # (N,) int64, the row each packed token belongs to
     position_ids: Tensor  # (N,) int64, the column of each packed token
-    index: Tensor | None  # (N,) int64, flat positions into B*T of the real tokens
-    attn_mask: Tensor | None  # (B, 1, 1, T) float, additive: 0 for real keys, dtype-min for padding
+    index: Tensor | None  # (N,) int64, flat positions into B*T of the packed tokens
+    groups: tuple[AttentionGroup, ...]
 
     @classmethod
     def from_mask(cls, attention_mask: Tensor, dtype: torch.dtype = torch.float32) -> Packing:
@@ -41,11 +104,16 @@ class Packing:
         if bool(mask.all()):
             positions = torch.arange(T).repeat(B)  # (B*T,)
             seq_ids = torch.arange(B).repeat_interleave(T)  # (B*T,)
-            return cls(B, T, lengths, seq_ids, positions, None, None)
-        index = mask.flatten().nonzero().squeeze(1)  # (N,)
-        attn_mask = torch.zeros(B, 1, 1, T, dtype=dtype)
-        attn_mask.masked_fill_(~mask[:, None, None, :], torch.finfo(dtype).min)  # (B, 1, 1, T)
-        return cls(B, T, lengths, index // T, index % T, index, attn_mask)
+            group = AttentionGroup(0, B * T, B, T, None, None)
+            return cls(B, T, lengths, seq_ids, positions, None, (group,))
+        order = torch.argsort(lengths, descending=True, stable=True)  # (B,)
+        sorted_pos = mask[order].flatten().nonzero().squeeze(1)  # (N,) into the sorted (B, T)
+        index = order[sorted_pos // T] * T + sorted_pos % T  # (N,) into the original (B, T)
+        groups, start = [], 0
+        for run in group_by_length(lengths[order].tolist()):
+            groups.append(AttentionGroup.build(start, run, dtype))
+            start = groups[-1].stop
+        return cls(B, T, lengths, index // T, index % T, index, tuple(groups))
 
     @property
     def num_tokens(self) -> int:
@@ -85,7 +153,8 @@ class BertEmbeddings(nn.Module):
 
 
 class BertSelfAttention(nn.Module):
-    """Multi-head self-attention over the padded layout, with the additive padding mask (SDPA)."""
+    """Multi-head self-attention, one SDPA call per group of similar-length sequences, padded within
+    the group and masked with the additive padding mask."""
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
@@ -111,12 +180,15 @@ class BertSelfAttention(nn.Module):
             qkv = F.linear(x, self.qkv_weight, self.qkv_bias)  # (N, 3C)
         else:
             qkv = torch.cat([self.query(x), self.key(x), self.value(x)], dim=1)  # (N, 3C)
-        B, T = packing.batch_size, packing.seq_len
-        qkv = packing.pad(qkv).view(B, T, 3, self.n_head, self.head_dim)  # (B, T, 3, nh, hd)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, nh, T, hd)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=packing.attn_mask)  # (B, nh, T, hd)
-        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
-        return packing.pack(y)  # (N, C)
+        outs = []
+        for group in packing.groups:
+            G, T = group.batch_size, group.seq_len
+            h = group.pad(qkv[group.start : group.stop])  # (G, T, 3C)
+            q, k, v = h.view(G, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=group.attn_mask)  # (G, nh, T, hd)
+            y = y.transpose(1, 2).reshape(G, T, C)  # (G, T, C)
+            outs.append(group.unpad(y))  # (n, C)
+        return outs[0] if len(outs) == 1 else torch.cat(outs)  # (N, C)
 
 
 class BertSelfOutput(nn.Module):

@@ -1,4 +1,4 @@
-"""The BERT math on a tiny seeded config, against transformers' `BertModel` with the same random weights.
+"""The BERT math on a tiny seeded config, against transformers' `BertModel` with the same weights.
 
 Like transformers' `test_modeling_bert.py`: a small random model is enough to check shapes, the
 padding mask, token types and positions; the real checkpoint is covered by the conformance tests.
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from encoder.config import BertConfig
-from encoder.layers import Packing
+from encoder.layers import Packing, group_by_length
 from encoder.model import BertModel
 from encoder.pooling import l2_normalize, mean_pool, mean_pool_packed
 from encoder.weights import match_state_dict
@@ -152,16 +152,28 @@ def test_packing_round_trip():
     packing = Packing.from_mask(mask)
     assert packing.num_tokens == 8
     assert packing.lengths.tolist() == [3, 1, 4]
-    assert packing.seq_ids.tolist() == [0, 0, 0, 1, 2, 2, 2, 2]
-    assert packing.position_ids.tolist() == [0, 1, 2, 0, 0, 1, 2, 3]
-    assert packing.attn_mask is not None and packing.attn_mask.shape == (3, 1, 1, 4)
+    assert packing.seq_ids.tolist() == [2, 2, 2, 2, 0, 0, 0, 1]  # longest first
+    assert packing.position_ids.tolist() == [0, 1, 2, 3, 0, 1, 2, 0]
     x = torch.arange(3 * 4 * 2, dtype=torch.float32).view(3, 4, 2)
     packed = packing.pack(x)  # (N, 2)
     assert packed.shape == (8, 2)
     padded = packing.pad(packed)
     torch.testing.assert_close(padded * mask[..., None], x * mask[..., None])
+    (group,) = packing.groups  # all short: one padded attention call
+    assert (group.batch_size, group.seq_len) == (3, 4) and group.attn_mask.shape == (3, 1, 1, 4)
+    torch.testing.assert_close(group.unpad(group.pad(packed)), packed)
     full = Packing.from_mask(torch.ones(2, 3, dtype=torch.long))
-    assert full.index is None and full.attn_mask is None and full.num_tokens == 6
+    assert full.index is None and full.num_tokens == 6 and full.groups[0].attn_mask is None
+
+
+def test_attention_groups_bound_padding():
+    assert group_by_length([8, 5, 1]) == [[8, 5, 1]]  # short sequences share one call
+    assert group_by_length([256, 250, 240, 100, 90, 20, 3]) == [[256, 250, 240], [100, 90], [20, 3]]
+    lengths = [200, 120, 100, 60, 33, 30, 10]
+    mask = (torch.arange(200)[None, :] < torch.tensor(lengths)[:, None]).long()
+    packing = Packing.from_mask(mask)
+    assert [g.batch_size for g in packing.groups] == [len(r) for r in group_by_length(lengths)]
+    assert packing.groups[-1].stop == packing.num_tokens == sum(lengths)
 
 
 def test_mean_pool_packed_equals_padded():
