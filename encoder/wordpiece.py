@@ -168,8 +168,9 @@ class WordPieceTokenizer:
 
     # -- the WordPiece model ------------------------------------------------------------------
 
-    def _word_uncached(self, word: str) -> tuple[tuple[int, ...], Offsets]:
-        """One pre-token (raw text) -> its piece ids and offsets relative to the pre-token."""
+    def _word_uncached(self, word: str) -> int | tuple[tuple[int, ...], Offsets]:
+        """One pre-token (raw text) -> its piece ids and offsets relative to the pre-token; just
+        the id when it is one piece spanning the whole pre-token (the common case)."""
         text, align = self.normalizer.normalize_word(word)
         n = len(text)
         if n == 0:
@@ -178,9 +179,14 @@ class WordPieceTokenizer:
             spans = [(self.unk_token_id, 0, n)]
         else:
             spans = self._pieces(text)
+        ids = tuple(s[0] for s in spans)
         if align is None:
-            return tuple(s[0] for s in spans), tuple((s[1], s[2]) for s in spans)
-        return tuple(s[0] for s in spans), tuple((align[s[1]], align[s[2] - 1] + 1) for s in spans)
+            offsets = tuple((s[1], s[2]) for s in spans)
+        else:
+            offsets = tuple((align[s[1]], align[s[2] - 1] + 1) for s in spans)
+        if offsets == ((0, len(word)),):
+            return ids[0]
+        return ids, offsets
 
     def _pieces(self, text: str) -> list[tuple[int, int, int]]:
         """Greedy longest-match-first: (id, start, end) per piece; the whole word is [UNK] if any
@@ -229,14 +235,14 @@ class WordPieceTokenizer:
         self, text: str, start: int, end: int, ids: list[int], offsets: list[tuple[int, int]]
     ) -> None:
         word = self._word
-        for m in self.normalizer.split(text, start, end):
-            piece_ids, piece_offsets = word(m.group())
-            if len(piece_ids) == 1:
-                s = m.start()
-                a, b = piece_offsets[0]
-                ids.append(piece_ids[0])
-                offsets.append((s + a, s + b))
-            elif piece_ids:
+        for m in self.normalizer.word_re.finditer(text, start, end):
+            pieces = word(m.group())
+            if pieces.__class__ is int:
+                ids.append(pieces)
+                offsets.append(m.span())
+                continue
+            piece_ids, piece_offsets = pieces
+            if piece_ids:
                 s = m.start()
                 ids.extend(piece_ids)
                 offsets.extend([(s + a, s + b) for a, b in piece_offsets])
