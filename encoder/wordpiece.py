@@ -6,6 +6,13 @@ BertPreTokenizer (`encoder/normalize.py`) -> greedy longest-match-first WordPiec
 continuations (`models/wordpiece/mod.rs`) -> longest-first truncation (`utils/truncation.rs`) ->
 `[CLS] A [SEP] (B [SEP])` (TemplateProcessing). Offsets are `str` indices into the original text.
 
+Where we deliberately differ from what a transformers caller sees (all tested):
+- `max_length` too small for the special tokens raises ValueError; the reference logs an error
+  and returns the text untruncated.
+- `text_pair=""` is an empty second sequence (`[CLS] A [SEP] [SEP]`), as in the Rust core and
+  transformers' batch call; transformers' single-text call alone drops a falsy pair.
+- A lone surrogate raises ValueError (the reference raises TypeError).
+
 Reads `vocab.txt` and `tokenizer_config.json` only. Pure Python + numpy: no torch, no tokenizers.
 """
 
@@ -29,7 +36,8 @@ logger = logging.getLogger(__name__)
 
 CONTINUATION = "##"
 MAX_INPUT_CHARS_PER_WORD = 100
-_WORD_CACHE_SIZE = 1 << 16
+_WORD_CACHE_SIZE = 1 << 16  # pre-tokens; ~10 MB when full
+_WORD_CACHE_MAX_CHARS = 48  # longer pre-tokens (hashes, base64) bypass the cache: rare, and big
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # The WordPiece decoder's per-token cleanup (tokenizers `decoders/wordpiece.rs`), in its order.
 _CLEANUP = (
@@ -212,6 +220,8 @@ class WordPieceTokenizer:
 
     def _tokenize(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
         """Text -> piece ids and offsets, no special tokens added."""
+        if not isinstance(text, str):
+            raise TypeError(f"expected a str to tokenize, got {type(text).__name__}")
         if not text.isascii() and _SURROGATE.search(text):
             raise ValueError(
                 "text contains a lone surrogate (e.g. from a bad \\ud800 escape); it is not valid "
@@ -234,9 +244,10 @@ class WordPieceTokenizer:
     def _tokenize_span(
         self, text: str, start: int, end: int, ids: list[int], offsets: list[tuple[int, int]]
     ) -> None:
-        word = self._word
+        word, uncached = self._word, self._word_uncached
         for m in self.normalizer.word_re.finditer(text, start, end):
-            pieces = word(m.group())
+            w = m.group()
+            pieces = word(w) if len(w) <= _WORD_CACHE_MAX_CHARS else uncached(w)
             if pieces.__class__ is int:
                 ids.append(pieces)
                 offsets.append(m.span())
