@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from index import Collection
 from service.engine import EmbeddingEngine, Models
 from service.errors import Unauthorized
 from service.settings import Settings
@@ -24,6 +25,10 @@ def get_embedding(request: Request) -> EmbeddingEngine:
     return get_models(request).require_embedding()
 
 
+def get_collection(request: Request) -> Collection:
+    return get_models(request).require_collection()
+
+
 def require_api_key(request: Request) -> None:
     """Every route but /health: `Authorization: Bearer <key>` when SEMSEARCH_API_KEY is set."""
     expected = get_settings(request).api_key
@@ -38,3 +43,4 @@ def require_api_key(request: Request) -> None:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ModelsDep = Annotated[Models, Depends(get_models)]
 EmbeddingDep = Annotated[EmbeddingEngine, Depends(get_embedding)]
+CollectionDep = Annotated[Collection, Depends(get_collection)]

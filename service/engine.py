@@ -7,6 +7,7 @@ through the model) runs on the batcher's thread, packing concurrent requests tog
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -16,11 +17,22 @@ from typing import Any
 
 import numpy as np
 
+from index import Collection
 from service.batcher import Batcher, BatchStats
 from service.errors import PayloadTooLarge, Unhealthy, ValidationFailed
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def check_input_count(count: int, limit: int, what: str = "inputs") -> None:
+    """Empty is a 422, over the limit a 413 (TEI's statuses)."""
+    if count == 0:
+        raise ValidationFailed(f"`{what}` must contain at least one item")
+    if count > limit:
+        raise PayloadTooLarge(
+            f"{count} {what} > the maximum of {limit} per request; split the request"
+        )
 
 
 @dataclass(frozen=True)
@@ -59,13 +71,6 @@ class EmbeddingEngine:
 
     def tokenize(self, texts: Sequence[str], truncate: bool) -> list[Any]:
         """Pre: WordPiece encodings, truncated to the model's length, or 413 when too long."""
-        if not texts:
-            raise ValidationFailed("`inputs` must contain at least one text")
-        if len(texts) > self.settings.max_client_batch_size:
-            raise PayloadTooLarge(
-                f"batch size {len(texts)} > maximum allowed batch size "
-                f"{self.settings.max_client_batch_size}; split the request"
-            )
         tokenizer = self.embedder.tokenizer
         if truncate:
             return tokenizer.encode_batch(texts, max_length=self.max_length)
@@ -103,6 +108,17 @@ class EmbeddingEngine:
             vectors = vectors / np.maximum(norms, 1e-12)  # the epsilon of torch's F.normalize
         return Embedded(vectors=vectors, token_counts=[len(e) for e in encodings])
 
+    async def embed_many(self, texts: Sequence[str]) -> np.ndarray:
+        """Normalized, truncated vectors for any number of texts, queued in client-sized pieces."""
+        step = self.settings.max_client_batch_size
+        parts = await asyncio.gather(
+            *(
+                self.embed(texts[i : i + step], normalize=True, truncate=True)
+                for i in range(0, len(texts), step)
+            )
+        )
+        return np.concatenate([p.vectors for p in parts])
+
     def close(self) -> None:
         self.batcher.stop()
 
@@ -121,13 +137,21 @@ class Models:
         self.embedding: EmbeddingEngine | None = (
             EmbeddingEngine(embedder, settings, on_batch) if embedder is not None else None
         )
+        self.collection: Collection | None = None
         self.load_error: BaseException | None = None
-        self.loaded_at: float | None = time.time() if embedder is not None else None
         self._thread: threading.Thread | None = None
+        if embedder is not None:
+            self.collection = self._open_collection(embedder)
 
     @property
     def ready(self) -> bool:
-        return self.embedding is not None
+        return self.embedding is not None and self.collection is not None
+
+    def _open_collection(self, embedder: Any) -> Collection:
+        # Refuses (FingerprintMismatch) a collection built by another encoder or backend.
+        return Collection.open(
+            self.settings.index_dir, dim=embedder.dim, encoder_fingerprint=embedder.fingerprint()
+        )
 
     def start_loading(self) -> None:
         if self.ready or self._thread is not None:
@@ -145,21 +169,39 @@ class Models:
                 backend=self.settings.backend,
                 threads=self.settings.threads,
             )
+            collection = self._open_collection(embedder)
         except Exception as exc:  # kept and reported by /health; the cause is logged in full
-            log.exception("loading the encoder failed")
+            log.exception("loading the encoder or the collection failed")
             self.load_error = exc
             return
+        self.collection = collection
         self.embedding = EmbeddingEngine(embedder, self.settings, self._on_batch)
-        self.loaded_at = time.time()
-        log.info("encoder ready in %.1fs (%s)", time.perf_counter() - started, embedder.backend)
+        log.info(
+            "ready in %.1fs: %s encoder, %d documents in %s",
+            time.perf_counter() - started,
+            embedder.backend,
+            collection.count(),
+            self.settings.index_dir,
+        )
 
     def close(self) -> None:
         if self.embedding is not None:
             self.embedding.close()
+        if self.collection is not None:
+            self.collection.close()
+
+    def _require_ready(self) -> None:
+        if self.load_error is not None:
+            raise Unhealthy(f"the service failed to start: {self.load_error}")
+        if not self.ready:
+            raise Unhealthy("the models are still loading; retry when GET /health answers 200")
 
     def require_embedding(self) -> EmbeddingEngine:
-        if self.embedding is None:
-            if self.load_error is not None:
-                raise Unhealthy(f"the encoder failed to load: {self.load_error}")
-            raise Unhealthy("the encoder is still loading; retry when GET /health answers 200")
+        self._require_ready()
+        assert self.embedding is not None
         return self.embedding
+
+    def require_collection(self) -> Collection:
+        self._require_ready()
+        assert self.collection is not None
+        return self.collection

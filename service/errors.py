@@ -15,6 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+import index
+
 log = logging.getLogger(__name__)
 
 
@@ -46,6 +48,10 @@ class NotFound(ApiError):
     status, kind = 404, "NotFound"
 
 
+class Conflict(ApiError):
+    status, kind = 409, "Validation"
+
+
 class Unauthorized(ApiError):
     status, kind = 401, "Unauthorized"
 
@@ -61,7 +67,10 @@ class BackendFailed(ApiError):
 # Library exceptions that are the caller's fault. Extended as packages add their own types;
 # anything not listed is a 500 whose cause is logged.
 _LIBRARY_ERRORS: list[tuple[type[BaseException], type[ApiError]]] = [
-    (ValueError, ValidationFailed),
+    (index.NotFound, NotFound),
+    (index.FingerprintMismatch, Conflict),
+    (index.ReadOnlyError, Conflict),
+    (ValueError, ValidationFailed),  # FilterError, InvalidDocument, DimensionMismatch...
 ]
 
 _OPENAI_TYPES = {
@@ -132,9 +141,15 @@ def install_error_handlers(app: FastAPI) -> None:
         error.status = exc.status_code
         return error_response(request, error)
 
+    async def _library(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(request, to_api_error(exc))
+
+    # Registered per type (not only under `Exception`) so Starlette treats them as handled
+    # rather than as server errors it logs and re-raises.
+    for library_type, _ in _LIBRARY_ERRORS:
+        app.add_exception_handler(library_type, _library)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        error = to_api_error(exc)
-        if error.status >= 500:
-            log.exception("unhandled error on %s", request.url.path, exc_info=exc)
-        return error_response(request, error)
+        log.exception("unhandled error on %s", request.url.path, exc_info=exc)
+        return error_response(request, to_api_error(exc))

@@ -31,6 +31,7 @@ class Settings(BaseSettings):
 
     # Request limits (TEI's names where it has them)
     max_client_batch_size: int = Field(32, ge=1)  # inputs per /embed request; more -> 413
+    max_documents_per_request: int = Field(1024, ge=1)
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
 
     # Dynamic batching

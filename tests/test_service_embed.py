@@ -23,6 +23,11 @@ TEXTS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _isolated_index(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEMSEARCH_INDEX_DIR", str(tmp_path / "index"))
+
+
 @pytest.fixture(scope="module")
 def embedder():
     return load_embedder(backend="torch")

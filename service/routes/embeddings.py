@@ -8,6 +8,7 @@ import numpy as np
 from fastapi import APIRouter
 
 from service.deps import EmbeddingDep
+from service.engine import check_input_count
 from service.schemas import (
     EmbedRequest,
     OpenAIEmbedding,
@@ -21,7 +22,9 @@ router = APIRouter(tags=["embeddings"])
 
 @router.post("/embed", response_model=list[list[float]])
 async def embed(body: EmbedRequest, engine: EmbeddingDep) -> list[list[float]]:
-    result = await engine.embed(body.texts(), normalize=body.normalize, truncate=body.truncate)
+    texts = body.texts()
+    check_input_count(len(texts), engine.settings.max_client_batch_size, "inputs")
+    result = await engine.embed(texts, normalize=body.normalize, truncate=body.truncate)
     return result.vectors.tolist()
 
 
@@ -30,7 +33,9 @@ async def openai_embeddings(
     body: OpenAIEmbeddingRequest, engine: EmbeddingDep
 ) -> OpenAIEmbeddingResponse:
     # OpenAI truncates nothing silently either: too long is an error, as with `truncate: false`.
-    result = await engine.embed(body.texts(), normalize=True, truncate=False)
+    texts = body.texts()
+    check_input_count(len(texts), engine.settings.max_client_batch_size, "input")
+    result = await engine.embed(texts, normalize=True, truncate=False)
     data = []
     for i, vector in enumerate(result.vectors):
         if body.encoding_format == "base64":

@@ -26,7 +26,9 @@ async def health(models: ModelsDep) -> JSONResponse:
 @router.get("/info", response_model=Info, dependencies=[Depends(require_api_key)])
 async def info(models: ModelsDep, settings: SettingsDep) -> Info:
     engine = models.require_embedding()
+    collection = models.require_collection()
     return Info(
+        index=collection.info(),
         version=__version__,
         model_id=engine.model_id,
         encoder=engine.embedder.fingerprint(),
@@ -48,4 +50,6 @@ async def metrics(request: Request, models: ModelsDep) -> Response:
     registry = request.app.state.metrics
     if models.embedding is not None:
         registry.queue_depth.set(models.embedding.batcher.queue_depth)
+    if models.collection is not None:
+        registry.index_documents.set(models.collection.count())
     return registry.render()
