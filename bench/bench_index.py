@@ -177,7 +177,7 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"{len(vectors)} docs ({n_real} real), {len(queries)} real queries, load {load:.1f}")
     rows = []
-    for kind in args.types.split(","):
+    for kind in filter(None, args.types.split(",")):
         row = bench_type(kind.strip(), vectors, texts, queries, args.reps)
         row["load"] = os.getloadavg()[0]
         rows.append(row)

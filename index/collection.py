@@ -39,7 +39,7 @@ from index.persistence import (
     write_manifest,
     write_snapshot,
 )
-from index.search import search_index, unit_rows
+from index.search import FilterCache, search_index, unit_rows
 from index.store import Store
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class Collection:
         self.read_only = read_only
         self.store = Store(directory / DATABASE)
         self._rw = RWLock()
+        self._filter_cache = FilterCache()
         self._index: FaissIndex | None = None
         self._seq = 0  # last store sequence the in-memory index reflects
         self._snap_seq = -1  # sequence of the snapshot on disk (-1: none of ours)
@@ -357,6 +358,9 @@ class Collection:
                         continue  # another thread moved the index past our view: look again
                     if self._index is None:
                         return []
+                    allowed = None
+                    if filter:
+                        allowed = self._filter_cache.allowed(self.store, last, where, params)
                     return search_index(
                         self._index,
                         self.store,
@@ -366,6 +370,7 @@ class Collection:
                         where if filter else None,
                         params,
                         score_threshold,
+                        allowed,
                     )
         raise AssertionError("unreachable")
 

@@ -9,6 +9,8 @@ whenever `k` documents match.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +25,31 @@ from index.store import Store
 log = logging.getLogger(__name__)
 
 
+class FilterCache:
+    """Matching ids per (store sequence, filter): a repeated filter skips the SQL scan (~50 ms
+    at 100k documents); any write moves the sequence on, so stale entries are never used."""
+
+    def __init__(self, entries: int = 32, max_ids: int = 1_000_000) -> None:
+        self._entries, self._max_ids = entries, max_ids
+        self._cache: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def allowed(self, store: Store, seq: int, where: str, params: list[Any]) -> np.ndarray:
+        key = (seq, where, *params)
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit
+        vids = store.filter_vids(where, params)
+        if len(vids) <= self._max_ids:
+            with self._lock:
+                self._cache[key] = vids
+                while len(self._cache) > self._entries:
+                    self._cache.popitem(last=False)
+        return vids
+
+
 def search_index(
     index: VectorIndex,
     store: Store,
@@ -32,14 +59,18 @@ def search_index(
     where: str | None,
     params: list[Any],
     score_threshold: float | None,
+    allowed: np.ndarray | None = None,
 ) -> list[Hit]:
-    """Hits for one unit `query` (1, dim); `where` is the compiled filter (None: no filter)."""
+    """Hits for one unit `query` (1, dim); `where` is the compiled filter (None: no filter),
+    `allowed` the ids matching it when the caller already has them."""
     if query.shape[1] != index.dim:
         raise DimensionMismatch(
             f"query has dimension {query.shape[1]}, the collection has {index.dim}"
         )
     if where is not None:
-        scores, vids = _filtered(index, store, config, query, k, where, params)
+        if allowed is None:
+            allowed = store.filter_vids(where, params)
+        scores, vids = _filtered(index, store, config, query, k, allowed)
     else:
         scores, vids = index.search(query, k)
         scores, vids = scores[0], vids[0]
@@ -61,10 +92,8 @@ def _filtered(
     config: IndexConfig,
     query: np.ndarray,
     k: int,
-    where: str,
-    params: list[Any],
+    allowed: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    allowed = store.filter_vids(where, params)
     if not len(allowed):
         return np.empty(0, np.float32), np.empty(0, np.int64)
     exact = index.factory == "Flat"  # a selector over Flat is already exact

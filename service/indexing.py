@@ -46,7 +46,9 @@ class Embedder(Protocol):
 class BuildOptions:
     reader: ReaderOptions = field(default_factory=ReaderOptions)
     batch_size: int = 32
-    window_batches: int = 8  # documents buffered, sorted by length and committed together
+    # Documents buffered, length-sorted, embedded and committed together. Wider windows pad less:
+    # at 8 batches ingest ran at 0.84x the encoder's own throughput on the same texts.
+    window_batches: int = 32
     chunk_tokens: int | None = None
     chunk_overlap: int = 0
     index_type: str | None = None

@@ -117,6 +117,19 @@ def test_filtered_search_returns_k_whenever_k_match(
         assert col.search(vectors[0], k=10, filter={"group": 99}) == []
 
 
+def test_filtered_results_follow_writes(filled: tuple[Path, IndexConfig, np.ndarray]) -> None:
+    """Repeated filters are cached per store sequence; a write must show up at once."""
+    path, _, vectors = filled
+    with Collection.open(path) as col:
+        flt = {"group": 4, "i": {"lt": 100}}
+        before = [h.id for h in col.search(vectors[0], k=5, filter=flt)]
+        assert "d0" not in before and len(before) == 5
+        col.upsert([Doc("d0", "moved", {"group": 4, "i": 0})], vectors[0])
+        assert col.search(vectors[0], k=5, filter=flt)[0].id == "d0"
+        col.delete(["d0"])
+        assert [h.id for h in col.search(vectors[0], k=5, filter=flt)] == before
+
+
 def test_score_threshold(filled: tuple[Path, IndexConfig, np.ndarray]) -> None:
     path, _, vectors = filled
     with Collection.open(path) as col:
