@@ -81,9 +81,10 @@ def _typed_equals(path: str, value: Scalar) -> tuple[str, list[Any]]:
     if isinstance(value, str):
         # SQLite never equates TEXT with a number (json_extract gives true as 1): no type test.
         return f"json_extract(metadata, '{path}') = ?", [value]
+    # Value test first: AND short-circuits, so the type test runs only on the few rows that pass.
     return (
-        f"(json_type(metadata, '{path}') IN ('integer', 'real') "
-        f"AND json_extract(metadata, '{path}') = ?)",
+        f"(json_extract(metadata, '{path}') = ? "
+        f"AND json_type(metadata, '{path}') IN ('integer', 'real'))",
         [value],
     )
 
@@ -105,8 +106,8 @@ def to_sql(flt: Any) -> tuple[str, list[Any]]:
         else:
             kind = "= 'text'" if isinstance(value, str) else "IN ('integer', 'real')"
             sql = (
-                f"(json_type(metadata, '{path}') {kind} "
-                f"AND json_extract(metadata, '{path}') {RANGE_OPS[op]} ?)"
+                f"(json_extract(metadata, '{path}') {RANGE_OPS[op]} ? "
+                f"AND json_type(metadata, '{path}') {kind})"
             )
             p = [value]
         if op in ("ne", "nin"):
