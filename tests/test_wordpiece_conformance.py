@@ -2,7 +2,8 @@
 
 Every id, type id, attention mask and special-tokens mask must be identical; offsets too (no offset
 class differs today, so there is no exception list). Failures print the text's repr and both id
-lists. Runs in ~30 s on 2 shared cores; the reference batch calls dominate.
+lists. About 60 s on 2 cores shared at a load average of ~6; corpus loading and the reference's
+batch calls dominate.
 """
 
 from __future__ import annotations
