@@ -207,7 +207,8 @@ import sys
 sys.path.insert(0, {tests!r})
 from test_index_build import FakeEmbedder
 from service.indexing import BuildOptions, build_index
-build_index([{src!r}], {idx!r}, FakeEmbedder(delay=0.002), BuildOptions(batch_size=8))
+options = BuildOptions(batch_size=8, window_batches=8)  # 64-doc transactions
+build_index([{src!r}], {idx!r}, FakeEmbedder(delay=0.002), options)
 """
 
 
