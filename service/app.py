@@ -13,7 +13,7 @@ from service.deps import require_api_key
 from service.engine import Models
 from service.errors import install_error_handlers
 from service.metrics import Metrics, install_metrics
-from service.routes import documents, embeddings, operations, search
+from service.routes import documents, embeddings, operations, search, tokenize
 from service.settings import Settings
 
 
@@ -45,6 +45,6 @@ def create_app(settings: Settings | None = None, *, embedder: Any | None = None)
 
     app.include_router(operations.router)  # /health is open to probes; /info checks the key
     protected = [Depends(require_api_key)]
-    for router in (embeddings.router, documents.router, search.router):
+    for router in (embeddings.router, tokenize.router, documents.router, search.router):
         app.include_router(router, dependencies=protected)
     return app

@@ -111,3 +111,25 @@ class Hit(BaseModel):
 class SearchResponse(BaseModel):
     hits: list[Hit]
     took_ms: float
+
+
+class TokenizeRequest(BaseModel):
+    """TEI's `/tokenize`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: str | list[str]
+    add_special_tokens: bool = True
+
+    def texts(self) -> list[str]:
+        return [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)
+
+
+class Token(BaseModel):
+    id: int
+    text: str
+    special: bool
+    start: int | None = Field(
+        None, description="character offset into the input; null for specials"
+    )
+    stop: int | None = None

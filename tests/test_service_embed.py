@@ -217,3 +217,31 @@ def test_metrics_count_requests_batches_and_tokens(embedder):
     expected_tokens = sum(len(embedder.tokenizer.encode(t)) for t in TEXTS)
     assert f'semsearch_tokens_total{{model="encoder"}} {float(expected_tokens)}' in text
     assert "semsearch_queue_depth 0.0" in text
+
+
+def test_tokenize_matches_the_fast_tokenizer_with_offsets(embedder):
+    from transformers import AutoTokenizer
+
+    from encoder.model_files import default_model_dir
+
+    reference = AutoTokenizer.from_pretrained(str(default_model_dir()))
+    texts = ["Héllo, wörld! 日本語", "[CLS] literal and \u200bzero-width", "tokenization"]
+    with make_client(embedder) as client:
+        body = client.post("/tokenize", json={"inputs": texts}).json()
+        bare = client.post("/tokenize", json={"inputs": "x y", "add_special_tokens": False})
+    for text, tokens in zip(texts, body, strict=True):
+        expected = reference(text, return_offsets_mapping=True)
+        assert [t["id"] for t in tokens] == expected["input_ids"]
+        assert tokens[0] == {
+            "id": 101,
+            "text": "[CLS]",
+            "special": True,
+            "start": None,
+            "stop": None,
+        }
+        for token, (start, stop) in zip(
+            tokens[1:-1], expected["offset_mapping"][1:-1], strict=True
+        ):
+            assert (token["start"], token["stop"]) == (start, stop)
+            assert token["text"] == text[start:stop]
+    assert [t["text"] for t in bare.json()[0]] == ["x", "y"]
