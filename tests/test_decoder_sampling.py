@@ -1,0 +1,190 @@
+"""Sampling and the generation loop: masks against transformers' logits processors, seeds, stop
+strings and ids, streaming deltas, finish reasons, usage.
+
+The loop tests drive `Generator` with a scripted model whose argmax follows a fixed token list, so
+every stop condition is exercised deterministically and fast (the real tokenizer, no real model).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from decoder import DEFAULT_GGUF
+from decoder.config import DecoderConfig
+from decoder.generate import Generator, _held_back
+from decoder.kv_cache import KVCache
+from decoder.sampling import (
+    SamplingParams,
+    apply_repetition_penalty,
+    next_token,
+    top_k_mask,
+    top_p_mask,
+)
+
+
+@pytest.fixture(scope="module")
+def ref_processors():
+    return pytest.importorskip("transformers.generation.logits_process")
+
+
+def test_top_k_and_top_p_equal_transformers(ref_processors):
+    lp = ref_processors
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        logits = torch.randn(1, 500, generator=g) * 3
+        for k in (1, 5, 50):
+            expected = lp.TopKLogitsWarper(k)(None, logits.clone())[0]
+            assert torch.equal(top_k_mask(logits[0], k), expected)
+        for p in (0.1, 0.5, 0.9, 0.99):
+            expected = lp.TopPLogitsWarper(p)(None, logits.clone())[0]
+            assert torch.equal(top_p_mask(logits[0], p), expected)
+    assert torch.equal(top_k_mask(logits[0], 0), logits[0])
+    assert torch.equal(top_p_mask(logits[0], 1.0), logits[0])
+
+
+def test_repetition_penalty_equals_transformers(ref_processors):
+    logits = torch.randn(1, 100, generator=torch.Generator().manual_seed(1)) * 4
+    seen = torch.tensor([[3, 7, 7, 50, 99]])
+    expected = ref_processors.RepetitionPenaltyLogitsProcessor(1.3)(seen, logits.clone())[0]
+    got = apply_repetition_penalty(logits[0], seen[0], 1.3)
+    assert torch.equal(got, expected)
+    assert torch.equal(apply_repetition_penalty(logits[0], seen[0], 1.0), logits[0])
+
+
+def test_greedy_seed_and_masks_in_next_token():
+    logits = torch.randn(1000, generator=torch.Generator().manual_seed(2))
+    assert next_token(logits, SamplingParams(), torch.Generator()) == int(logits.argmax())
+    hot = SamplingParams(temperature=1.5, seed=11)
+    a = [next_token(logits, hot, g) for g in [hot.torch_generator()] for _ in range(30)]
+    b = [next_token(logits, hot, g) for g in [hot.torch_generator()] for _ in range(30)]
+    c = [next_token(logits, hot, g) for g in [SamplingParams(1.5, seed=12).torch_generator()]
+         for _ in range(30)]
+    assert a == b and a != c
+    top3 = set(logits.topk(3).indices.tolist())
+    k3 = SamplingParams(temperature=5.0, top_k=3, seed=0)
+    g = k3.torch_generator()
+    assert {next_token(logits, k3, g) for _ in range(200)} <= top3
+    tiny_p = SamplingParams(temperature=1.0, top_p=1e-6, seed=0)
+    assert next_token(logits, tiny_p, tiny_p.torch_generator()) == int(logits.argmax())
+
+
+@pytest.mark.parametrize("bad", [{"temperature": -1}, {"top_p": 0}, {"top_p": 1.5},
+                                 {"top_k": -1}, {"repetition_penalty": 0}])
+def test_sampling_params_are_validated(bad):
+    with pytest.raises(ValueError):
+        SamplingParams(**bad)
+
+
+def test_held_back_tail():
+    assert _held_back("hello wor", ["world"]) == 3
+    assert _held_back("hello", ["world"]) == 0
+    assert _held_back("ab", ["abc", "b"]) == 2
+
+
+class Scripted(nn.Module):
+    """Logits whose argmax is `script[i]` at the i-th generated position."""
+
+    weights = "fp32"
+
+    def __init__(self, config: DecoderConfig, script: list[int], prompt_len: int) -> None:
+        super().__init__()
+        self.config, self.script, self.prompt_len = config, script, prompt_len
+
+    def new_cache(self, max_len: int) -> KVCache:
+        return KVCache(1, 1, 2, max_len)
+
+    def forward(self, ids: torch.Tensor, start: int = 0, cache: KVCache | None = None,
+                last_only: bool = False) -> torch.Tensor:
+        i = start + ids.shape[1] - self.prompt_len
+        logits = torch.zeros(1, 1, self.config.vocab_size)
+        logits[0, 0, self.script[i]] = 10.0
+        return logits
+
+
+@pytest.fixture(scope="module")
+def parts():
+    if not DEFAULT_GGUF.is_file():
+        pytest.skip("run `make setup` first")
+    from decoder.bpe import BPETokenizer, ChatTemplate
+    from decoder.gguf import GGUFFile
+
+    f = GGUFFile(DEFAULT_GGUF)
+    tok = BPETokenizer(f.metadata("tokenizer.ggml.tokens"), f.metadata("tokenizer.ggml.merges"),
+                       f.metadata("tokenizer.ggml.token_type"))
+    return tok, ChatTemplate(f.metadata("tokenizer.chat_template")), f
+
+
+def scripted(parts, text: str, prompt: list[int], context: int = 8192,
+             tail: list[int] | None = None) -> Generator:
+    tok, chat, f = parts
+    script = tok.encode(text) + (tail or []) + [tok.encode(".")[0]] * 64
+    config = DecoderConfig(max_position_embeddings=context)
+    return Generator(Scripted(config, script, len(prompt)), tok, chat, f)
+
+
+PROMPT = [1, 4093, 198]
+
+
+def test_stop_string_cuts_text_and_streams_only_final_text(parts):
+    gen = scripted(parts, "Hello world. STOP here and more", PROMPT)
+    events = list(gen.stream(PROMPT, max_new_tokens=20, stop=["STOP", "never"]))
+    text = "".join(e.text for e in events)
+    assert text == "Hello world. "
+    assert events[-1].finish_reason == "stop" and all(e.finish_reason is None for e in events[:-1])
+    assert all(e.usage is None for e in events[:-1])
+    assert events[-1].usage["completion_tokens"] == len(events)
+    assert "ST" not in "".join(e.text for e in events)  # a held-back prefix is never emitted
+
+
+def test_stop_string_spanning_tokens_and_a_single_string(parts):
+    gen = scripted(parts, "one two three four", PROMPT)
+    assert "".join(e.text for e in gen.stream(PROMPT, max_new_tokens=20, stop="o thr")) == "one tw"
+
+
+def test_stop_ids_eos_and_length(parts):
+    tok = parts[0]
+    gen = scripted(parts, "a b c", PROMPT, tail=[2, 5, 6])
+    out = gen.generate(PROMPT, max_new_tokens=20)
+    assert out == tok.encode("a b c") + [2]  # EOS ends it and is included
+    events = list(gen.stream(PROMPT, max_new_tokens=20))
+    assert events[-1].finish_reason == "stop" and "".join(e.text for e in events) == "a b c"
+    longer = gen.generate(PROMPT, max_new_tokens=6, stop_at_eos=False)
+    assert longer == tok.encode("a b c") + [2, 5, 6]
+    assert gen.generate(PROMPT, max_new_tokens=20, stop=[tok.encode(" b")[0]]) \
+        == tok.encode("a b")
+    events = list(gen.stream(PROMPT, max_new_tokens=2))
+    assert len(events) == 2 and events[-1].finish_reason == "length"
+    assert events[-1].usage == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    zero = list(gen.stream(PROMPT, max_new_tokens=0))
+    assert [(e.text, e.finish_reason) for e in zero] == [("", "length")]
+
+
+def test_context_length_caps_generation(parts):
+    gen = scripted(parts, "x " * 20, PROMPT, context=8)
+    events = list(gen.stream(PROMPT, max_new_tokens=50))
+    assert len(events) == 5 and events[-1].finish_reason == "length"
+    with pytest.raises(ValueError, match="context"):
+        gen.generate(list(range(3, 11)))
+
+
+def test_multibyte_characters_stream_whole(parts):
+    gen = scripted(parts, "é 😀 中文", PROMPT)
+    deltas = [e.text for e in gen.stream(PROMPT, max_new_tokens=len(parts[0].encode("é 😀 中文")))]
+    assert "".join(deltas) == "é 😀 中文"
+    assert all("\ufffd" not in d for d in deltas)
+
+
+def test_bad_requests(parts):
+    gen = scripted(parts, "a", PROMPT)
+    with pytest.raises(ValueError, match="empty"):
+        gen.generate([])
+    with pytest.raises(ValueError, match="prompt ids"):
+        gen.generate([49152])
+    with pytest.raises(ValueError, match="stop"):
+        gen.generate(PROMPT, stop=[""])
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        gen.generate(PROMPT, max_new_tokens=-1)
+    with pytest.raises(ValueError, match="temperature"):
+        gen.generate(PROMPT, temperature=-0.5)
