@@ -13,6 +13,7 @@ is used up) and `usage`. Text from a stop string onwards is never emitted.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import threading
 from collections.abc import Iterator, Sequence
@@ -29,6 +30,12 @@ from decoder.model import DecoderModel
 from decoder.sampling import SamplingParams, next_token
 
 logger = logging.getLogger(__name__)
+
+WEIGHT_DTYPES = {
+    "fp32": "float32",
+    "int8": "int8 weights (per row), bf16 activations",
+    "int4": "4-bit weights (the GGUF's Q4_1 codes), bf16 activations, int8 output head",
+}
 
 
 @dataclass
@@ -71,6 +78,8 @@ class Generator:
         self.chat = chat
         self.config: DecoderConfig = model.config
         self._gguf = gguf
+        self._file_info = {"architecture": gguf.metadata("general.architecture"),
+                           "quantization": gguf.file_type()}
         self._caches: list[KVCache] = []
         self._lock = threading.Lock()
 
@@ -91,13 +100,13 @@ class Generator:
         return {
             "gguf_sha256": self._gguf.sha256(),
             "gguf_file": self._gguf.path.name,
-            "architecture": self._gguf.metadata("general.architecture"),
+            "architecture": self._file_info["architecture"],
             "n_layers": c.num_hidden_layers,
             "vocab_size": c.vocab_size,
             "context_length": c.max_position_embeddings,
-            "quantization": self._gguf.file_type(),
+            "quantization": self._file_info["quantization"],
             "weights": self.model.weights,
-            "dtype": "float32" if self.model.weights == "fp32" else "int8 weights, bf16 matmul",
+            "dtype": WEIGHT_DTYPES[self.model.weights],
             "pre_tokenizer": self.tokenizer.pre,
         }
 
@@ -205,6 +214,18 @@ def load(gguf_path: str, threads: int | None = None, weights: str = "fp32",
                              f.metadata("tokenizer.ggml.token_type"), pre=pre)
     chat = ChatTemplate(f.metadata("tokenizer.chat_template"))
     model = DecoderModel.from_gguf(f, weights=weights)
+    generator = Generator(model, tokenizer, chat, f)
+    f.close()  # everything is read; the memory map would only hold pages resident
+    _release_freed_heap()
     logger.info("loaded %s: %d layers, %s weights, pre-tokenizer %s", f.path.name,
                 model.config.num_hidden_layers, weights, pre)
-    return Generator(model, tokenizer, chat, f)
+    return generator
+
+
+def _release_freed_heap() -> None:
+    """Return the heap freed by dequantization's temporaries to the OS (glibc `malloc_trim`);
+    a no-op elsewhere."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

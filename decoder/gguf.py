@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,23 +101,33 @@ class GGUFFile:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"GGUF file not found: {self.path}")
-        self._reader = GGUFReader(self.path, "r")
+        self._reader: GGUFReader | None = GGUFReader(self.path, "r")
         self._sha256: str | None = None
+
+    @property
+    def _open_reader(self) -> GGUFReader:
+        if self._reader is None:
+            raise RuntimeError(f"{self.path} was closed; open a new GGUFFile to read it again")
+        return self._reader
+
+    def close(self) -> None:
+        """Drop the memory map and parsed fields (~150 MB of RSS); `sha256()` still works."""
+        self._reader = None
 
     def metadata(self, key: str, default: Any = None) -> Any:
         """A metadata value (scalar, string or list), or `default` when the key is absent."""
-        field = self._reader.fields.get(key)
+        field = self._open_reader.fields.get(key)
         if field is None:
             return default
         return field.contents()
 
     def keys(self) -> list[str]:
-        return list(self._reader.fields)
+        return list(self._open_reader.fields)
 
     def tensors(self) -> dict[str, GGUFTensor]:
         """Every tensor by name, shapes in PyTorch order (GGUF stores ggml's reversed `ne`)."""
         out: dict[str, GGUFTensor] = {}
-        for t in self._reader.tensors:
+        for t in self._open_reader.tensors:
             qtype = GGMLQuantizationType(t.tensor_type).name
             shape = tuple(int(n) for n in reversed(t.shape.tolist()))
             out[t.name] = GGUFTensor(t.name, qtype, shape, t.data)
@@ -158,38 +169,54 @@ LLAMA_NAMES = {
 }
 
 
+class LlamaStateDict(Mapping[str, np.ndarray]):
+    """A llama GGUF's tensors under Hugging Face names, each dequantized to fp32 when looked up
+    (Q/K rows un-permuted), so a loader holds one tensor's temporaries at a time, not the model's.
+    """
+
+    def __init__(self, f: GGUFFile, n_layers: int, n_heads: int, n_kv_heads: int,
+                 undo_permutation: bool = True) -> None:
+        stored = f.tensors()
+        wanted: dict[str, str] = {}
+        for gguf_name, hf_name in LLAMA_NAMES.items():
+            if "{i}" in gguf_name:
+                for i in range(n_layers):
+                    wanted[hf_name.format(i=i)] = gguf_name.format(i=i)
+            else:
+                wanted[hf_name] = gguf_name
+        optional = {"output.weight"}  # absent when the output head is tied to the embedding
+        missing = sorted(set(wanted.values()) - set(stored) - optional)
+        unexpected = sorted(set(stored) - set(wanted.values()))
+        if missing or unexpected:
+            raise ValueError(
+                f"{f.path} does not hold a {n_layers}-layer llama model: "
+                f"missing {missing[:10]}{' ...' if len(missing) > 10 else ''}; "
+                f"unexpected {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}"
+            )
+        self._stored = stored
+        self._names = {hf: g for hf, g in wanted.items() if g in stored}
+        self._heads = {"attn_q.weight": n_heads, "attn_k.weight": n_kv_heads}
+        self._undo = undo_permutation
+
+    def __getitem__(self, hf_name: str) -> np.ndarray:
+        gguf_name = self._names[hf_name]
+        w = self._stored[gguf_name].to_numpy()
+        heads = self._heads.get(gguf_name.split(".", 2)[-1])
+        if self._undo and heads is not None:
+            w = unpermute_qk(w, heads)
+        return w
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
 def llama_state_dict(f: GGUFFile, n_layers: int, n_heads: int, n_kv_heads: int,
-                     undo_permutation: bool = True) -> dict[str, np.ndarray]:
-    """Every llama tensor dequantized to fp32 under its Hugging Face name, Q/K rows un-permuted.
+                     undo_permutation: bool = True) -> LlamaStateDict:
+    """Every llama tensor as fp32 under its Hugging Face name (lazily), Q/K rows un-permuted.
 
     Raises one ValueError listing every expected tensor that is missing and every unexpected one.
     """
-    stored = f.tensors()
-    wanted: dict[str, str] = {}
-    for gguf_name, hf_name in LLAMA_NAMES.items():
-        if "{i}" in gguf_name:
-            for i in range(n_layers):
-                wanted[gguf_name.format(i=i)] = hf_name.format(i=i)
-        else:
-            wanted[gguf_name] = hf_name
-    optional = {"output.weight"}  # absent when the output head is tied to the embedding
-    missing = sorted(set(wanted) - set(stored) - optional)
-    unexpected = sorted(set(stored) - set(wanted))
-    if missing or unexpected:
-        raise ValueError(
-            f"{f.path} does not hold a {n_layers}-layer llama model: "
-            f"missing {missing[:10]}{' ...' if len(missing) > 10 else ''}; "
-            f"unexpected {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}"
-        )
-    out: dict[str, np.ndarray] = {}
-    for gguf_name, hf_name in wanted.items():
-        if gguf_name not in stored:
-            continue
-        w = stored[gguf_name].to_numpy()
-        if undo_permutation and gguf_name.endswith("attn_q.weight"):
-            w = unpermute_qk(w, n_heads)
-        elif undo_permutation and gguf_name.endswith("attn_k.weight"):
-            w = unpermute_qk(w, n_kv_heads)
-        out[hf_name] = w
-    logger.debug("dequantized %d tensors from %s", len(out), f.path)
-    return out
+    return LlamaStateDict(f, n_layers, n_heads, n_kv_heads, undo_permutation)

@@ -60,6 +60,52 @@ class Int8Linear(nn.Module):
         return y.view(*lead, self.out_features).to(x.dtype)  # (..., out)
 
 
+class Int4Linear(nn.Module):
+    """Weight-only 4-bit, asymmetric, per group of 32 inputs: W ~= q * scale + min, q in 0..15;
+    matmul in bf16 by `torch._weight_int4pack_mm_for_cpu`.
+
+    Min/max grouping recovers a Q4_1 tensor's own codes: llama.cpp's `quantize_row_q4_1` sets
+    min = the block's minimum and scale = (max - min) / 15, so dequantized Q4_1 weights
+    re-quantize to the same q (the scales are then rounded to bf16). Follows gpt-fast's
+    `WeightOnlyInt4Linear` and torch's `_group_quantize_tensor` (zero = min + 8 * scale).
+
+    Many rows at once (a prefill) are compute-bound, not memory-bound, and the 4-bit kernel is
+    slower there than a bf16 GEMM (avx512_bf16), so a bf16 copy of the weight serves inputs of
+    `dense_rows` rows or more; one-token decode steps use the 4-bit weight."""
+
+    dense_rows = 16
+
+    def __init__(self, weight: torch.Tensor, group_size: int = 32) -> None:
+        super().__init__()
+        N, K = weight.shape
+        if K % group_size or N % 16:
+            raise ValueError(f"int4 needs in_features ({K}) a multiple of the group size "
+                             f"({group_size}) and out_features ({N}) a multiple of 16")
+        groups = weight.reshape(N, K // group_size, group_size)  # (N, K/G, G)
+        lo, hi = groups.amin(dim=-1), groups.amax(dim=-1)  # (N, K/G) each
+        scale = ((hi - lo) / 15).clamp(min=1e-12)
+        q = torch.round((groups - lo[..., None]) / scale[..., None]).clamp(0, 15)  # (N, K/G, G)
+        q = q.reshape(N, K).to(torch.int32)
+        zero = lo + 8 * scale  # the kernel computes (q - 8) * scale + zero
+        sz = torch.stack([scale, zero], dim=-1).transpose(0, 1)  # (K/G, N, 2)
+        self.register_buffer("weight", torch._convert_weight_to_int4pack_for_cpu(q, 1),
+                             persistent=False)
+        self.register_buffer("scale_zero", sz.contiguous().to(torch.bfloat16), persistent=False)
+        self.register_buffer("dense", weight.to(torch.bfloat16), persistent=False)
+        self.group_size = group_size
+        self.out_features = N
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)  # (N, in)
+        if x2.shape[0] >= self.dense_rows:
+            y = F.linear(x2, self.dense)  # (N, out)
+        else:
+            y = torch._weight_int4pack_mm_for_cpu(x2, self.weight, self.group_size,
+                                                  self.scale_zero)  # (N, out)
+        return y.view(*lead, self.out_features).to(x.dtype)  # (..., out)
+
+
 class RMSNorm(nn.Module):
     """x / sqrt(mean(x^2) + eps) * weight (`LlamaRMSNorm`; computed by `F.rms_norm`)."""
 

@@ -20,30 +20,31 @@ from torch import nn
 from decoder.config import DecoderConfig
 from decoder.gguf import GGUFFile, llama_state_dict
 from decoder.kv_cache import KVCache
-from decoder.layers import MLP, Attention, Block, Int8Linear, Linear, RMSNorm
+from decoder.layers import MLP, Attention, Block, Int4Linear, Int8Linear, Linear, RMSNorm
 from decoder.rope import RotaryEmbedding
 
 logger = logging.getLogger(__name__)
 
-WEIGHT_FORMATS = ("fp32", "int8")
+WEIGHT_FORMATS = ("fp32", "int8", "int4")
 
 
 class DecoderModel(nn.Module):
-    def __init__(self, config: DecoderConfig, state: Mapping[str, torch.Tensor],
+    def __init__(self, config: DecoderConfig, state: Mapping[str, torch.Tensor | np.ndarray],
                  weights: str = "fp32") -> None:
         """`state`: fp32 tensors under Hugging Face names (Q/K rows in HF order).
 
-        `weights`: "fp32", or "int8" for weight-only int8 linear layers and output head."""
+        `weights`: "fp32"; "int8" for weight-only int8 linear layers and output head; "int4"
+        for the GGUF's Q4_1 codes in 4-bit matmuls (output head int8)."""
         super().__init__()
         if weights not in WEIGHT_FORMATS:
             raise ValueError(f"weights must be one of {WEIGHT_FORMATS}, got {weights!r}")
         self.config = config
         self.weights = weights
-        linear = Int8Linear if weights == "int8" else Linear
+        linear = {"fp32": Linear, "int8": Int8Linear, "int4": Int4Linear}[weights]
         c = config
 
         def get(name: str, shape: tuple[int, ...]) -> torch.Tensor:
-            t = state[name]
+            t = torch.as_tensor(state[name])
             if tuple(t.shape) != shape:
                 raise ValueError(f"{name}: expected shape {shape}, got {tuple(t.shape)}")
             return t.float().contiguous()
@@ -73,16 +74,16 @@ class DecoderModel(nn.Module):
         self.norm = RMSNorm(get("model.norm.weight", (C,)), c.rms_norm_eps)
         head = self.embed_tokens if c.tie_word_embeddings \
             else get("lm_head.weight", (c.vocab_size, C))
-        self.lm_head = linear(head)
+        # int4 keeps the head int8: the embedding is stored as Q8_0, 4 bits would lose too much
+        self.lm_head = (Int8Linear if weights == "int4" else linear)(head)
         self.rope = RotaryEmbedding(D, c.rope_theta, c.max_position_embeddings)
 
     @classmethod
     def from_gguf(cls, f: GGUFFile, config: DecoderConfig | None = None,
                   weights: str = "fp32") -> DecoderModel:
         config = config or DecoderConfig.from_gguf(f)
-        arrays = llama_state_dict(f, config.num_hidden_layers, config.num_attention_heads,
-                                  config.num_key_value_heads)
-        state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+        state = llama_state_dict(f, config.num_hidden_layers, config.num_attention_heads,
+                                 config.num_key_value_heads)
         return cls(config, state, weights=weights)
 
     def new_cache(self, max_len: int, batch_size: int = 1) -> KVCache:

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from decoder import DEFAULT_GGUF, load_generator
-from decoder.gguf import permute_qk, unpermute_qk
+from decoder.gguf import GGUFFile, permute_qk, unpermute_qk
 
 pytestmark = pytest.mark.skipif(not DEFAULT_GGUF.is_file(), reason="run `make setup` first")
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def test_weights_equal_reference_after_unpermuting(gen, ref):
         assert torch.equal(qkv[:q_rows], ref_q)
         assert torch.equal(qkv[q_rows : q_rows + k_rows], ref_k)
         # and the file itself holds them permuted, as llama.cpp's converter writes them
-        stored = gen._gguf.tensors()[f"blk.{layer}.attn_k.weight"].to_numpy()
+        stored = GGUFFile(DEFAULT_GGUF).tensors()[f"blk.{layer}.attn_k.weight"].to_numpy()
         assert not torch.equal(torch.from_numpy(stored), ref_k)
         assert (permute_qk(ref_k.numpy(), c.num_key_value_heads) == stored).all()
         assert (unpermute_qk(stored, c.num_key_value_heads) == ref_k.numpy()).all()

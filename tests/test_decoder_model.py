@@ -15,7 +15,7 @@ import torch
 from decoder import DEFAULT_GGUF
 from decoder.config import DecoderConfig
 from decoder.gguf import dequantize, permute_qk, unpermute_qk
-from decoder.layers import Int8Linear
+from decoder.layers import Int4Linear, Int8Linear
 from decoder.model import DecoderModel
 from decoder.rope import RotaryEmbedding, apply_rope
 
@@ -154,14 +154,48 @@ def test_cache_misuse_is_refused(model):
         model(ids(2), 4)
 
 
-def test_int8_weights_stay_close():
-    fp32 = DecoderModel(TINY, tiny_state()).eval()
-    int8 = DecoderModel(TINY, tiny_state(), weights="int8").eval()
-    assert isinstance(int8.layers[0].mlp.down, Int8Linear)
-    x = ids(10)
+def q4_1_round(w: torch.Tensor) -> torch.Tensor:
+    """w rounded as llama.cpp's Q4_1 stores it: per 32, d = (max - min) / 15, m = min."""
+    g = w.reshape(w.shape[0], -1, 32)  # (N, K/32, 32)
+    lo, hi = g.amin(-1, keepdim=True), g.amax(-1, keepdim=True)
+    d = (hi - lo) / 15
+    return (torch.round((g - lo) / d) * d + lo).reshape(w.shape)
+
+
+@pytest.mark.parametrize("weights", ["int8", "int4"])
+def test_quantized_weights_stay_close(weights):
+    config = DecoderConfig(vocab_size=97, hidden_size=64, intermediate_size=128,
+                           num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                           max_position_embeddings=64)
+    state = {k: q4_1_round(v) if v.ndim == 2 and "embed" not in k else v
+             for k, v in tiny_state(config).items()}  # as in the GGUF: Q4_1 linear weights
+    fp32 = DecoderModel(config, state).eval()
+    quant = DecoderModel(config, state, weights=weights).eval()
+    kind = Int8Linear if weights == "int8" else Int4Linear
+    assert isinstance(quant.layers[0].mlp.down, kind)
+    assert isinstance(quant.lm_head, Int8Linear)
+    x = ids(20)
     with torch.inference_mode():
-        a, b = fp32(x), int8(x)
+        a = fp32(x)
+        cache = quant.new_cache(20)
+        b = torch.cat([quant(x[:, :17], 0, cache), quant(x[:, 17:18], 17, cache),
+                       quant(x[:, 18:], 18, cache)], dim=1)  # dense prefill and 4-bit steps
     assert (a - b).abs().max() < 0.05 * a.abs().max()
+
+
+def test_int4_recovers_q4_1_codes():
+    """Dequantized Q4_1 blocks (x = d * q + m, q in 0..15 spanning min..max) round-trip."""
+    g = torch.Generator().manual_seed(3)
+    q = torch.randint(0, 16, (16, 64), generator=g)
+    q[:, ::32] = 0
+    q[:, 1::32] = 15  # llama.cpp's quantizer puts a block's min at 0 and its max at 15
+    d = torch.rand(16, 2, generator=g).repeat_interleave(32, dim=1) * 0.1
+    m = -torch.rand(16, 2, generator=g).repeat_interleave(32, dim=1)
+    w = (d * q + m).to(torch.bfloat16).float()  # bf16-exact scales, as the kernel stores them
+    lin = Int4Linear(w)
+    x = torch.eye(64)[:8]  # fewer rows than `dense_rows`: the 4-bit kernel
+    torch.testing.assert_close(lin(x), (x.bfloat16() @ w.T.bfloat16()).float(), atol=2e-2,
+                               rtol=1e-2)
     with pytest.raises(ValueError, match="weights"):
         DecoderModel(TINY, tiny_state(), weights="int3")
 

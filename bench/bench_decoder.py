@@ -1,0 +1,219 @@
+"""Decoder speed: prefill and decode tok/s, ours vs transformers' `generate`, same weights and run.
+
+Both load SmolLM2-135M-Instruct.Q4_1.gguf (transformers dequantizes it to fp32). The systems
+alternate within each round (transformers, then each of our weight formats) and speed-ups are the
+medians of per-round ratios, with the load average printed beside them (2 shared cores: see shared
+NOTES.md). Prefill = prompt tokens / time to the first new token; decode = (N - 1) / (time for N
+new tokens - time for 1). Also: the KV-cache speed-up (our fp32 model, with vs without the cache),
+resident memory added by each model, and for the quantized formats the greedy divergence from our
+fp32 model (which matches transformers' logits exactly) with the fp32 top-2 logit margin at each
+divergence.
+
+    .venv/bin/python bench/bench_decoder.py [--rounds 3] [--threads 1] [--weights fp32,int8,int4]
+        [--prompt-tokens 256] [--new-tokens 128] [--kv-new 32,128,256] [--kv-prompt-tokens 32]
+        [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from decoder import DEFAULT_GGUF, load_generator  # noqa: E402
+from service.corpus import real_texts  # noqa: E402
+
+CHATS = ["What is the capital of France?", "Write a haiku about autumn.",
+         "Give me three tips for learning Python.", "Why is the sky blue?",
+         "Explain recursion to a child.", "List the planets in order from the sun."]
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def load_avg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def timed(fn: Any) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def ours_runner(gen: Any, prompt: list[int]) -> Any:
+    def run(n: int, use_cache: bool = True) -> None:
+        out = gen.generate(prompt, max_new_tokens=n, stop_at_eos=False, use_cache=use_cache)
+        assert len(out) == n
+    return run
+
+
+def ref_runner(model: Any, prompt: list[int]) -> Any:
+    ids = torch.tensor([prompt])
+
+    def run(n: int) -> None:
+        with torch.inference_mode():
+            out = model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                                 pad_token_id=2)
+        assert out.shape[1] == len(prompt) + n
+    return run
+
+
+def speeds(run: Any, n_prompt: int, n_new: int) -> tuple[float, float]:
+    """(prefill tok/s, decode tok/s) from one 1-token and one n_new-token generation."""
+    t1 = timed(lambda: run(1))
+    tn = timed(lambda: run(n_new))
+    return n_prompt / t1, (n_new - 1) / max(tn - t1, 1e-9)
+
+
+def divergence(fp32: Any, other: Any, prompts: list[list[int]], n: int) -> dict[str, Any]:
+    """Greedy n tokens of `other` vs `fp32`; at each first divergence, fp32's top-2 margin."""
+    same, details = 0, []
+    for p in prompts:
+        a = fp32.generate(p, max_new_tokens=n, stop_at_eos=False)
+        b = other.generate(p, max_new_tokens=n, stop_at_eos=False)
+        if a == b:
+            same += 1
+            continue
+        i = next(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
+        with torch.inference_mode():
+            logits = fp32.model(torch.tensor([p + a[:i]]), last_only=True)[0, -1]  # (V,)
+        top2 = logits.topk(2).values
+        details.append({"position": i, "fp32_margin": round(float(top2[0] - top2[1]), 4),
+                        "fp32_token": a[i], "other_token": b[i],
+                        "fp32_logit_gap_to_other": round(float(logits[a[i]] - logits[b[i]]), 4)})
+    return {"identical": same, "prompts": len(prompts), "divergences": details}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--weights", default="fp32,int8,int4")
+    ap.add_argument("--prompt-tokens", type=int, default=256)
+    ap.add_argument("--new-tokens", type=int, default=128)
+    ap.add_argument("--kv-new", default="32,128,256", help="'' to skip the KV-cache speed-up")
+    ap.add_argument("--kv-prompt-tokens", type=int, default=32)
+    ap.add_argument("--divergence-prompts", type=int, default=20)
+    ap.add_argument("--no-transformers", action="store_true")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} thread(s), load average {load_avg()}")
+
+    formats = [w for w in args.weights.split(",") if w]
+    gens: dict[str, Any] = {}
+    memory: dict[str, float] = {}
+    for w in formats:
+        gc.collect()
+        before = rss_mb()
+        gens[w] = load_generator(threads=args.threads, weights=w)
+        memory[f"ours {w}"] = rss_mb() - before
+    ref = None
+    if not args.no_transformers:
+        from transformers import AutoModelForCausalLM
+
+        gc.collect()
+        before = rss_mb()
+        ref = AutoModelForCausalLM.from_pretrained(str(DEFAULT_GGUF.parent),
+                                                   gguf_file=DEFAULT_GGUF.name,
+                                                   dtype=torch.float32).eval()
+        memory["transformers fp32"] = rss_mb() - before
+
+    any_gen = next(iter(gens.values()))
+    text = " ".join(real_texts(400))
+    all_ids = any_gen.tokenizer.encode(text)
+    prompt = all_ids[: args.prompt_tokens]
+    systems: dict[str, Any] = {f"ours {w}": ours_runner(g, prompt) for w, g in gens.items()}
+    if ref is not None:
+        systems = {"transformers fp32": ref_runner(ref, prompt), **systems}
+    for run in systems.values():  # warm-up
+        run(2)
+
+    results: dict[str, dict[str, list[float]]] = {s: {"prefill": [], "decode": []}
+                                                  for s in systems}
+    loads = []
+    for r in range(args.rounds):
+        for name, run in systems.items():
+            pre, dec = speeds(run, len(prompt), args.new_tokens)
+            results[name]["prefill"].append(pre)
+            results[name]["decode"].append(dec)
+        loads.append(load_avg())
+        print(f"round {r + 1}/{args.rounds} done, load average {loads[-1]}", flush=True)
+
+    base = "transformers fp32" if ref is not None else None
+    print(f"\n{len(prompt)}-token prompt, {args.new_tokens} new tokens, {args.threads} thread(s), "
+          f"medians of {args.rounds} alternating rounds")
+    print(f"{'system':<20}{'prefill tok/s':>14}{'decode tok/s':>14}{'prefill x':>11}"
+          f"{'decode x':>10}{'+RSS MB':>9}")
+    table = {}
+    for name, res in results.items():
+        row = {"prefill_tok_s": statistics.median(res["prefill"]),
+               "decode_tok_s": statistics.median(res["decode"]),
+               "rss_mb": round(memory[name], 1)}
+        if base:
+            for k in ("prefill", "decode"):
+                ratios = [o / b for o, b in zip(res[k], results[base][k], strict=True)]
+                row[f"{k}_ratio"] = statistics.median(ratios)
+        table[name] = row
+        print(f"{name:<20}{row['prefill_tok_s']:>14.1f}{row['decode_tok_s']:>14.1f}"
+              f"{row.get('prefill_ratio', float('nan')):>11.2f}"
+              f"{row.get('decode_ratio', float('nan')):>10.2f}{row['rss_mb']:>9.0f}")
+
+    kv: dict[str, float] = {}
+    kv_new = [int(n) for n in args.kv_new.split(",") if n]
+    if kv_new and "fp32" in gens:
+        kv_prompt = all_ids[: args.kv_prompt_tokens]
+        run = ours_runner(gens["fp32"], kv_prompt)
+        print(f"\nKV-cache speed-up, ours fp32, {len(kv_prompt)}-token prompt (1 run each):")
+        for n in kv_new:
+            with_cache = timed(lambda n=n: run(n))
+            without = timed(lambda n=n: run(n, use_cache=False))
+            kv[str(n)] = without / with_cache
+            print(f"  {n:>4} new tokens: {with_cache:6.2f} s with, {without:7.2f} s without "
+                  f"-> {kv[str(n)]:.1f}x  (load {load_avg()})")
+
+    div: dict[str, Any] = {}
+    if "fp32" in gens and args.divergence_prompts:
+        tok = any_gen.tokenizer
+        chats = [tok.encode(any_gen.apply_chat_template([{"role": "user", "content": c}]))
+                 for c in CHATS]
+        plain = [tok.encode(t)[:48] for t in real_texts(200)[:: 7]]
+        prompts = (chats + [p for p in plain if len(p) >= 8])[: args.divergence_prompts]
+        for w in formats:
+            if w == "fp32":
+                continue
+            div[w] = divergence(gens["fp32"], gens[w], prompts, 32)
+            d = div[w]
+            margins = [x["fp32_margin"] for x in d["divergences"]]
+            print(f"\n{w}: greedy 32 tokens identical to fp32 on {d['identical']}/{d['prompts']} "
+                  f"prompts; divergences at positions {[x['position'] for x in d['divergences']]}"
+                  f", fp32 top-2 margins there {margins}")
+
+    if args.json:
+        args.json.write_text(json.dumps({
+            "threads": args.threads, "prompt_tokens": len(prompt), "new_tokens": args.new_tokens,
+            "rounds": args.rounds, "load_averages": loads, "table": table, "raw": results,
+            "kv_cache_speedup": kv, "kv_prompt_tokens": args.kv_prompt_tokens,
+            "divergence": div, "torch": torch.__version__,
+        }, indent=2))
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
