@@ -74,12 +74,15 @@ class Collection:
         index_type: str | None = None,
         config: IndexConfig | None = None,
         read_only: bool = False,
+        index_options: dict[str, Any] | None = None,
     ) -> Collection:
         """Open (or create) the collection in `directory`.
 
         `dim` and `encoder_fingerprint`, when given, must match what the collection was built with
         (DimensionMismatch / FingerprintMismatch otherwise); a new collection records them.
-        `index_type` ("auto", "Flat", "HNSW32", "IVF1024,Flat"...) overrides the stored choice.
+        `index_type` ("auto", "Flat", "HNSW32", "IVF1024,Flat"...) overrides the stored choice;
+        `index_options` overrides single `IndexConfig` fields (`{"ef_search": 128}`); `config`
+        replaces the whole stored configuration.
         """
         directory = Path(directory)
         if read_only and read_manifest(directory) is None:
@@ -102,6 +105,12 @@ class Collection:
                     manifest.index = config.to_dict()
                 if index_type is not None:
                     manifest.index = {**manifest.index, "index_type": normalize_type(index_type)}
+                if index_options:
+                    unknown = set(index_options) - set(IndexConfig.__dataclass_fields__)
+                    if unknown:
+                        raise InvalidArgument(f"unknown index options {sorted(unknown)}")
+                    merged = IndexConfig.from_dict({**manifest.index, **index_options})
+                    manifest.index = merged.to_dict()  # validated by IndexConfig
                 if manifest.to_json() != before:
                     write_manifest(directory, manifest)
         # A read-only handle may still tune its own searches (ef_search, nprobe) through `config`.

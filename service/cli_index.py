@@ -51,6 +51,15 @@ def _build(args: argparse.Namespace) -> int:
             chunk_tokens=args.chunk_tokens,
             chunk_overlap=args.chunk_overlap,
             index_type=args.index_type,
+            index_options={
+                key: value
+                for key, value in (
+                    ("ef_construction", args.ef_construction),
+                    ("ef_search", args.ef_search),
+                    ("nprobe", args.nprobe),
+                )
+                if value is not None
+            },
             reindex=args.reindex,
         )
     except ValueError as exc:
@@ -120,6 +129,9 @@ def add_index_commands(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--chunk-tokens", type=int, help="split documents into N-token chunks")
     b.add_argument("--chunk-overlap", type=int, default=0, help="tokens shared by chunks")
     b.add_argument("--index-type", help="auto (default), Flat, HNSW32, IVF or IVF<n>,Flat")
+    b.add_argument("--ef-construction", type=int, help="HNSW build breadth (default 80)")
+    b.add_argument("--ef-search", type=int, help="HNSW search breadth (default 64)")
+    b.add_argument("--nprobe", type=int, help="IVF lists searched (default nlist/8)")
     b.add_argument(
         "--reindex", action="store_true", help="re-embed stored texts with this encoder first"
     )

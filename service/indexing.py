@@ -52,6 +52,7 @@ class BuildOptions:
     chunk_tokens: int | None = None
     chunk_overlap: int = 0
     index_type: str | None = None
+    index_options: dict[str, Any] = field(default_factory=dict)  # IndexConfig fields to set
     reindex: bool = False
 
     def __post_init__(self) -> None:
@@ -115,6 +116,7 @@ def build_index(
         dim=embedder.dim,
         encoder_fingerprint=embedder.fingerprint(),
         index_type=options.index_type,
+        index_options=options.index_options,
     ) as col:
         done, size = 0, options.batch_size * options.window_batches
         for window in _windows(rows, size, report, on_bad_row):
@@ -206,6 +208,7 @@ def reindex(index_dir: Path, embedder: Embedder, options: BuildOptions) -> int:
             dim=embedder.dim,
             encoder_fingerprint=embedder.fingerprint(),
             index_type=index_type,
+            index_options=options.index_options,
         ) as new:
             for docs in old.iter_docs(chunk=options.batch_size * options.window_batches):
                 count += _embed_and_upsert(new, embedder, docs, options.batch_size)

@@ -259,8 +259,10 @@ def test_cli_build_info_search(
     monkeypatch.setattr(cli_index, "load_embedder", lambda args: FakeEmbedder())
     src = write_jsonl(tmp_path / "in.jsonl", [*docs(40), "{bad"])
     idx = str(tmp_path / "idx")
-    assert _run_cli(["index", "build", str(src), "--index-dir", idx, "--quiet"]) == 0
+    argv = ["index", "build", str(src), "--index-dir", idx, "--quiet", "--ef-search", "100"]
+    assert _run_cli(argv) == 0
     out, err = capsys.readouterr()
+    assert json.loads((tmp_path / "idx" / "manifest.json").read_text())["index"]["ef_search"] == 100
     assert "40 added" in out and "1 bad rows" in out and "in.jsonl:41: invalid JSON" in err
     assert _run_cli(["index", "info", "--index-dir", idx, "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
@@ -273,3 +275,6 @@ def test_cli_build_info_search(
     assert "unknown operator 'near'" in capsys.readouterr().err
     assert _run_cli(["search", "x", "--index-dir", str(tmp_path / "none")]) == 1
     assert "no collection" in capsys.readouterr().err
+    bad = ["index", "build", str(src), "--index-dir", idx, "--quiet", "--index-type", "LSH"]
+    assert _run_cli(bad) == 1
+    assert "unknown index type 'LSH'" in capsys.readouterr().err
