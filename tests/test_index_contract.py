@@ -19,6 +19,7 @@ from index import (
     Doc,
     FilterError,
     FingerprintMismatch,
+    FormatError,
     IndexConfig,
     InvalidArgument,
     NotFound,
@@ -128,6 +129,28 @@ def test_filtered_results_follow_writes(filled: tuple[Path, IndexConfig, np.ndar
         assert col.search(vectors[0], k=5, filter=flt)[0].id == "d0"
         col.delete(["d0"])
         assert [h.id for h in col.search(vectors[0], k=5, filter=flt)] == before
+
+
+def test_hnsw_tombstones_then_compaction(tmp_path: Path) -> None:
+    docs, vectors = make_docs(N)
+    with Collection.open(tmp_path / "c", config=TYPES["HNSW32"]) as col:
+        col.upsert(docs, vectors)
+        col.delete([f"d{i}" for i in range(40)])  # under compact_min=50: tombstoned
+        assert col.info()["tombstones"] == 40
+        assert all(int(h.id[1:]) >= 40 for h in col.search(vectors[5], k=20))
+        col.delete([f"d{i}" for i in range(40, 100)])  # past it: rebuilt without them
+        assert col.info()["tombstones"] == 0 and col.count() == N - 100
+        assert len(col.search(vectors[5], k=10)) == 10
+
+
+def test_other_format_version_is_refused(tmp_path: Path) -> None:
+    docs, vectors = make_docs(5)
+    with Collection.open(tmp_path / "c") as col:
+        col.upsert(docs, vectors)
+    manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    (tmp_path / "c" / "manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
+    with pytest.raises(FormatError, match="format version 99.*Rebuild"):
+        Collection.open(tmp_path / "c")
 
 
 def test_score_threshold(filled: tuple[Path, IndexConfig, np.ndarray]) -> None:
