@@ -132,6 +132,17 @@ def bytes_on_disk(directory: Path) -> int:
     return sum(p.stat().st_size for p in directory.iterdir() if p.is_file())
 
 
+def recover_swap(new: Path, target: Path) -> None:
+    """Finish a `swap_directories` that a crash cut short between its two renames."""
+    olds = list(target.parent.glob(f".{target.name}.old-*"))
+    if not target.exists() and new.exists() and olds:
+        os.replace(new, target)  # `new` was complete: the swap starts only after it is built
+        fsync_dir(target.parent)
+    if target.exists():
+        for old in olds:
+            shutil.rmtree(old)
+
+
 def swap_directories(new: Path, target: Path) -> None:
     """Put `new` in place of `target` (e.g. after a re-embedding), then delete the old one."""
     old = target.with_name(f".{target.name}.old-{os.getpid()}")

@@ -19,7 +19,7 @@ import numpy as np
 
 from index import Collection, Doc
 from index.chunking import chunk_id, chunk_spans
-from index.persistence import swap_directories
+from index.persistence import recover_swap, swap_directories
 from index.readers import BadRow, Progress, ReaderOptions, Record, read_inputs
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,7 @@ def build_index(
     report = BuildReport()
     started = time.perf_counter()
     index_dir = Path(index_dir)
+    recover_swap(_reindex_dir(index_dir), index_dir)
     if options.reindex and (index_dir / "manifest.json").exists():
         report.reembedded = reindex(index_dir, embedder, options)
     progress = Progress()
@@ -197,9 +198,13 @@ def _embed_and_upsert(col: Collection, embedder: Embedder, units: list[Doc], bat
     return len(todo)
 
 
+def _reindex_dir(index_dir: Path) -> Path:
+    return index_dir.with_name(f"{index_dir.name}.reindex")
+
+
 def reindex(index_dir: Path, embedder: Embedder, options: BuildOptions) -> int:
     """Re-embed every stored text with `embedder` into `<dir>.reindex`, then swap it in."""
-    fresh = index_dir.with_name(f"{index_dir.name}.reindex")
+    fresh = _reindex_dir(index_dir)
     count = 0
     with Collection.open(index_dir, read_only=True) as old:
         index_type = options.index_type or old.config.index_type

@@ -200,6 +200,12 @@ def test_other_encoder_is_refused_then_reindexed(tmp_path: Path) -> None:
         assert col.info()["dim"] == 32
         assert col.search(other.encode([docs(8)[7]["text"]])[0], k=1)[0].id == "doc7"
     assert not (tmp_path / "idx.reindex").exists()
+    # A crash between the swap's two renames: the next run finishes it.
+    (tmp_path / "idx").rename(tmp_path / "idx.reindex")
+    (tmp_path / ".idx.old-999").mkdir()
+    report = build_index([src], tmp_path / "idx", other)
+    assert (report.added, report.count) == (0, 50)
+    assert not (tmp_path / ".idx.old-999").exists() and not (tmp_path / "idx.reindex").exists()
 
 
 _CHILD = """
