@@ -6,12 +6,11 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from service.settings import Settings
-
-BACKENDS = ("torch", "onnx", "onnx-int8")
+from service.cli_index import add_index_commands, add_search_command
+from service.settings import BACKENDS, Settings
 
 
 def _settings_from(args: argparse.Namespace, *names: str) -> Settings:
@@ -127,26 +126,11 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_verify)
 
 
-# --- optional command groups owned by other modules --------------------------------------------
-
-
-def _optional_adders() -> list[Callable[[argparse._SubParsersAction], None]]:
-    adders: list[Callable[[argparse._SubParsersAction], None]] = []
-    try:
-        from service import cli_index
-    except ImportError:
-        return adders
-    adders.append(cli_index.add_index_commands)
-    if hasattr(cli_index, "add_search_command"):
-        adders.append(cli_index.add_search_command)
-    return adders
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="semsearch", description=__doc__)
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING...")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_serve, _add_embed, _add_verify, *_optional_adders()):
+    for add in (_add_serve, _add_embed, _add_verify, add_index_commands, add_search_command):
         add(sub)
     return parser
 

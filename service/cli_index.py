@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
+from service.settings import BACKENDS
 
 
 def _index_dir(args: argparse.Namespace) -> Path:
