@@ -3,7 +3,8 @@
 Follows transformers' `models/bert/modeling_bert.py` (the math and the parameter names, so a
 checkpoint's state dict maps 1:1) and TEI's unpadded batching: the dense ops (embedding LayerNorm,
 Q/K/V and output projections, feed-forward, LayerNorms) run on the packed real tokens `(N, C)` of a
-batch; only attention sees the padded `(B, T)` layout, through `Packing.pad` / `Packing.pack`.
+batch; only attention sees a padded layout, one `AttentionGroup` of similar-length sequences at a
+time (`AttentionGroup.pad` / `unpad`), so a batch of mixed lengths pads little even there.
 """
 
 from __future__ import annotations
@@ -221,7 +222,7 @@ class BertIntermediate(nn.Module):
         self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.gelu(self.dense(x))  # (N, 4C)
+        return F.gelu(self.dense(x))  # (N, intermediate_size)
 
 
 class BertOutput(nn.Module):
