@@ -36,6 +36,8 @@ class Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight)
 
+    mm = forward  # (N, in) -> (N, out), as Int8Linear.mm / Int4Linear.mm
+
 
 class Int8Linear(nn.Module):
     """Weight-only int8: W ~= q * scale per output row, symmetric; matmul in bf16.
@@ -53,11 +55,13 @@ class Int8Linear(nn.Module):
     def out_features(self) -> int:
         return self.weight.shape[0]
 
+    def mm(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in) -> (N, out) in bf16: the decode-step form, no reshapes or casts back."""
+        return torch._weight_int8pack_mm(x.to(torch.bfloat16), self.weight, self.scale)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lead = x.shape[:-1]
-        x2 = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)  # (N, in)
-        y = torch._weight_int8pack_mm(x2, self.weight, self.scale)  # (N, out)
-        return y.view(*lead, self.out_features).to(x.dtype)  # (..., out)
+        y = self.mm(x.reshape(-1, x.shape[-1]))  # (N, out)
+        return y.view(*x.shape[:-1], self.out_features).to(x.dtype)  # (..., out)
 
 
 class Int4Linear(nn.Module):
@@ -95,15 +99,16 @@ class Int4Linear(nn.Module):
         self.group_size = group_size
         self.out_features = N
 
+    def mm(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in) -> (N, out) in bf16."""
+        x = x.to(torch.bfloat16)
+        if x.shape[0] >= self.dense_rows:
+            return F.linear(x, self.dense)
+        return torch._weight_int4pack_mm_for_cpu(x, self.weight, self.group_size, self.scale_zero)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lead = x.shape[:-1]
-        x2 = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)  # (N, in)
-        if x2.shape[0] >= self.dense_rows:
-            y = F.linear(x2, self.dense)  # (N, out)
-        else:
-            y = torch._weight_int4pack_mm_for_cpu(x2, self.weight, self.group_size,
-                                                  self.scale_zero)  # (N, out)
-        return y.view(*lead, self.out_features).to(x.dtype)  # (..., out)
+        y = self.mm(x.reshape(-1, x.shape[-1]))  # (N, out)
+        return y.view(*x.shape[:-1], self.out_features).to(x.dtype)  # (..., out)
 
 
 class RMSNorm(nn.Module):
@@ -131,13 +136,11 @@ class Attention(nn.Module):
         self.o_proj = o_proj
 
     def forward(self, x: torch.Tensor, rope: RotaryEmbedding, start: int,
-                cache: KVCache | None, rot: torch.Tensor | None = None) -> torch.Tensor:
+                cache: KVCache | None) -> torch.Tensor:
+        """x (B, T, C) at positions start .. start+T-1 -> (B, T, C)."""
         B, T, C = x.shape
         H, KV, D = self.n_head, self.n_kv, self.head_dim
-        qkv = self.qkv(x).view(B, T, H + 2 * KV, D)  # (B, T, H + 2KV, D)
-        if T == 1 and cache is not None and rot is not None:
-            return self._decode_step(qkv, start, cache, rot)
-        qkv = qkv.transpose(1, 2)  # (B, H + 2KV, T, D)
+        qkv = self.qkv(x).view(B, T, H + 2 * KV, D).transpose(1, 2)  # (B, H + 2KV, T, D)
         cos, sin = rope.tables(start, T)  # (T, D) each
         qk = apply_rope(qkv[:, : H + KV], cos, sin)  # (B, H + KV, T, D)
         q, k, v = qk[:, :H], qk[:, H:], qkv[:, H + KV :]
@@ -155,17 +158,23 @@ class Attention(nn.Module):
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, H * D)
         return self.o_proj(y)
 
-    def _decode_step(self, qkv: torch.Tensor, start: int, cache: KVCache,
-                     rot: torch.Tensor) -> torch.Tensor:
-        """One new token: qkv (B, 1, H + 2KV, D); `rot` is RoPE at `start` as a (D, D) matrix."""
-        B = qkv.shape[0]
+    def decode(self, x: torch.Tensor, pos: int, cache: KVCache,
+               rot: torch.Tensor) -> torch.Tensor:
+        """One new token per sequence: x (B, C) at position `pos` -> (B, C) in the linear
+        layers' compute dtype. `rot` is RoPE at `pos` as a (D, D) matrix (`RotaryEmbedding`).
+
+        The query heads are grouped by their key/value head, (B, KV, n_rep, D), so each group
+        attends to its own (B, KV, pos + 1, D) keys: grouped-query attention without a copy."""
+        B = x.shape[0]
         H, KV, D = self.n_head, self.n_kv, self.head_dim
-        qk = qkv[:, 0, : H + KV] @ rot  # (B, H + KV, D), rotated
-        q = qk[:, :H].view(B, KV, H // KV, D)  # (B, KV, n_rep, D): query heads by their kv head
-        cache.write(self.layer, start, qk[:, H:, None], qkv[:, 0, H + KV :, None])
-        k, v = cache.view(self.layer, start + 1)  # (B, KV, start + 1, D)
-        y = F.scaled_dot_product_attention(q, k, v)  # (B, KV, n_rep, D); no mask: all is past
-        return self.o_proj(y.reshape(B, 1, H * D))  # (B, 1, C)
+        qkv = self.qkv.mm(x).float().view(B, H + 2 * KV, D)  # (B, H + 2KV, D)
+        qk = qkv[:, : H + KV] @ rot  # (B, H + KV, D), rotated
+        cache.k[self.layer, :, :, pos] = qk[:, H:]
+        cache.v[self.layer, :, :, pos] = qkv[:, H + KV :]
+        k = cache.k[self.layer, :, :, : pos + 1]  # (B, KV, pos + 1, D)
+        v = cache.v[self.layer, :, :, : pos + 1]
+        y = F.scaled_dot_product_attention(qk[:, :H].view(B, KV, H // KV, D), k, v)
+        return self.o_proj.mm(y.view(B, H * D))  # (B, C); no mask: every key is in the past
 
 
 class MLP(nn.Module):
@@ -181,6 +190,11 @@ class MLP(nn.Module):
         gate, up = self.gate_up(x).split(self.intermediate_size, dim=-1)  # (B, T, I) each
         return self.down(F.silu(gate) * up)
 
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C) -> (B, C), staying in the linear layers' compute dtype in between."""
+        gate, up = self.gate_up.mm(x).split(self.intermediate_size, dim=-1)  # (B, I) each
+        return self.down.mm(F.silu(gate) * up)
+
 
 class Block(nn.Module):
     """Pre-norm residual block: x + attn(norm(x)), then x + mlp(norm(x))."""
@@ -193,6 +207,12 @@ class Block(nn.Module):
         self.mlp = mlp
 
     def forward(self, x: torch.Tensor, rope: RotaryEmbedding, start: int,
-                cache: KVCache | None, rot: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), rope, start, cache, rot)
+                cache: KVCache | None) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), rope, start, cache)
         return x + self.mlp(self.post_attention_layernorm(x))
+
+    def decode(self, x: torch.Tensor, pos: int, cache: KVCache,
+               rot: torch.Tensor) -> torch.Tensor:
+        """One-token step on x (B, C); the residual stream stays fp32."""
+        x = x + self.self_attn.decode(self.input_layernorm(x), pos, cache, rot)
+        return x + self.mlp.decode(self.post_attention_layernorm(x))

@@ -103,12 +103,25 @@ class DecoderModel(nn.Module):
                              f"{self.config.max_position_embeddings}")
         if cache is not None and start != cache.length:
             raise ValueError(f"cache holds {cache.length} positions but start is {start}")
+        if T == 1 and cache is not None:
+            return self.decode_step(ids[:, 0], start, cache)[:, None]  # (B, 1, V)
         x = F.embedding(ids, self.embed_tokens)  # (B, T, C)
-        rot = self.rope.rotation(start) if T == 1 and cache is not None else None
         for block in self.layers:
-            x = block(x, self.rope, start, cache, rot)
+            x = block(x, self.rope, start, cache)
         if cache is not None:
             cache.length = start + T
         if last_only:
             x = x[:, -1:]  # (B, 1, C)
         return self.lm_head(self.norm(x))
+
+    def decode_step(self, ids: torch.Tensor, pos: int, cache: KVCache) -> torch.Tensor:
+        """One token per sequence, ids (B,) at position `pos` -> logits (B, V) in fp32.
+
+        The hot loop of generation: 2-D activations, no reshapes of the residual stream, RoPE as
+        one (D, D) matmul shared by all layers, quantized matmuls kept in bf16 in between."""
+        x = F.embedding(ids, self.embed_tokens)  # (B, C)
+        rot = self.rope.rotation(pos)  # (D, D)
+        for block in self.layers:
+            x = block.decode(x, pos, cache, rot)
+        cache.length = pos + 1
+        return self.lm_head.mm(self.norm(x)).float()
