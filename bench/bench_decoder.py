@@ -5,7 +5,8 @@ alternate within each round (transformers, then each of our weight formats) and 
 medians of per-round ratios, with the load average printed beside them (2 shared cores: see shared
 NOTES.md). Prefill = prompt tokens / time to the first new token; decode = (N - 1) / (time for N
 new tokens - time for 1). Also: the KV-cache speed-up (our fp32 model, with vs without the cache),
-resident memory added by each model, and for the quantized formats the greedy divergence from our
+resident memory added by each model (alone, in a fresh process: after loading, and the peak
+after one generation), and for the quantized formats the greedy divergence from our
 fp32 model (which matches transformers' logits exactly) with the fp32 top-2 logit margin at each
 divergence.
 
@@ -17,10 +18,10 @@ divergence.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,16 +39,45 @@ CHATS = ["What is the capital of France?", "Write a haiku about autumn.",
          "Explain recursion to a child.", "List the planets in order from the sun."]
 
 
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def load_avg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+_MEMORY_CHILD = """
+import sys, torch
+sys.path.insert(0, {root!r})
+torch.set_num_threads(1)
+from decoder import DEFAULT_GGUF, load_generator
+import transformers, decoder.generate  # imports before the baseline
+
+def rss(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) / 1024
+
+base = rss("VmRSS:")
+if {system!r} == "transformers":
+    m = transformers.AutoModelForCausalLM.from_pretrained(
+        str(DEFAULT_GGUF.parent), gguf_file=DEFAULT_GGUF.name, dtype=torch.float32).eval()
+    loaded = rss("VmRSS:")
+    with torch.inference_mode():
+        m.generate(torch.tensor([list(range(1000, 1000 + {n_prompt}))]), do_sample=False,
+                   max_new_tokens={n_new}, min_new_tokens={n_new}, pad_token_id=2)
+else:
+    g = load_generator(threads=1, weights={system!r})
+    loaded = rss("VmRSS:")
+    g.generate(list(range(1000, 1000 + {n_prompt})), max_new_tokens={n_new}, stop_at_eos=False)
+print(loaded - base, rss("VmHWM:") - base)
+"""
+
+
+def memory_in_child(system: str, n_prompt: int, n_new: int) -> tuple[float, float]:
+    """(+RSS after loading, +peak RSS by the end of one generation), MB, in a fresh process."""
+    code = _MEMORY_CHILD.format(root=str(Path(__file__).resolve().parents[1]), system=system,
+                                n_prompt=n_prompt, n_new=n_new)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    return float(out[-2]), float(out[-1])
 
 
 def timed(fn: Any) -> float:
@@ -81,11 +111,12 @@ def speeds(run: Any, n_prompt: int, n_new: int) -> tuple[float, float]:
     return n_prompt / t1, (n_new - 1) / max(tn - t1, 1e-9)
 
 
-def divergence(fp32: Any, other: Any, prompts: list[list[int]], n: int) -> dict[str, Any]:
-    """Greedy n tokens of `other` vs `fp32`; at each first divergence, fp32's top-2 margin."""
+def divergence(fp32: Any, reference: list[list[int]], other: Any, prompts: list[list[int]],
+               n: int) -> dict[str, Any]:
+    """Greedy n tokens of `other` vs fp32's (`reference`); at each first divergence, the fp32
+    model's top-2 logit margin and its logit gap between the two chosen tokens."""
     same, details = 0, []
-    for p in prompts:
-        a = fp32.generate(p, max_new_tokens=n, stop_at_eos=False)
+    for p, a in zip(prompts, reference, strict=True):
         b = other.generate(p, max_new_tokens=n, stop_at_eos=False)
         if a == b:
             same += 1
@@ -111,29 +142,29 @@ def main() -> None:
     ap.add_argument("--kv-prompt-tokens", type=int, default=32)
     ap.add_argument("--divergence-prompts", type=int, default=20)
     ap.add_argument("--no-transformers", action="store_true")
+    ap.add_argument("--no-memory", action="store_true", help="skip the per-system RSS children")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), load average {load_avg()}")
 
     formats = [w for w in args.weights.split(",") if w]
-    gens: dict[str, Any] = {}
-    memory: dict[str, float] = {}
-    for w in formats:
-        gc.collect()
-        before = rss_mb()
-        gens[w] = load_generator(threads=args.threads, weights=w)
-        memory[f"ours {w}"] = rss_mb() - before
+    memory: dict[str, tuple[float, float]] = {}
+    if not args.no_memory:  # each system alone in a fresh process: load, then one generation
+        names = ([] if args.no_transformers else ["transformers"]) + formats
+        for name in names:
+            key = "transformers fp32" if name == "transformers" else f"ours {name}"
+            memory[key] = memory_in_child(name, args.prompt_tokens, args.new_tokens)
+            print(f"memory {key}: +{memory[key][0]:.0f} MB loaded, +{memory[key][1]:.0f} MB "
+                  "peak after one generation", flush=True)
+    gens = {w: load_generator(threads=args.threads, weights=w) for w in formats}
     ref = None
     if not args.no_transformers:
         from transformers import AutoModelForCausalLM
 
-        gc.collect()
-        before = rss_mb()
         ref = AutoModelForCausalLM.from_pretrained(str(DEFAULT_GGUF.parent),
                                                    gguf_file=DEFAULT_GGUF.name,
                                                    dtype=torch.float32).eval()
-        memory["transformers fp32"] = rss_mb() - before
 
     any_gen = next(iter(gens.values()))
     text = " ".join(real_texts(400))
@@ -160,12 +191,13 @@ def main() -> None:
     print(f"\n{len(prompt)}-token prompt, {args.new_tokens} new tokens, {args.threads} thread(s), "
           f"medians of {args.rounds} alternating rounds")
     print(f"{'system':<20}{'prefill tok/s':>14}{'decode tok/s':>14}{'prefill x':>11}"
-          f"{'decode x':>10}{'+RSS MB':>9}")
+          f"{'decode x':>10}{'+RSS MB':>9}{'+peak MB':>10}")
     table = {}
     for name, res in results.items():
         row = {"prefill_tok_s": statistics.median(res["prefill"]),
                "decode_tok_s": statistics.median(res["decode"]),
-               "rss_mb": round(memory[name], 1)}
+               "rss_mb": memory.get(name, (float("nan"),) * 2)[0],
+               "peak_rss_mb": memory.get(name, (float("nan"),) * 2)[1]}
         if base:
             for k in ("prefill", "decode"):
                 ratios = [o / b for o, b in zip(res[k], results[base][k], strict=True)]
@@ -173,7 +205,8 @@ def main() -> None:
         table[name] = row
         print(f"{name:<20}{row['prefill_tok_s']:>14.1f}{row['decode_tok_s']:>14.1f}"
               f"{row.get('prefill_ratio', float('nan')):>11.2f}"
-              f"{row.get('decode_ratio', float('nan')):>10.2f}{row['rss_mb']:>9.0f}")
+              f"{row.get('decode_ratio', float('nan')):>10.2f}{row['rss_mb']:>9.0f}"
+              f"{row['peak_rss_mb']:>10.0f}")
 
     kv: dict[str, float] = {}
     kv_new = [int(n) for n in args.kv_new.split(",") if n]
@@ -195,10 +228,12 @@ def main() -> None:
                  for c in CHATS]
         plain = [tok.encode(t)[:48] for t in real_texts(200)[:: 7]]
         prompts = (chats + [p for p in plain if len(p) >= 8])[: args.divergence_prompts]
+        reference = [gens["fp32"].generate(p, max_new_tokens=32, stop_at_eos=False)
+                     for p in prompts]
         for w in formats:
             if w == "fp32":
                 continue
-            div[w] = divergence(gens["fp32"], gens[w], prompts, 32)
+            div[w] = divergence(gens["fp32"], reference, gens[w], prompts, 32)
             d = div[w]
             margins = [x["fp32_margin"] for x in d["divergences"]]
             print(f"\n{w}: greedy 32 tokens identical to fp32 on {d['identical']}/{d['prompts']} "

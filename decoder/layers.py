@@ -47,7 +47,7 @@ class Int8Linear(nn.Module):
     def __init__(self, weight: torch.Tensor) -> None:
         super().__init__()
         scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0  # (out,)
-        q = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)  # (out, in)
+        q = (weight / scale[:, None]).round_().clamp_(-127, 127).to(torch.int8)  # (out, in)
         self.register_buffer("weight", q, persistent=False)
         self.register_buffer("scale", scale.to(torch.bfloat16), persistent=False)
 
