@@ -110,32 +110,48 @@ class Generator:
             "pre_tokenizer": self.tokenizer.pre,
         }
 
-    def generate(self, prompt_ids: Sequence[int], **kwargs: Any) -> list[int]:
-        """New token ids (EOS or a stop id included when it ended generation)."""
-        return [t for event in self.stream(prompt_ids, **kwargs) for t in event.token_ids]
+    def generate(self, prompt_ids: Sequence[int], max_new_tokens: int = 32,
+                 temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
+                 repetition_penalty: float = 1.0, stop: str | Sequence[str | int] | None = None,
+                 seed: int | None = None, stop_at_eos: bool = True,
+                 use_cache: bool = True) -> list[int]:
+        """New token ids; the EOS or stop id that ended generation is included, and so is the
+        token that completed a stop string. Arguments as `stream`."""
+        events = self.stream(prompt_ids, max_new_tokens, temperature, top_p, top_k,
+                             repetition_penalty, stop, seed, stop_at_eos, use_cache)
+        return [t for event in events for t in event.token_ids]
 
     # -- the loop -------------------------------------------------------------------------------
 
     def _take_cache(self, max_len: int) -> KVCache:
         c = self.config
         with self._lock:
-            for i, cache in enumerate(self._caches):
+            for i in reversed(range(len(self._caches))):  # the smallest that fits
+                cache = self._caches[i]
                 if cache.fits(c.num_hidden_layers, c.num_key_value_heads, c.head_dim, max_len,
                               1, cache.dtype):
                     return self._caches.pop(i)
         return self.model.new_cache(max_len)
 
     def _give_cache(self, cache: KVCache) -> None:
+        """Keep finished caches for reuse: the two largest (concurrent streams take their own)."""
         cache.reset()
         with self._lock:
             self._caches.append(cache)
+            self._caches.sort(key=lambda c: c.max_len, reverse=True)
+            del self._caches[2:]
 
     def stream(self, prompt_ids: Sequence[int], max_new_tokens: int = 32,
                temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
                repetition_penalty: float = 1.0, stop: str | Sequence[str | int] | None = None,
                seed: int | None = None, stop_at_eos: bool = True,
                use_cache: bool = True) -> Iterator[StreamEvent]:
-        """Generate from `prompt_ids`, yielding one `StreamEvent` per new token."""
+        """Generate from `prompt_ids`, yielding one `StreamEvent` per new token.
+
+        temperature 0 = greedy (top_p, top_k and seed then do nothing); `stop`: strings and/or
+        token ids; `seed` None = fresh entropy; `use_cache=False` recomputes the whole sequence
+        every step (for tests). Raises ValueError on an empty or out-of-vocabulary prompt, a
+        prompt that fills the context, or invalid sampling values."""
         params = SamplingParams(temperature, top_p, top_k, repetition_penalty, seed)
         stop_strings, stop_ids = _split_stop(stop)
         if stop_at_eos:

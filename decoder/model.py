@@ -26,6 +26,7 @@ from decoder.rope import RotaryEmbedding
 logger = logging.getLogger(__name__)
 
 WEIGHT_FORMATS = ("fp32", "int8", "int4")
+RERANK_TOP = 64  # quantized heads: logits recomputed in fp32 for this many best candidates
 
 
 class DecoderModel(nn.Module):
@@ -40,6 +41,7 @@ class DecoderModel(nn.Module):
             raise ValueError(f"weights must be one of {WEIGHT_FORMATS}, got {weights!r}")
         self.config = config
         self.weights = weights
+        self.rerank_top = RERANK_TOP
         linear = {"fp32": Linear, "int8": Int8Linear, "int4": Int4Linear}[weights]
         c = config
 
@@ -111,7 +113,7 @@ class DecoderModel(nn.Module):
         if cache is not None:
             cache.length = start + T
         if last_only:
-            x = x[:, -1:]  # (B, 1, C)
+            return self._head(self.norm(x[:, -1]))[:, None]  # (B, 1, V)
         return self.lm_head(self.norm(x))
 
     def decode_step(self, ids: torch.Tensor, pos: int, cache: KVCache) -> torch.Tensor:
@@ -124,4 +126,16 @@ class DecoderModel(nn.Module):
         for block in self.layers:
             x = block.decode(x, pos, cache, rot)
         cache.length = pos + 1
-        return self.lm_head.mm(self.norm(x)).float()
+        return self._head(self.norm(x))
+
+    def _head(self, h: torch.Tensor) -> torch.Tensor:
+        """h (B, C) -> logits (B, V) fp32. With a quantized head, the `rerank_top` largest
+        logits are recomputed exactly from the fp32 embedding (tied head): greedy picks and
+        the top of the distribution are then as fp32's, at the quantized head's cost."""
+        logits = self.lm_head.mm(h).float()  # (B, V)
+        if self.weights == "fp32" or not self.config.tie_word_embeddings or not self.rerank_top:
+            return logits
+        top = logits.topk(self.rerank_top, dim=-1).indices  # (B, k)
+        rows = self.embed_tokens[top]  # (B, k, C)
+        exact = (rows @ h.float()[:, :, None])[..., 0]  # (B, k)
+        return logits.scatter_(1, top, exact)

@@ -255,3 +255,13 @@ def test_config_from_the_gguf():
     assert (c.rope_theta, c.vocab_size, c.max_position_embeddings) == (100000.0, 49152, 8192)
     assert c.rms_norm_eps == pytest.approx(1e-5) and c.tie_word_embeddings
     assert c.eos_token_id == 2
+
+
+def test_quantized_head_recomputes_the_top_logits_exactly():
+    model = DecoderModel(TINY, tiny_state(), weights="int8")
+    h = torch.randn(2, TINY.hidden_size)
+    exact = h @ model.embed_tokens.T  # (2, V): the fp32 tied head
+    got = model._head(h)
+    top = got.topk(model.rerank_top, dim=-1).indices
+    torch.testing.assert_close(got.gather(1, top), exact.gather(1, top))
+    assert torch.equal(got.argmax(-1), exact.argmax(-1))
