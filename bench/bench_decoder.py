@@ -104,6 +104,16 @@ def ref_runner(model: Any, prompt: list[int]) -> Any:
     return run
 
 
+def ref_kv_runner(model: Any, prompt: list[int]) -> Any:
+    ids = torch.tensor([prompt])
+
+    def run(n: int, use_cache: bool = True) -> None:
+        with torch.inference_mode():
+            model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                           pad_token_id=2, use_cache=use_cache)
+    return run
+
+
 def speeds(run: Any, n_prompt: int, n_new: int) -> tuple[float, float]:
     """(prefill tok/s, decode tok/s) from one 1-token and one n_new-token generation."""
     t1 = timed(lambda: run(1))
@@ -140,6 +150,8 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--kv-new", default="32,128,256", help="'' to skip the KV-cache speed-up")
     ap.add_argument("--kv-prompt-tokens", type=int, default=32)
+    ap.add_argument("--kv-transformers", action="store_true",
+                    help="also time transformers' generate with use_cache=False (slow)")
     ap.add_argument("--divergence-prompts", type=int, default=20)
     ap.add_argument("--no-transformers", action="store_true")
     ap.add_argument("--no-memory", action="store_true", help="skip the per-system RSS children")
@@ -208,18 +220,21 @@ def main() -> None:
               f"{row.get('decode_ratio', float('nan')):>10.2f}{row['rss_mb']:>9.0f}"
               f"{row['peak_rss_mb']:>10.0f}")
 
-    kv: dict[str, float] = {}
+    kv: dict[str, dict[str, float]] = {}
     kv_new = [int(n) for n in args.kv_new.split(",") if n]
-    if kv_new and "fp32" in gens:
-        kv_prompt = all_ids[: args.kv_prompt_tokens]
-        run = ours_runner(gens["fp32"], kv_prompt)
-        print(f"\nKV-cache speed-up, ours fp32, {len(kv_prompt)}-token prompt (1 run each):")
+    kv_prompt = all_ids[: args.kv_prompt_tokens]
+    kv_systems = {"ours fp32": ours_runner(gens["fp32"], kv_prompt)} if "fp32" in gens else {}
+    if args.kv_transformers and ref is not None:
+        kv_systems["transformers fp32"] = ref_kv_runner(ref, kv_prompt)
+    for name, run in kv_systems.items() if kv_new else ():
+        print(f"\nKV-cache speed-up, {name}, {len(kv_prompt)}-token prompt (1 run each):")
+        kv[name] = {}
         for n in kv_new:
-            with_cache = timed(lambda n=n: run(n))
-            without = timed(lambda n=n: run(n, use_cache=False))
-            kv[str(n)] = without / with_cache
+            with_cache = timed(lambda n=n, run=run: run(n))
+            without = timed(lambda n=n, run=run: run(n, use_cache=False))
+            kv[name][str(n)] = without / with_cache
             print(f"  {n:>4} new tokens: {with_cache:6.2f} s with, {without:7.2f} s without "
-                  f"-> {kv[str(n)]:.1f}x  (load {load_avg()})")
+                  f"-> {kv[name][str(n)]:.1f}x  (load {load_avg()})", flush=True)
 
     div: dict[str, Any] = {}
     if "fp32" in gens and args.divergence_prompts:

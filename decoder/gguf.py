@@ -52,7 +52,9 @@ def dequantize_q4_1(raw: np.ndarray) -> np.ndarray:
     m = blocks[:, 2:4].copy().view(np.float16).astype(np.float32)  # (n_blocks, 1)
     qs = blocks[:, 4:]  # (n_blocks, 16)
     q = np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.float32)  # (n_blocks, 32)
-    return (d * q + m).reshape(-1)
+    q *= d  # in place: one fp32 temporary per tensor, not three
+    q += m
+    return q.reshape(-1)
 
 
 def dequantize_q8_0(raw: np.ndarray) -> np.ndarray:
@@ -60,7 +62,8 @@ def dequantize_q8_0(raw: np.ndarray) -> np.ndarray:
     blocks = raw.reshape(-1, 34)  # (n_blocks, 2 + 32)
     d = blocks[:, 0:2].copy().view(np.float16).astype(np.float32)  # (n_blocks, 1)
     q = blocks[:, 2:].copy().view(np.int8).astype(np.float32)  # (n_blocks, 32)
-    return (d * q).reshape(-1)
+    q *= d
+    return q.reshape(-1)
 
 
 def dequantize(data: np.ndarray, qtype: str, shape: tuple[int, ...]) -> np.ndarray:

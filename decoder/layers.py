@@ -173,8 +173,9 @@ class Attention(nn.Module):
         cache.v[self.layer, :, :, pos] = qkv[:, H + KV :]
         k = cache.k[self.layer, :, :, : pos + 1]  # (B, KV, pos + 1, D)
         v = cache.v[self.layer, :, :, : pos + 1]
-        y = F.scaled_dot_product_attention(qk[:, :H].view(B, KV, H // KV, D), k, v)
-        return self.o_proj.mm(y.view(B, H * D))  # (B, C); no mask: every key is in the past
+        q = qk[:, :H].view(B, KV, H // KV, D)  # (B, KV, n_rep, D): query heads by kv head
+        y = F.scaled_dot_product_attention(q, k, v)  # (B, KV, n_rep, D); all keys are past
+        return self.o_proj.mm(y.view(B, H * D))  # (B, C)
 
 
 class MLP(nn.Module):
