@@ -15,21 +15,27 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from encoder.embedder import TorchEmbedder
+    from encoder.onnx_embedder import OnnxEmbedder, OnnxOptions
     from encoder.wordpiece import WordPieceTokenizer
 
 # Every backend the public contract names, and the ones this version implements.
 BACKENDS = ("torch", "onnx", "onnx-int8")
-AVAILABLE_BACKENDS = ("torch",)
+AVAILABLE_BACKENDS = ("torch", "onnx", "onnx-int8")
 
 __all__ = ["AVAILABLE_BACKENDS", "BACKENDS", "WordPieceTokenizer", "load_embedder"]
 
 
 def load_embedder(
-    model_dir: str | Path | None = None, backend: str = "torch", threads: int | None = None
-) -> TorchEmbedder:
+    model_dir: str | Path | None = None,
+    backend: str = "torch",
+    threads: int | None = None,
+    onnx_options: OnnxOptions | None = None,
+) -> TorchEmbedder | OnnxEmbedder:
     """Load a sentence-transformers BERT directory (None: the bundled default model).
 
-    `threads` sets torch's intra-op thread count (process-wide); None leaves torch's default.
+    `threads` sets torch's intra-op thread count (process-wide), or ONNX Runtime's intra-op
+    threads (None: all cores); None leaves torch's default. The ONNX backends serve the artifacts
+    of `semsearch export` (`make artifacts`), located and run as `onnx_options` says.
     """
     if backend not in AVAILABLE_BACKENDS:
         planned = [b for b in BACKENDS if b not in AVAILABLE_BACKENDS]
@@ -37,6 +43,11 @@ def load_embedder(
             f"unknown or unavailable encoder backend {backend!r}; valid backends: "
             f"{', '.join(AVAILABLE_BACKENDS)} (not implemented yet: {', '.join(planned)})"
         )
+    if backend in ("onnx", "onnx-int8"):
+        from encoder.model_files import read_model_files
+        from encoder.onnx_embedder import OnnxEmbedder
+
+        return OnnxEmbedder(read_model_files(model_dir), backend, threads, onnx_options)
     try:
         import torch  # noqa: F401
     except ImportError as e:
