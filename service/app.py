@@ -10,18 +10,25 @@ from fastapi import Depends, FastAPI
 
 from service import __version__
 from service.deps import require_api_key
-from service.engine import Models
 from service.errors import install_error_handlers
 from service.metrics import Metrics, install_metrics
-from service.routes import documents, embeddings, operations, search, tokenize
+from service.models import Models
+from service.routes import documents, embeddings, generation, operations, rag, search, tokenize
 from service.settings import Settings
 
 
-def create_app(settings: Settings | None = None, *, embedder: Any | None = None) -> FastAPI:
-    """Build the service. Pass a loaded `embedder` to skip loading (tests share one model)."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    embedder: Any | None = None,
+    generator: Any | None = None,
+) -> FastAPI:
+    """Build the service. Pass loaded models to skip loading them (tests share one model)."""
     settings = settings or Settings()
     metrics = Metrics()
-    models = Models(settings, embedder=embedder, on_batch=metrics.observe_batch)
+    models = Models(
+        settings, embedder=embedder, generator=generator, on_batch=metrics.observe_batch
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -45,6 +52,7 @@ def create_app(settings: Settings | None = None, *, embedder: Any | None = None)
 
     app.include_router(operations.router)  # /health is open to probes; /info checks the key
     protected = [Depends(require_api_key)]
-    for router in (embeddings.router, tokenize.router, documents.router, search.router):
+    routers = (embeddings, tokenize, documents, search, generation, rag)
+    for router in (r.router for r in routers):
         app.include_router(router, dependencies=protected)
     return app

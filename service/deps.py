@@ -8,8 +8,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from index import Collection
-from service.engine import EmbeddingEngine, Models
+from service.engine import EmbeddingEngine
 from service.errors import Unauthorized
+from service.generation import GenerationEngine
+from service.models import Models
 from service.settings import Settings
 
 
@@ -29,6 +31,10 @@ def get_collection(request: Request) -> Collection:
     return get_models(request).require_collection()
 
 
+def get_generation(request: Request) -> GenerationEngine:
+    return get_models(request).require_generation()
+
+
 def require_api_key(request: Request) -> None:
     """Every route but /health: `Authorization: Bearer <key>` when SEMSEARCH_API_KEY is set."""
     expected = get_settings(request).api_key
@@ -44,3 +50,4 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 ModelsDep = Annotated[Models, Depends(get_models)]
 EmbeddingDep = Annotated[EmbeddingEngine, Depends(get_embedding)]
 CollectionDep = Annotated[Collection, Depends(get_collection)]
+GenerationDep = Annotated[GenerationEngine, Depends(get_generation)]

@@ -1,4 +1,4 @@
-"""The models behind the routes: loading them off the event loop, and embedding in three steps.
+"""The embedding engine: the encoder behind the routes, fed by the dynamic batcher, in three steps.
 
 Pre (tokenize, check lengths) runs on arrival in the request's handler; core (one padded batch
 through the model) runs on the batcher's thread, packing concurrent requests together; post
@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from index import Collection
 from service.batcher import Batcher, BatchStats
-from service.errors import PayloadTooLarge, Unhealthy, ValidationFailed
+from service.errors import PayloadTooLarge, ValidationFailed
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -121,87 +118,3 @@ class EmbeddingEngine:
 
     def close(self) -> None:
         self.batcher.stop()
-
-
-class Models:
-    """Loads the models in the background so `/health` can answer 503 until they are ready."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        embedder: Any | None = None,
-        on_batch: Callable[[BatchStats], None] | None = None,
-    ) -> None:
-        self.settings = settings
-        self._on_batch = on_batch
-        self.embedding: EmbeddingEngine | None = (
-            EmbeddingEngine(embedder, settings, on_batch) if embedder is not None else None
-        )
-        self.collection: Collection | None = None
-        self.load_error: BaseException | None = None
-        self._thread: threading.Thread | None = None
-        if embedder is not None:
-            self.collection = self._open_collection(embedder)
-
-    @property
-    def ready(self) -> bool:
-        return self.embedding is not None and self.collection is not None
-
-    def _open_collection(self, embedder: Any) -> Collection:
-        # Refuses (FingerprintMismatch) a collection built by another encoder or backend.
-        return Collection.open(
-            self.settings.index_dir, dim=embedder.dim, encoder_fingerprint=embedder.fingerprint()
-        )
-
-    def start_loading(self) -> None:
-        if self.ready or self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._load, name="semsearch-load", daemon=True)
-        self._thread.start()
-
-    def _load(self) -> None:
-        from encoder import load_embedder
-
-        started = time.perf_counter()
-        try:
-            embedder = load_embedder(
-                model_dir=self.settings.model_dir,
-                backend=self.settings.backend,
-                threads=self.settings.threads,
-            )
-            collection = self._open_collection(embedder)
-        except Exception as exc:  # kept and reported by /health; the cause is logged in full
-            log.exception("loading the encoder or the collection failed")
-            self.load_error = exc
-            return
-        self.collection = collection
-        self.embedding = EmbeddingEngine(embedder, self.settings, self._on_batch)
-        log.info(
-            "ready in %.1fs: %s encoder, %d documents in %s",
-            time.perf_counter() - started,
-            embedder.backend,
-            collection.count(),
-            self.settings.index_dir,
-        )
-
-    def close(self) -> None:
-        if self.embedding is not None:
-            self.embedding.close()
-        if self.collection is not None:
-            self.collection.close()
-
-    def _require_ready(self) -> None:
-        if self.load_error is not None:
-            raise Unhealthy(f"the service failed to start: {self.load_error}")
-        if not self.ready:
-            raise Unhealthy("the models are still loading; retry when GET /health answers 200")
-
-    def require_embedding(self) -> EmbeddingEngine:
-        self._require_ready()
-        assert self.embedding is not None
-        return self.embedding
-
-    def require_collection(self) -> Collection:
-        self._require_ready()
-        assert self.collection is not None
-        return self.collection

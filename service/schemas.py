@@ -1,10 +1,12 @@
-"""Request and response bodies of the HTTP API (API.md); field names follow TEI and OpenAI."""
+"""Request and response bodies of the native routes (API.md); field names follow TEI and Qdrant."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from service.generation import Sampling
 
 
 class EmbedRequest(BaseModel):
@@ -18,35 +20,6 @@ class EmbedRequest(BaseModel):
 
     def texts(self) -> list[str]:
         return [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)
-
-
-class OpenAIEmbeddingRequest(BaseModel):
-    """OpenAI's `/v1/embeddings`; unknown fields (`user`, `dimensions`) are ignored like OpenAI."""
-
-    input: str | list[str]
-    model: str | None = None
-    encoding_format: Literal["float", "base64"] = "float"
-
-    def texts(self) -> list[str]:
-        return [self.input] if isinstance(self.input, str) else list(self.input)
-
-
-class OpenAIEmbedding(BaseModel):
-    object: Literal["embedding"] = "embedding"
-    index: int
-    embedding: list[float] | str
-
-
-class OpenAIUsage(BaseModel):
-    prompt_tokens: int
-    total_tokens: int
-
-
-class OpenAIEmbeddingResponse(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[OpenAIEmbedding]
-    model: str
-    usage: OpenAIUsage
 
 
 class Health(BaseModel):
@@ -133,3 +106,75 @@ class Token(BaseModel):
         None, description="character offset into the input; null for specials"
     )
     stop: int | None = None
+
+
+class SamplingFields(BaseModel):
+    """The sampling fields of /generate and /rag (llama.cpp / TGI names)."""
+
+    max_new_tokens: int = Field(128, ge=0, le=8192)
+    temperature: float = Field(0.0, ge=0.0, le=100.0, description="0 = greedy")
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(0, ge=0, description="0 = off")
+    repetition_penalty: float = Field(1.0, gt=0.0, le=10.0)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+
+    def sampling(self) -> Sampling:
+        stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        if any(s == "" for s in stop):
+            raise ValueError("stop strings must not be empty")
+        return Sampling(
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            repetition_penalty=self.repetition_penalty,
+            stop=stop,
+            seed=self.seed,
+        )
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class GenerateRequest(SamplingFields):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str | None = None
+    messages: list[ChatMessage] | None = None
+
+
+class GenerateUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class GenerateResponse(BaseModel):
+    text: str
+    finish_reason: Literal["stop", "length"]
+    usage: GenerateUsage
+
+
+class RagRequest(SamplingFields):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1)
+    k: int = Field(4, ge=1, le=20)
+    filter: dict[str, Any] | None = None
+    score_threshold: float | None = None
+
+
+class Source(BaseModel):
+    id: str
+    score: float
+    text: str
+
+
+class RagResponse(BaseModel):
+    answer: str
+    finish_reason: Literal["stop", "length"]
+    sources: list[Source]
+    usage: GenerateUsage

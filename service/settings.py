@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     backend: Backend = "torch"
     threads: int | None = Field(None, ge=1)  # None: the runtime's default
 
+    # Decoder
+    decoder: Literal["fp32", "int8", "int4", "off"] = "fp32"  # weights format; off = no generation
+    gguf_path: Path | None = None  # None: models/SmolLM2-135M-Instruct.Q4_1.gguf
+    max_concurrent_generations: int = Field(1, ge=1)  # more at once -> 429
+    rag_max_source_chars: int = Field(1200, ge=100)
+
     # Request limits (TEI's names where it has them)
     max_client_batch_size: int = Field(32, ge=1)  # inputs per /embed request; more -> 413
     max_documents_per_request: int = Field(1024, ge=1)

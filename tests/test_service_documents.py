@@ -46,7 +46,7 @@ def embedder():
 
 @contextmanager
 def make_client(embedder, index_dir, **settings) -> Iterator[TestClient]:
-    app = create_app(Settings(index_dir=index_dir, **settings), embedder=embedder)
+    app = create_app(Settings(index_dir=index_dir, decoder="off", **settings), embedder=embedder)
     with TestClient(app) as client:
         yield client
 
@@ -178,4 +178,4 @@ def test_index_built_by_another_encoder_is_refused(embedder, tmp_path):
     other = {**embedder.fingerprint(), "weights_sha256": "0" * 64}
     Collection.open(index_dir, dim=embedder.dim, encoder_fingerprint=other).close()
     with pytest.raises(Exception, match="another encoder"):
-        create_app(Settings(index_dir=index_dir), embedder=embedder)
+        create_app(Settings(index_dir=index_dir, decoder="off"), embedder=embedder)

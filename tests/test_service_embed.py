@@ -46,6 +46,7 @@ def reference_vectors():
 @contextmanager
 def make_client(embedder, **settings) -> Iterator[TestClient]:
     """A client whose app ran its lifespan (so its batcher thread is stopped afterwards)."""
+    settings = {"decoder": "off", **settings}
     with TestClient(create_app(Settings(**settings), embedder=embedder)) as client:
         yield client
 
@@ -197,7 +198,7 @@ def test_concurrent_requests_get_exactly_what_single_requests_get(embedder):
             )
         return [np.asarray(r.json())[0] for r in responses]
 
-    app = create_app(Settings(max_wait_ms=20), embedder=embedder)
+    app = create_app(Settings(max_wait_ms=20, decoder="off"), embedder=embedder)
     try:
         got = np.stack(asyncio.run(fire(app)))
     finally:

@@ -9,13 +9,13 @@ from fastapi import APIRouter
 
 from service.deps import EmbeddingDep
 from service.engine import check_input_count
-from service.schemas import (
-    EmbedRequest,
+from service.openai_schemas import (
     OpenAIEmbedding,
     OpenAIEmbeddingRequest,
     OpenAIEmbeddingResponse,
     OpenAIUsage,
 )
+from service.schemas import EmbedRequest
 
 router = APIRouter(tags=["embeddings"])
 

@@ -32,6 +32,7 @@ async def info(models: ModelsDep, settings: SettingsDep) -> Info:
         version=__version__,
         model_id=engine.model_id,
         encoder=engine.embedder.fingerprint(),
+        decoder=models.generation.generator.fingerprint() if models.generation else None,
         limits={
             "max_client_batch_size": settings.max_client_batch_size,
             "max_input_length": engine.max_length,

@@ -1,0 +1,153 @@
+"""Text generation behind the routes: a concurrency limit, a worker pool, streaming, cancellation.
+
+Generation runs on its own threads (never the event loop, never the embedding batcher's), at
+most `max_concurrent_generations` at once; more is refused with 429 rather than queued for
+minutes. Each request's tokens travel from the worker to the handler through an asyncio queue;
+when the client goes away the handler sets a flag the worker checks between tokens, so a
+disconnected client stops costing compute after at most one more token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.errors import Overloaded, ValidationFailed
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """The sampling fields shared by /generate, /v1/* and /rag."""
+
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Delta:
+    text: str
+    finish_reason: str | None = None  # set on the last delta: "stop" | "length"
+    usage: dict[str, int] | None = None  # on the last delta
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str
+    usage: dict[str, int]
+
+
+_DONE = object()
+
+
+class GenerationEngine:
+    def __init__(self, generator: Any, settings: Settings) -> None:
+        self.generator = generator
+        self.settings = settings
+        self._slots = threading.BoundedSemaphore(settings.max_concurrent_generations)
+        self._pool = ThreadPoolExecutor(
+            max_workers=settings.max_concurrent_generations, thread_name_prefix="semsearch-gen"
+        )
+
+    @property
+    def model_id(self) -> str:
+        return "SmolLM2-135M-Instruct"
+
+    def prompt_ids(
+        self, prompt: str | None, messages: Sequence[dict[str, str]] | None
+    ) -> list[int]:
+        """Pre: a raw prompt, or chat messages rendered with the model's template, to token ids."""
+        if (prompt is None) == (messages is None):
+            raise ValidationFailed("give exactly one of `prompt` and `messages`")
+        if messages is not None:
+            if not messages:
+                raise ValidationFailed("`messages` must contain at least one message")
+            prompt = self.generator.apply_chat_template(list(messages), add_generation_prompt=True)
+        assert prompt is not None
+        ids = self.generator.tokenizer.encode(prompt)
+        if not ids:
+            raise ValidationFailed("the prompt is empty")
+        room = self.generator.context_length - len(ids)
+        if room <= 0:
+            raise ValidationFailed(
+                f"the prompt has {len(ids)} tokens; the model's context is "
+                f"{self.generator.context_length}"
+            )
+        return ids
+
+    async def stream(self, prompt_ids: list[int], sampling: Sampling) -> AsyncIterator[Delta]:
+        """Deltas as they are generated. Leaving the iterator early stops the generation."""
+        if not self._slots.acquire(blocking=False):
+            raise Overloaded(
+                f"{self.settings.max_concurrent_generations} generations are already running; "
+                "retry later"
+            )
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancelled = threading.Event()
+
+        def work() -> None:
+            try:
+                events = self.generator.stream(
+                    prompt_ids,
+                    max_new_tokens=sampling.max_new_tokens,
+                    temperature=sampling.temperature,
+                    top_p=sampling.top_p,
+                    top_k=sampling.top_k,
+                    repetition_penalty=sampling.repetition_penalty,
+                    stop=sampling.stop or None,
+                    seed=sampling.seed,
+                )
+                for event in events:
+                    delta = Delta(event.text, event.finish_reason, event.usage)
+                    loop.call_soon_threadsafe(queue.put_nowait, delta)
+                    if cancelled.is_set():
+                        events.close()  # frees the KV cache now
+                        log.info("generation stopped: the client went away")
+                        break
+            except BaseException as exc:  # handed to the waiting handler, which maps it
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                self._slots.release()
+                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+
+        try:
+            self._pool.submit(work)
+        except BaseException:
+            self._slots.release()
+            raise
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            cancelled.set()
+
+    async def complete(self, prompt_ids: list[int], sampling: Sampling) -> Completion:
+        parts: list[str] = []
+        finish, usage = "length", {}
+        async for delta in self.stream(prompt_ids, sampling):
+            parts.append(delta.text)
+            if delta.finish_reason is not None:
+                finish, usage = delta.finish_reason, delta.usage or {}
+        return Completion("".join(parts), finish, usage)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,127 @@
+"""Everything an app instance loads: encoder, collection and decoder, off the event loop.
+
+Loading runs on a background thread so the server accepts connections at once and `/health`
+answers 503 until every enabled component is in memory (what readiness probes expect). Each route
+needs only its own components: `/embed` works while the decoder is still loading.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from index import Collection
+from service.batcher import BatchStats
+from service.engine import EmbeddingEngine
+from service.errors import Unhealthy
+from service.generation import GenerationEngine
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Models:
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: Any | None = None,
+        generator: Any | None = None,
+        on_batch: Callable[[BatchStats], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._on_batch = on_batch
+        self.embedding: EmbeddingEngine | None = None
+        self.collection: Collection | None = None
+        self.generation: GenerationEngine | None = None
+        self.load_error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if embedder is not None:
+            self._attach_encoder(embedder)
+        if generator is not None:
+            self.generation = GenerationEngine(generator, settings)
+
+    @property
+    def decoder_enabled(self) -> bool:
+        return self.settings.decoder != "off"
+
+    @property
+    def ready(self) -> bool:
+        decoder_ready = self.generation is not None or not self.decoder_enabled
+        return self.embedding is not None and self.collection is not None and decoder_ready
+
+    def _attach_encoder(self, embedder: Any) -> None:
+        # Refuses (FingerprintMismatch) a collection built by another encoder or backend.
+        collection = Collection.open(
+            self.settings.index_dir, dim=embedder.dim, encoder_fingerprint=embedder.fingerprint()
+        )
+        self.collection = collection
+        self.embedding = EmbeddingEngine(embedder, self.settings, self._on_batch)
+
+    def start_loading(self) -> None:
+        if self.ready or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._load, name="semsearch-load", daemon=True)
+        self._thread.start()
+
+    def _load(self) -> None:
+        started = time.perf_counter()
+        try:
+            if self.embedding is None:
+                from encoder import load_embedder
+
+                embedder = load_embedder(
+                    model_dir=self.settings.model_dir,
+                    backend=self.settings.backend,
+                    threads=self.settings.threads,
+                )
+                self._attach_encoder(embedder)
+                log.info("encoder ready (%s)", embedder.backend)
+            if self.generation is None and self.decoder_enabled:
+                from decoder import load_generator
+
+                generator = load_generator(
+                    gguf_path=self.settings.gguf_path, weights=self.settings.decoder
+                )
+                self.generation = GenerationEngine(generator, self.settings)
+                log.info("decoder ready (%s weights)", self.settings.decoder)
+        except Exception as exc:  # kept and reported by /health; the cause is logged in full
+            log.exception("loading the models failed")
+            self.load_error = exc
+            return
+        count = self.collection.count() if self.collection is not None else 0
+        log.info(
+            "ready in %.1fs: %d documents in %s",
+            time.perf_counter() - started,
+            count,
+            self.settings.index_dir,
+        )
+
+    def close(self) -> None:
+        for part in (self.embedding, self.collection, self.generation):
+            if part is not None:
+                part.close()
+
+    def _missing(self, what: str) -> Unhealthy:
+        if self.load_error is not None:
+            return Unhealthy(f"the service failed to start: {self.load_error}")
+        return Unhealthy(f"the {what} is still loading; retry when GET /health answers 200")
+
+    def require_embedding(self) -> EmbeddingEngine:
+        if self.embedding is None:
+            raise self._missing("encoder")
+        return self.embedding
+
+    def require_collection(self) -> Collection:
+        if self.collection is None:
+            raise self._missing("collection")
+        return self.collection
+
+    def require_generation(self) -> GenerationEngine:
+        if not self.decoder_enabled:
+            raise Unhealthy("generation is switched off here (SEMSEARCH_DECODER=off)")
+        if self.generation is None:
+            raise self._missing("decoder")
+        return self.generation

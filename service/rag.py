@@ -1,0 +1,33 @@
+"""The prompt of a retrieval-augmented answer: numbered sources, then the question."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+SYSTEM_PROMPT = (
+    "You answer questions using only the numbered sources below. Cite the sources you use as "
+    "[1], [2]. If the sources do not contain the answer, say that you don't know."
+)
+
+
+def clip(text: str, max_chars: int) -> str:
+    """Cut at a word boundary so a long document does not crowd out the others (or the context)."""
+    if len(text) <= max_chars:
+        return text
+    cut = text.rfind(" ", 0, max_chars)
+    return text[: cut if cut > max_chars // 2 else max_chars] + " …"
+
+
+def rag_messages(query: str, hits: Sequence[Any], max_source_chars: int) -> list[dict[str, str]]:
+    """Chat messages for the decoder: the sources in the system message, the query as the user's."""
+    if hits:
+        sources = "\n\n".join(
+            f"[{i}] {clip(hit.text, max_source_chars)}" for i, hit in enumerate(hits, start=1)
+        )
+    else:
+        sources = "(no source matched the question)"
+    return [
+        {"role": "system", "content": f"{SYSTEM_PROMPT}\n\nSources:\n{sources}"},
+        {"role": "user", "content": query},
+    ]
