@@ -102,6 +102,43 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_embed)
 
 
+# --- export ------------------------------------------------------------------------------------
+
+
+def _export(args: argparse.Namespace) -> int:
+    from encoder.accuracy import Thresholds
+    from service.export import run_export, run_search
+
+    settings = Settings()
+    out = args.out or settings.onnx_dir
+    if args.search:
+        print(run_search(out, model_dir=args.model_dir, threads=args.threads))
+        return 0
+    thresholds = Thresholds(
+        settings.int8_min_cosine, settings.int8_mean_cosine, settings.int8_top10_agreement
+    )
+    written = run_export(
+        out, args.model_dir, quantize=args.quantize, threads=args.threads, thresholds=thresholds
+    )
+    for path in written:
+        print(f"wrote {path} (+ {path.name}.accuracy.json)", file=sys.stderr)
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export", help="export the encoder to ONNX (fp32, fused, int8) with accuracy reports"
+    )
+    p.add_argument("--quantize", choices=["int8"], help="also write the int8 artifact")
+    p.add_argument("--out", type=Path, help="artifact directory (default: models/onnx)")
+    p.add_argument("--model-dir", type=Path, help="sentence-transformers model directory")
+    p.add_argument("--threads", type=int, help="threads for the measurements")
+    p.add_argument(
+        "--search", action="store_true", help="measure the quantization variants (README table)"
+    )
+    p.set_defaults(func=_export)
+
+
 # --- verify ------------------------------------------------------------------------------------
 
 
@@ -126,11 +163,65 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_verify)
 
 
+# --- generate ----------------------------------------------------------------------------------
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from decoder import load_generator
+
+    generator = load_generator(gguf_path=args.gguf, threads=args.threads, weights=args.weights)
+    if args.chat:
+        prompt = generator.apply_chat_template([{"role": "user", "content": args.prompt}])
+    else:
+        prompt = args.prompt
+    events = generator.stream(
+        generator.tokenizer.encode(prompt),
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        seed=args.seed,
+    )
+    parts: list[str] = []
+    usage: dict[str, int] = {}
+    for event in events:
+        if args.stream:
+            print(event.text, end="", flush=True)
+        parts.append(event.text)
+        if event.finish_reason is not None:
+            usage = event.usage or {}
+    if not args.stream:
+        print("".join(parts), end="")
+    print()
+    print(
+        f"[{usage.get('completion_tokens', 0)} tokens, prompt {usage.get('prompt_tokens', 0)}]",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="run the bundled decoder on a prompt")
+    p.add_argument("prompt")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--stream", action="store_true", help="print tokens as they come")
+    p.add_argument("--chat", action="store_true", help="wrap the prompt in the chat template")
+    p.add_argument("--weights", choices=("fp32", "int8", "int4"), default="fp32")
+    p.add_argument("--gguf", type=Path, help="GGUF file (default: the bundled SmolLM2)")
+    p.add_argument("--threads", type=int)
+    p.set_defaults(func=_generate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="semsearch", description=__doc__)
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING...")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_serve, _add_embed, _add_verify, add_index_commands, add_search_command):
+    commands = (_add_serve, _add_embed, _add_export, _add_verify, _add_generate)
+    for add in (*commands, add_index_commands, add_search_command):
         add(sub)
     return parser
 

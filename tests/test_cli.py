@@ -106,3 +106,16 @@ def test_serve_answers_health_and_embed(tmp_path):
 @pytest.mark.parametrize("args", [["embed"], ["serve", "--port", "0x"], ["nonsense"]])
 def test_bad_arguments_exit_non_zero(args):
     assert run_cli(*args, timeout=60).returncode != 0
+
+
+def test_generate_command_prints_the_greedy_continuation():
+    from decoder import load_generator
+
+    generator = load_generator()
+    prompt = "The capital of France is"
+    ids = generator.generate(generator.tokenizer.encode(prompt), max_new_tokens=8)
+    expected = generator.tokenizer.decode([t for t in ids if t != generator.eos_token_id])
+    for extra in ([], ["--stream"]):
+        result = run_cli("generate", prompt, "--max-new-tokens", "8", *extra)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == expected + "\n"
