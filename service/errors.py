@@ -93,14 +93,10 @@ def to_api_error(exc: BaseException) -> ApiError:
     return BackendFailed(f"internal error: {type(exc).__name__}: {exc}")
 
 
-def _is_openai_route(request: Request) -> bool:
-    return request.url.path.startswith("/v1/")
-
-
-def error_response(request: Request, error: ApiError) -> JSONResponse:
-    body: dict[str, Any]
-    if _is_openai_route(request):
-        body = {
+def error_body(path: str, error: ApiError) -> dict[str, Any]:
+    """The envelope for `path`: OpenAI's on `/v1/*`, the native one elsewhere."""
+    if path.startswith("/v1/"):
+        return {
             "error": {
                 "message": error.message,
                 "type": _OPENAI_TYPES.get(error.status, "server_error"),
@@ -108,10 +104,14 @@ def error_response(request: Request, error: ApiError) -> JSONResponse:
                 "code": error.kind.lower(),
             }
         }
-    else:
-        body = {"error": error.message, "error_type": error.kind}
+    return {"error": error.message, "error_type": error.kind}
+
+
+def error_response(request: Request, error: ApiError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-    return JSONResponse(body, status_code=error.status, headers=headers)
+    return JSONResponse(
+        error_body(request.url.path, error), status_code=error.status, headers=headers
+    )
 
 
 def _describe_validation(exc: RequestValidationError) -> tuple[str, str | None]:

@@ -246,3 +246,23 @@ def test_tokenize_matches_the_fast_tokenizer_with_offsets(embedder):
             assert (token["start"], token["stop"]) == (start, stop)
             assert token["text"] == text[start:stop]
     assert [t["text"] for t in bare.json()[0]] == ["x", "y"]
+
+
+def test_oversized_bodies_are_refused_before_parsing(embedder):
+    with make_client(embedder, max_body_bytes=2048) as client:
+        big = {"inputs": ["x" * 3000]}
+        assert_native_error(client.post("/embed", json=big), 413, "Validation")
+        v1 = client.post("/v1/embeddings", json={"input": "y" * 3000})
+        assert v1.status_code == 413 and "message" in v1.json()["error"]
+
+        def chunks():  # no Content-Length: the limit is checked on the bytes received
+            yield b'{"inputs": "'
+            for _ in range(10):
+                yield b"z" * 500
+            yield b'"}'
+
+        chunked = client.post(
+            "/embed", content=chunks(), headers={"content-type": "application/json"}
+        )
+        assert_native_error(chunked, 413, "Validation")
+        assert client.post("/embed", json={"inputs": "small"}).status_code == 200
