@@ -1,11 +1,17 @@
 """Sentences per second: the from-scratch torch embedder vs sentence-transformers, same process.
 
 The whole encode path is timed on both sides (tokenization, batching, model, pooling,
-normalization).
-The two systems alternate (A B A B ...) over several rounds and the speed-up is the median of the
-per-round ratios, because 2 shared cores make single timings unreliable (see shared NOTES.md).
+normalization). The two systems alternate call by call (A B, then B A, ...: one text at batch 1,
+one `encode` of all texts at batch 32) and each round's speed-up is its summed reference time over
+its summed time of ours; the table shows the median of the per-round ratios, because 2 shared cores
+make single timings unreliable (see shared NOTES.md).
 
-    .venv/bin/python bench/bench_encoder.py [--rounds 5] [--texts 64] [--threads 2]
+libgomp's default wait policy spins at every barrier; on cores shared with other busy processes
+2-thread torch then stalls 10-30x at random, which swamps what is measured. The bench therefore
+sets OMP_WAIT_POLICY=PASSIVE for both systems (it must be set before torch loads);
+`--omp-wait-policy default` keeps libgomp's own behaviour.
+
+    .venv/bin/python bench/bench_encoder.py [--rounds 5] [--texts 32] [--threads 2]
 """
 
 from __future__ import annotations
@@ -16,19 +22,15 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from encoder import load_embedder  # noqa: E402
-from encoder.model_files import default_model_dir  # noqa: E402
-from service.corpus import long_texts, real_texts  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 # Token-count windows (incl. [CLS]/[SEP]) of the fixed-length workloads.
 WINDOWS = {"short (~12 tok)": (10, 14), "medium (~70 tok)": (60, 80)}
@@ -49,6 +51,8 @@ class Row:
 
 def pick_workloads(embedder, n: int, seed: int = 0) -> dict[str, list[str]]:
     """Real texts from this machine, by token count (our tokenizer; truncated at max_length)."""
+    from service.corpus import long_texts, real_texts
+
     pool = list(real_texts(5000))
     lengths = [len(e) for e in embedder.tokenizer.encode_batch(pool)]
     rng = random.Random(seed)
@@ -63,68 +67,91 @@ def pick_workloads(embedder, n: int, seed: int = 0) -> dict[str, list[str]]:
     return out
 
 
-def encode_all(encode: Callable[[Sequence[str], int], object], texts: list[str], batch_size: int):
-    if batch_size == 1:
-        for text in texts:
-            encode([text], 1)
-    else:
-        encode(texts, batch_size)
+def chunks(texts: list[str], batch_size: int) -> list[list[str]]:
+    """What one `encode` call gets: single texts at batch 1, else all texts at once."""
+    return [[t] for t in texts] if batch_size == 1 else [texts]
 
 
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def ab_round(
+    ours: Callable[[list[str]], object],
+    reference: Callable[[list[str]], object],
+    calls: list[list[str]],
+    flip: bool,
+) -> tuple[float, float]:
+    """Seconds (ours, reference) over `calls`, alternating which system goes first per call."""
+    t_ours = t_ref = 0.0
+    for i, texts in enumerate(calls):
+        first_ours = (i % 2 == 0) != flip
+        for is_ours in (first_ours, not first_ours):
+            start = time.perf_counter()
+            (ours if is_ours else reference)(texts)
+            elapsed = time.perf_counter() - start
+            if is_ours:
+                t_ours += elapsed
+            else:
+                t_ref += elapsed
+    return t_ours, t_ref
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="A/B rounds per workload")
-    parser.add_argument("--texts", type=int, default=64, help="texts per workload and round")
+    parser.add_argument("--texts", type=int, default=32, help="texts per workload and round")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (both)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    parser.add_argument(
+        "--omp-wait-policy",
+        choices=["passive", "default"],
+        default="passive",
+        help="OMP_WAIT_POLICY for both systems (see the module docstring)",
+    )
     args = parser.parse_args()
+    if args.omp_wait_policy == "passive":
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # before torch is imported
+    else:
+        os.environ.pop("OMP_WAIT_POLICY", None)
 
+    import torch
     from sentence_transformers import SentenceTransformer
 
+    from encoder import load_embedder
+    from encoder.model_files import default_model_dir
+
     load_before = os.getloadavg()
-    ours = load_embedder(backend="torch", threads=args.threads)
-    reference = SentenceTransformer(str(default_model_dir()), device="cpu")
+    embedder = load_embedder(backend="torch", threads=args.threads)
+    model = SentenceTransformer(str(default_model_dir()), device="cpu")
     torch.set_num_threads(args.threads)
 
-    def run_ours(texts: Sequence[str], batch_size: int) -> np.ndarray:
-        return ours.encode(texts, batch_size=batch_size)
-
-    def run_reference(texts: Sequence[str], batch_size: int) -> np.ndarray:
-        return reference.encode(
-            list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True
-        )
-
-    workloads = pick_workloads(ours, args.texts)
+    workloads = pick_workloads(embedder, args.texts)
     rows: list[Row] = []
     for name, texts in workloads.items():
-        lengths = [len(e) for e in ours.tokenizer.encode_batch(texts, max_length=ours.max_length)]
+        encodings = embedder.tokenizer.encode_batch(texts, max_length=embedder.max_length)
         for batch_size in args.batch_sizes:
-            row = Row(name, batch_size, float(np.mean(lengths)))
-            encode_all(run_ours, texts[:8], batch_size)  # warm-up
-            encode_all(run_reference, texts[:8], batch_size)
-            for _ in range(args.rounds):
-                t_ours = timed(lambda: encode_all(run_ours, texts, batch_size))  # noqa: B023
-                t_ref = timed(lambda: encode_all(run_reference, texts, batch_size))  # noqa: B023
+
+            def ours(batch: list[str], bs: int = batch_size) -> np.ndarray:
+                return embedder.encode(batch, batch_size=bs)
+
+            def reference(batch: list[str], bs: int = batch_size) -> np.ndarray:
+                return model.encode(
+                    batch, batch_size=bs, normalize_embeddings=True, convert_to_numpy=True
+                )
+
+            row = Row(name, batch_size, float(np.mean([len(e) for e in encodings])))
+            calls = chunks(texts, batch_size)
+            ab_round(ours, reference, chunks(texts[:8], batch_size), flip=False)  # warm-up
+            for r in range(args.rounds):
+                t_ours, t_ref = ab_round(ours, reference, calls, flip=r % 2 == 1)
                 row.ours.append(len(texts) / t_ours)
                 row.reference.append(len(texts) / t_ref)
             rows.append(row)
-            print(
-                f"{name} b={batch_size}: x{statistics.median(row.ratios):.2f}",
-                file=sys.stderr,
-                flush=True,
-            )
+            print(f"{name} b={batch_size}: x{statistics.median(row.ratios):.2f}", file=sys.stderr)
     load_after = os.getloadavg()
 
     print(
         f"## encoder: ours (torch) vs sentence-transformers, {datetime.now(UTC):%Y-%m-%d %H:%M} "
         "UTC\n"
-        f"torch {torch.__version__}, {args.threads} threads, {args.rounds} rounds x {args.texts} "
+        f"torch {torch.__version__}, {args.threads} threads, OMP_WAIT_POLICY "
+        f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}, {args.rounds} rounds x {args.texts} "
         f"texts, load average (1/5/15 min) before {_load(load_before)}, after {_load(load_after)}\n"
     )
     print(

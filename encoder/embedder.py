@@ -38,10 +38,10 @@ class TorchEmbedder:
         started = time.perf_counter()
         self.files = files
         self.tokenizer = WordPieceTokenizer.from_dir(files.model_dir)
-        if self.tokenizer.vocab_size != files.config.vocab_size:
+        if self.tokenizer.vocab_size > files.config.vocab_size:  # ids past the embedding table
             raise ValueError(
                 f"{files.vocab_path} has {self.tokenizer.vocab_size} tokens but config.json says "
-                f"vocab_size={files.config.vocab_size}"
+                f"vocab_size={files.config.vocab_size}; the vocab does not belong to this model"
             )
         self.model = BertModel(files.config)
         load_weights(self.model, files.weights_path)
