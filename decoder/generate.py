@@ -33,8 +33,9 @@ logger = logging.getLogger(__name__)
 
 WEIGHT_DTYPES = {
     "fp32": "float32",
-    "int8": "int8 weights (per row), bf16 activations",
-    "int4": "4-bit weights (the GGUF's Q4_1 codes), bf16 activations, int8 output head",
+    "int8": "int8 weights (per row), bf16 activations; top-64 logits recomputed in fp32",
+    "int4": "4-bit weights (the GGUF's Q4_1 codes), bf16 activations and prefill weights; "
+            "top-64 logits recomputed in fp32",
 }
 
 

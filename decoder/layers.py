@@ -79,7 +79,7 @@ class Int4Linear(nn.Module):
 
     dense_rows = 16
 
-    def __init__(self, weight: torch.Tensor, group_size: int = 32) -> None:
+    def __init__(self, weight: torch.Tensor, group_size: int = 32, keep_dense: bool = True):
         super().__init__()
         N, K = weight.shape
         if K % group_size or N % 16:
@@ -95,14 +95,15 @@ class Int4Linear(nn.Module):
         self.register_buffer("weight", torch._convert_weight_to_int4pack_for_cpu(q, 1),
                              persistent=False)
         self.register_buffer("scale_zero", sz.contiguous().to(torch.bfloat16), persistent=False)
-        self.register_buffer("dense", weight.to(torch.bfloat16), persistent=False)
+        dense = weight.to(torch.bfloat16) if keep_dense else None
+        self.register_buffer("dense", dense, persistent=False)
         self.group_size = group_size
         self.out_features = N
 
     def mm(self, x: torch.Tensor) -> torch.Tensor:
         """(N, in) -> (N, out) in bf16."""
         x = x.to(torch.bfloat16)
-        if x.shape[0] >= self.dense_rows:
+        if self.dense is not None and x.shape[0] >= self.dense_rows:
             return F.linear(x, self.dense)
         return torch._weight_int4pack_mm_for_cpu(x, self.weight, self.group_size, self.scale_zero)
 

@@ -35,7 +35,8 @@ class DecoderModel(nn.Module):
         """`state`: fp32 tensors under Hugging Face names (Q/K rows in HF order).
 
         `weights`: "fp32"; "int8" for weight-only int8 linear layers and output head; "int4"
-        for the GGUF's Q4_1 codes in 4-bit matmuls (output head int8)."""
+        for the GGUF's Q4_1 codes in 4-bit matmuls (and a 4-bit tied head whose top 64 logits
+        are recomputed in fp32)."""
         super().__init__()
         if weights not in WEIGHT_FORMATS:
             raise ValueError(f"weights must be one of {WEIGHT_FORMATS}, got {weights!r}")
@@ -76,8 +77,13 @@ class DecoderModel(nn.Module):
         self.norm = RMSNorm(get("model.norm.weight", (C,)), c.rms_norm_eps)
         head = self.embed_tokens if c.tie_word_embeddings \
             else get("lm_head.weight", (c.vocab_size, C))
-        # int4 keeps the head int8: the embedding is stored as Q8_0, 4 bits would lose too much
-        self.lm_head = (Int8Linear if weights == "int4" else linear)(head)
+        if weights == "int4" and c.tie_word_embeddings and c.vocab_size % 16 == 0:
+            # 4 bits only pick candidates; `_head` recomputes the best 64 from the fp32 embedding
+            self.lm_head: nn.Module = Int4Linear(head, keep_dense=False)
+        elif weights == "int4":  # no fp32 copy to rerank from (or an odd vocab): 8 bits
+            self.lm_head = Int8Linear(head)
+        else:
+            self.lm_head = linear(head)
         self.rope = RotaryEmbedding(D, c.rope_theta, c.max_position_embeddings)
 
     @classmethod
