@@ -18,13 +18,15 @@ DEFAULT_GGUF = Path(__file__).resolve().parents[1] / "models" / "SmolLM2-135M-In
 
 
 def load_generator(gguf_path: str | Path | None = None, threads: int | None = None,
-                   weights: str = "fp32") -> Generator:
+                   weights: str = "fp32", pre_tokenizer: str | None = None) -> Generator:
     """Load the decoder. `gguf_path` None = the bundled SmolLM2 GGUF under models/.
 
     `threads` sets torch's intra-op threads (process-wide) when given. `weights`: "fp32" (the
     dequantized GGUF weights; logits equal transformers'), "int4" (the GGUF's 4-bit codes in
     4-bit matmuls, bf16 activations: ~3x faster decode, greedy output may differ where fp32's
-    top-2 logits are close) or "int8" (weight-only int8)."""
+    top-2 logits are close) or "int8" (weight-only int8). `pre_tokenizer`: None = from the
+    GGUF's `tokenizer.ggml.pre` as llama.cpp maps it ("smollm": digits split off first), or
+    "gpt2" for what transformers' GGUF conversion builds (see `decoder.bpe`)."""
     path = Path(gguf_path) if gguf_path is not None else DEFAULT_GGUF
     if not path.is_file():
         raise FileNotFoundError(
@@ -33,7 +35,7 @@ def load_generator(gguf_path: str | Path | None = None, threads: int | None = No
         )
     from decoder.generate import load
 
-    return load(str(path), threads=threads, weights=weights)
+    return load(str(path), threads=threads, weights=weights, pre_tokenizer=pre_tokenizer)
 
 
 def __getattr__(name: str) -> object:
