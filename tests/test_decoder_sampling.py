@@ -188,3 +188,10 @@ def test_bad_requests(parts):
         gen.generate(PROMPT, max_new_tokens=-1)
     with pytest.raises(ValueError, match="temperature"):
         gen.generate(PROMPT, temperature=-0.5)
+
+
+def test_missing_gguf_says_how_to_fetch_it(tmp_path):
+    from decoder import load_generator
+
+    with pytest.raises(FileNotFoundError, match="make setup"):
+        load_generator(tmp_path / "missing.gguf")
