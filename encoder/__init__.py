@@ -41,7 +41,8 @@ def load_embedder(
         planned = [b for b in BACKENDS if b not in AVAILABLE_BACKENDS]
         raise ValueError(
             f"unknown or unavailable encoder backend {backend!r}; valid backends: "
-            f"{', '.join(AVAILABLE_BACKENDS)} (not implemented yet: {', '.join(planned)})"
+            f"{', '.join(AVAILABLE_BACKENDS)}"
+            + (f" (not implemented yet: {', '.join(planned)})" if planned else "")
         )
     if backend in ("onnx", "onnx-int8"):
         from encoder.model_files import read_model_files
