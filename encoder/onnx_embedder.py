@@ -1,0 +1,262 @@
+"""The ONNX Runtime embedder: the same `encode()` contract as `TorchEmbedder`, without torch.
+
+Serving needs onnxruntime, numpy and our WordPiece tokenizer only. The artifacts come from
+`semsearch export` (`make artifacts`): `model_optimized.onnx` (fp32, fused) for backend "onnx",
+`model_int8.onnx` for "onnx-int8", each with its accuracy report, and `manifest.json` naming the
+model they were built from. An int8 artifact is served only when its report exists, describes this
+very file and meets the thresholds (`encoder.accuracy.check_report`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from encoder.accuracy import Thresholds, check_report, file_sha256
+from encoder.model_files import ModelFiles
+from encoder.onnx_export import (
+    FP32_OPTIMIZED_FILE,
+    INT8_FILE,
+    MANIFEST_FILE,
+    OUTPUT_NAME,
+    POOLED_NAME,
+)
+from encoder.wordpiece import WordPieceTokenizer
+
+logger = logging.getLogger(__name__)
+
+ORT_HINT = "the ONNX backends need onnxruntime: pip install onnxruntime"
+ARTIFACT_FILES = {"onnx": FP32_OPTIMIZED_FILE, "onnx-int8": INT8_FILE}
+
+
+def default_artifact_dir() -> Path:
+    """`models/onnx` at the repository root (where `make artifacts` writes)."""
+    return Path(__file__).resolve().parent.parent / "models" / "onnx"
+
+
+@dataclass(frozen=True)
+class OnnxOptions:
+    """Where the artifacts are and how ONNX Runtime runs them (from `service.settings`)."""
+
+    artifact_dir: Path | None = None  # None: default_artifact_dir()
+    sequential: bool = True  # ORT_SEQUENTIAL execution (parallel only helps branchy graphs)
+    memory_arena: bool = True  # ORT's CPU memory arena: buffers reused across batches
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class OnnxEmbedder:
+    """Sentence vectors from an exported ONNX graph (pooling and normalization inside it)."""
+
+    def __init__(
+        self,
+        files: ModelFiles,
+        backend: str = "onnx-int8",
+        threads: int | None = None,
+        options: OnnxOptions | None = None,
+        artifact: Path | None = None,
+        check_accuracy: bool = True,
+    ) -> None:
+        """`artifact` overrides the backend's file in the artifact dir; `check_accuracy=False` skips
+        the int8 report check (only for `semsearch export`, which is about to write it)."""
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise ImportError(ORT_HINT) from e
+        if backend not in ARTIFACT_FILES:
+            raise ValueError(f"backend must be one of {sorted(ARTIFACT_FILES)}, got {backend!r}")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)):
+            raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+        started = time.perf_counter()
+        options = options or OnnxOptions()
+        self.backend = backend
+        self.files = files
+        self.options = options
+        artifact_dir = Path(options.artifact_dir or default_artifact_dir())
+        self.artifact = Path(artifact) if artifact else artifact_dir / ARTIFACT_FILES[backend]
+        if not self.artifact.is_file():
+            raise FileNotFoundError(
+                f"ONNX artifact {self.artifact} not found: build it with `make artifacts` "
+                f"(or `semsearch export --quantize int8 --out {artifact_dir}`)"
+            )
+        self.manifest = self._read_manifest(artifact_dir)
+        self.artifact_sha256 = file_sha256(self.artifact)
+        self.report: dict[str, Any] | None = None
+        if backend == "onnx-int8" and check_accuracy:
+            self.report = check_report(self.artifact, options.thresholds, self.artifact_sha256)
+        self.tokenizer = WordPieceTokenizer.from_dir(files.model_dir)
+        if self.tokenizer.vocab_sha256 != self.manifest["vocab_sha256"]:
+            raise ValueError(
+                f"{artifact_dir} was exported with another vocab than {files.vocab_path}; "
+                "re-export with `make artifacts` or point model_dir at the original model"
+            )
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads or _cpu_count()
+        so.inter_op_num_threads = 1
+        so.execution_mode = (
+            ort.ExecutionMode.ORT_SEQUENTIAL
+            if options.sequential
+            else ort.ExecutionMode.ORT_PARALLEL
+        )
+        so.enable_cpu_mem_arena = options.memory_arena
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(
+            str(self.artifact), sess_options=so, providers=["CPUExecutionProvider"]
+        )
+        self.threads = so.intra_op_num_threads
+        logger.info(
+            "loaded %s encoder %s in %.2fs (%d threads)",
+            backend,
+            self.artifact,
+            time.perf_counter() - started,
+            self.threads,
+        )
+
+    def _read_manifest(self, artifact_dir: Path) -> dict[str, Any]:
+        path = artifact_dir / MANIFEST_FILE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found: rebuild the artifacts with `make artifacts`"
+            )
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if manifest.get("dim") != self.files.dim:
+            raise ValueError(
+                f"{path}: artifacts of dimension {manifest.get('dim')}, but {self.files.model_dir} "
+                f"has hidden_size {self.files.dim}; re-export for this model"
+            )
+        return manifest
+
+    @property
+    def dim(self) -> int:
+        return self.files.dim
+
+    @property
+    def max_length(self) -> int:
+        return self.files.max_seq_length
+
+    @property
+    def quantization(self) -> dict[str, Any] | None:
+        return None if self.report is None else self.report.get("quantization")
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies this encoder's vectors: two fingerprints equal -> same vectors."""
+        quant = self.quantization
+        return {
+            "weights_sha256": self.manifest["weights_sha256"],
+            "vocab_sha256": self.tokenizer.vocab_sha256,
+            "dim": self.dim,
+            "max_length": self.max_length,
+            "pooling": self.files.pooling,
+            "normalize": True,
+            "backend": self.backend,
+            "quantization": None
+            if self.backend != "onnx-int8"
+            else f"int8-{(quant or {}).get('mode', 'dynamic')}",
+            "artifact_sha256": self.artifact_sha256,
+        }
+
+    def _check_arrays(
+        self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: Any
+    ) -> None:
+        arrays = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            arrays["token_type_ids"] = token_type_ids
+        shape = np.shape(input_ids)
+        for name, a in arrays.items():
+            if not isinstance(a, np.ndarray) or a.ndim != 2 or a.dtype.kind not in "iu":
+                raise ValueError(f"{name} must be a 2-D integer np.ndarray, got {a!r:.80}")
+            if a.shape != shape:
+                raise ValueError(f"{name} shape {a.shape} != input_ids shape {shape}")
+        config = self.files.config
+        if input_ids.size and (input_ids.min() < 0 or input_ids.max() >= config.vocab_size):
+            raise ValueError(
+                f"input_ids must lie in [0, {config.vocab_size}), got "
+                f"[{input_ids.min()}, {input_ids.max()}]"
+            )
+        if (
+            token_type_ids is not None
+            and token_type_ids.size
+            and (token_type_ids.min() < 0 or token_type_ids.max() >= config.type_vocab_size)
+        ):
+            raise ValueError(f"token_type_ids must lie in [0, {config.type_vocab_size})")
+        if shape[1] > config.max_position_embeddings:
+            raise ValueError(
+                f"sequence length {shape[1]} exceeds max_position_embeddings "
+                f"({config.max_position_embeddings}); truncate the input"
+            )
+        empty = np.flatnonzero(~attention_mask.astype(bool).any(axis=1))
+        if empty.size:
+            raise ValueError(f"rows {empty[:10].tolist()} have no tokens in attention_mask")
+
+    def encode_batch_arrays(
+        self,
+        input_ids: np.ndarray,
+        attention_mask: np.ndarray,
+        token_type_ids: np.ndarray | None = None,
+        normalize: bool = True,
+    ) -> np.ndarray:
+        """The core: padded int64 (B, T) arrays in, (B, dim) float32 sentence vectors out."""
+        self._check_arrays(input_ids, attention_mask, token_type_ids)
+        if input_ids.shape[0] == 0:
+            return np.empty((0, self.dim), dtype=np.float32)
+        # Columns that are padding in every row change nothing: drop them (less work).
+        real_cols = np.flatnonzero(attention_mask.astype(bool).any(axis=0))
+        T = int(real_cols[-1]) + 1
+        if token_type_ids is None:
+            token_type_ids = np.zeros_like(input_ids)
+        feeds = {
+            "input_ids": np.ascontiguousarray(input_ids[:, :T], dtype=np.int64),
+            "attention_mask": np.ascontiguousarray(attention_mask[:, :T], dtype=np.int64),
+            "token_type_ids": np.ascontiguousarray(token_type_ids[:, :T], dtype=np.int64),
+        }
+        output = OUTPUT_NAME if normalize else POOLED_NAME
+        (vectors,) = self.session.run([output], feeds)
+        return np.asarray(vectors, dtype=np.float32)
+
+    def encode(
+        self, texts: Sequence[str], batch_size: int = 32, normalize: bool = True
+    ) -> np.ndarray:
+        """Texts -> (n, dim) float32 vectors in input order, L2-normalized when `normalize`.
+
+        Inputs longer than `max_length` tokens are truncated, as sentence-transformers does.
+        """
+        if isinstance(texts, str):
+            raise TypeError("encode() takes a sequence of texts; wrap a single text in a list")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        texts = list(texts)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        encodings = self.tokenizer.encode_batch(texts, max_length=self.max_length)
+        # Longest first, so each batch pads little (and a too-large batch fails first, not last).
+        order = sorted(range(len(texts)), key=lambda i: -len(encodings[i]))
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            arrays = self.tokenizer.pad([encodings[i] for i in rows])
+            out[rows] = self.encode_batch_arrays(
+                arrays["input_ids"],
+                arrays["attention_mask"],
+                arrays["token_type_ids"],
+                normalize=normalize,
+            )
+        return out
+
+
+__all__ = ["ARTIFACT_FILES", "OnnxEmbedder", "OnnxOptions", "default_artifact_dir"]

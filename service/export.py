@@ -1,0 +1,224 @@
+"""`semsearch export`: build the ONNX artifacts and the accuracy report beside each one.
+
+Runs in the export toolchain (`.venv-export`, the `export` extra: torch, onnx, optimum-onnx):
+export our encoder (fp32), fuse it with onnxruntime's BERT optimizer, quantize it to int8
+(`encoder.onnx_quantize`), then measure every artifact against our torch fp32 encoder on real text
+from this machine (`service.corpus`) and write `<artifact>.accuracy.json`. `--search` measures the
+quantization variants of the README table instead of writing artifacts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from encoder.accuracy import (
+    Thresholds,
+    build_report,
+    cosine_stats,
+    top_k_agreement,
+    write_report,
+)
+from encoder.onnx_export import (
+    FP32_FILE,
+    FP32_OPTIMIZED_FILE,
+    INT8_FILE,
+    export_fp32,
+    optimize_fp32,
+    write_manifest,
+)
+from service.corpus import long_texts, real_texts
+
+log = logging.getLogger(__name__)
+
+PROBE_REAL, PROBE_LONG = 1950, 50  # 2,000 texts of 3 to 400+ tokens
+CORPUS_DOCS, CORPUS_QUERIES = 5000, 200
+TOP_K = 10
+
+
+def probe_set() -> list[str]:
+    return list(real_texts(PROBE_REAL)) + long_texts(PROBE_LONG)
+
+
+def retrieval_set(n_docs: int = CORPUS_DOCS, n_queries: int = CORPUS_QUERIES):
+    """Real documents, and short real queries (the first words of other real texts)."""
+    docs = list(real_texts(n_docs, seed=3))
+    known = set(docs)
+    queries = [
+        " ".join(t.split()[:12]) for t in real_texts(4 * n_queries, seed=4) if t not in known
+    ][:n_queries]
+    return docs, queries
+
+
+class Measure:
+    """The reference vectors (torch fp32, computed once) and the figures of one candidate."""
+
+    def __init__(self, model_dir: str | Path | None, threads: int | None) -> None:
+        from encoder import load_embedder
+
+        self.probe = probe_set()
+        self.docs, self.queries = retrieval_set()
+        reference = load_embedder(model_dir, backend="torch", threads=threads)
+        lengths = [len(e) for e in reference.tokenizer.encode_batch(self.probe)]
+        self.probe_info = {
+            "texts": len(self.probe),
+            "source": "service.corpus real_texts(1950) + long_texts(50)",
+            "tokens_min": int(min(lengths)),
+            "tokens_max": int(max(lengths)),
+            "truncated_at": reference.max_length,
+        }
+        started = time.perf_counter()
+        self.ref_probe = reference.encode(self.probe)
+        self.ref_docs = reference.encode(self.docs)
+        self.ref_queries = reference.encode(self.queries)
+        log.info("torch fp32 reference in %.1fs", time.perf_counter() - started)
+
+    def figures(
+        self, encode: Callable[[Sequence[str]], np.ndarray], retrieval: bool = True
+    ) -> dict[str, Any]:
+        started = time.perf_counter()
+        probe = encode(self.probe)
+        seconds = time.perf_counter() - started
+        figures: dict[str, Any] = {
+            "cosine": cosine_stats(probe, self.ref_probe),
+            "retrieval": None,
+            "probe_texts_per_s": len(self.probe) / seconds,
+        }
+        if not retrieval:
+            return figures
+        docs, queries = encode(self.docs), encode(self.queries)
+        return {
+            **figures,
+            "retrieval": {
+                "docs": len(self.docs),
+                "queries": len(self.queries),
+                "k": TOP_K,
+                "top10_agreement": top_k_agreement(
+                    self.ref_queries, self.ref_docs, queries, docs, TOP_K
+                ),
+            },
+        }
+
+
+def _onnx_encoder(model_dir, backend: str, artifact: Path, threads: int | None):
+    from encoder.model_files import read_model_files
+    from encoder.onnx_embedder import OnnxEmbedder, OnnxOptions
+
+    emb = OnnxEmbedder(
+        read_model_files(model_dir),
+        backend,
+        threads,
+        OnnxOptions(artifact_dir=artifact.parent),
+        artifact=artifact,
+        check_accuracy=False,
+    )
+    return emb.encode
+
+
+def run_export(
+    out_dir: Path,
+    model_dir: str | Path | None = None,
+    quantize: str | None = "int8",
+    threads: int | None = None,
+    thresholds: Thresholds | None = None,
+) -> list[Path]:
+    """Write the artifacts, the manifest and one accuracy report per artifact into `out_dir`."""
+    from encoder.model_files import read_model_files
+    from encoder.onnx_quantize import QuantPlan, quantize_int8
+
+    files = read_model_files(model_dir)
+    config = files.config
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fp32 = export_fp32(out_dir / FP32_FILE, model_dir)
+    optimized = optimize_fp32(
+        fp32, out_dir / FP32_OPTIMIZED_FILE, config.num_attention_heads, config.hidden_size
+    )
+    # (artifact, backend, quantization settings, whether to measure retrieval): the plain export
+    # is an intermediate (int8 is quantized from it), so its report has the cosine figures only.
+    built: list[tuple[Path, str, dict[str, Any] | None, bool]] = [
+        (fp32, "onnx", None, False),
+        (optimized, "onnx", None, True),
+    ]
+    if quantize == "int8":
+        int8 = out_dir / INT8_FILE
+        settings = quantize_int8(fp32, int8, QuantPlan(), config.num_hidden_layers)
+        built.append((int8, "onnx-int8", settings, True))
+    elif quantize is not None:
+        raise ValueError(f"unknown quantization {quantize!r}; supported: int8")
+    write_manifest(out_dir, model_dir)
+    measure = Measure(model_dir, threads)
+    for artifact, backend, settings, retrieval in built:
+        encode = _onnx_encoder(model_dir, backend, artifact, threads)
+        figures = measure.figures(encode, retrieval=retrieval)
+        report = build_report(
+            artifact,
+            backend=backend,
+            reference="torch fp32 (encoder.model.BertModel), same tokenizer",
+            probe=measure.probe_info,
+            cosine=figures["cosine"],
+            retrieval=figures["retrieval"],
+            quantization=settings,
+            thresholds=thresholds if settings else None,
+        )
+        path = write_report(artifact, report)
+        log.info("%s: %s, %s -> %s", artifact.name, figures["cosine"], figures["retrieval"], path)
+    return [a for a, *_ in built]
+
+
+NONE: tuple[str, ...] = ()
+SEARCH_PLANS = {
+    "all MatMuls, per-tensor weights (sentence-transformers' recipe)": dict(
+        per_channel=False, keep_activation_matmuls=False, keep_embeddings=False, keep_roles=NONE
+    ),
+    "all MatMuls, per-channel weights": dict(
+        keep_activation_matmuls=False, keep_embeddings=False, keep_roles=NONE
+    ),
+    "per-channel; QK^T, attn x V, embeddings fp32": dict(keep_roles=NONE),
+    "... and FFN down-projections fp32": dict(keep_roles=("ffn_down",)),
+    "... and the last layer fp32": dict(keep_roles=("ffn_down",), keep_last_layers=1),
+    "... FFN up and down fp32 (shipped)": dict(),
+}
+
+
+def run_search(work_dir: Path, model_dir=None, threads: int | None = None) -> str:
+    """Quantize with each plan of SEARCH_PLANS and measure it; returns a Markdown table."""
+    from encoder.model_files import read_model_files
+    from encoder.onnx_quantize import QuantPlan, quantize_int8
+
+    config = read_model_files(model_dir).config
+    work_dir.mkdir(parents=True, exist_ok=True)
+    fp32 = export_fp32(work_dir / FP32_FILE, model_dir)
+    write_manifest(work_dir, model_dir)
+    measure = Measure(model_dir, threads)
+    rows = [
+        "| variant | nodes kept fp32 | size MB | min cos | mean cos | p1 cos | top-10 | texts/s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for i, (name, kwargs) in enumerate(SEARCH_PLANS.items()):
+        plan = QuantPlan(**kwargs)
+        out = work_dir / f"search_{i}.onnx"
+        settings = quantize_int8(fp32, out, plan, config.num_hidden_layers)
+        f = measure.figures(_onnx_encoder(model_dir, "onnx-int8", out, threads))
+        c, r = f["cosine"], f["retrieval"]
+        rows.append(
+            f"| {name} | {settings['nodes_excluded']} | {out.stat().st_size / 1e6:.1f} | "
+            f"{c['min']:.4f} | {c['mean']:.5f} | {c['p1']:.4f} | {r['top10_agreement']:.3f} | "
+            f"{f['probe_texts_per_s']:.0f} |"
+        )
+        log.info("%s: %s", name, rows[-1])
+    f = measure.figures(_onnx_encoder(model_dir, "onnx", fp32, threads))
+    c, r = f["cosine"], f["retrieval"]
+    rows.append(
+        f"| fp32 export (reference point) | all | {fp32.stat().st_size / 1e6:.1f} | "
+        f"{c['min']:.6f} | {c['mean']:.6f} | {c['p1']:.6f} | {r['top10_agreement']:.3f} | "
+        f"{f['probe_texts_per_s']:.0f} |"
+    )
+    return "\n".join(rows)
+
+
+__all__ = ["Measure", "probe_set", "retrieval_set", "run_export", "run_search"]
