@@ -74,10 +74,12 @@ def _embed(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from encoder import load_embedder
+    from service.encoders import load_configured_embedder
 
     texts = list(read_texts(args.input, args.text_field))
-    embedder = load_embedder(model_dir=args.model_dir, backend=args.backend, threads=args.threads)
+    embedder = load_configured_embedder(
+        backend=args.backend, model_dir=args.model_dir, threads=args.threads
+    )
     out = np.empty((len(texts), embedder.dim), dtype=np.float32)
     step = args.batch_size * 8  # chunks for the progress bar; encode() batches within each
     with tqdm(total=len(texts), unit="text", desc="embedding", disable=args.quiet) as bar:
@@ -94,7 +96,7 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("embed", help="embed a file of texts into a .npy")
     p.add_argument("--input", type=Path, required=True, help="text file (one per line) or .jsonl")
     p.add_argument("--output", type=Path, required=True, help="output .npy (float32, input order)")
-    p.add_argument("--backend", choices=BACKENDS, default="torch")
+    p.add_argument("--backend", choices=BACKENDS, help="default: SEMSEARCH_BACKEND, onnx-int8")
     p.add_argument("--model-dir", type=Path)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int)

@@ -21,14 +21,20 @@ def _index_dir(args: argparse.Namespace) -> Path:
 
 
 def load_embedder(args: argparse.Namespace) -> Any:
-    """The encoder named by the flags (tests replace this function)."""
-    from encoder import load_embedder as load
+    """The encoder named by the flags, else by the settings (tests replace this function)."""
+    from service.encoders import load_configured_embedder
 
-    return load(model_dir=args.model_dir, backend=args.backend, threads=args.threads)
+    return load_configured_embedder(
+        backend=args.backend, model_dir=args.model_dir, threads=args.threads
+    )
 
 
 def _add_encoder_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=BACKENDS, default="torch", help="encoder backend")
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="encoder backend (default: SEMSEARCH_BACKEND, onnx-int8)",
+    )
     p.add_argument("--model-dir", type=Path, help="sentence-transformers model directory")
     p.add_argument("--threads", type=int, help="encoder threads (default: the runtime's)")
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from index import Collection
 from service.batcher import BatchStats
+from service.encoders import load_configured_embedder
 from service.engine import EmbeddingEngine
 from service.errors import Unhealthy
 from service.generation import GenerationEngine
@@ -70,13 +71,7 @@ class Models:
         started = time.perf_counter()
         try:
             if self.embedding is None:
-                from encoder import load_embedder
-
-                embedder = load_embedder(
-                    model_dir=self.settings.model_dir,
-                    backend=self.settings.backend,
-                    threads=self.settings.threads,
-                )
+                embedder = load_configured_embedder(self.settings)
                 self._attach_encoder(embedder)
                 log.info("encoder ready (%s)", embedder.backend)
             if self.generation is None and self.decoder_enabled:

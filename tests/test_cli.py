@@ -42,7 +42,9 @@ def test_embed_command_writes_rows_in_input_order(tmp_path):
     expected = load_embedder(backend="torch").encode(texts)
     for source in (plain, jsonl):
         out = tmp_path / f"{source.stem}-{source.suffix[1:]}.npy"
-        result = run_cli("embed", "--input", str(source), "--output", str(out), "--quiet")
+        result = run_cli(
+            "embed", "--input", str(source), "--output", str(out), "--quiet", "--backend", "torch"
+        )
         assert result.returncode == 0, result.stderr
         got = np.load(out)
         assert got.dtype == np.float32 and got.shape == (len(texts), 384)
