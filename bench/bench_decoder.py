@@ -39,6 +39,10 @@ CHATS = ["What is the capital of France?", "Write a haiku about autumn.",
          "Explain recursion to a child.", "List the planets in order from the sun."]
 
 
+def _mb(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
 def load_avg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -208,8 +212,8 @@ def main() -> None:
     for name, res in results.items():
         row = {"prefill_tok_s": statistics.median(res["prefill"]),
                "decode_tok_s": statistics.median(res["decode"]),
-               "rss_mb": memory.get(name, (float("nan"),) * 2)[0],
-               "peak_rss_mb": memory.get(name, (float("nan"),) * 2)[1]}
+               "rss_mb": memory[name][0] if name in memory else None,
+               "peak_rss_mb": memory[name][1] if name in memory else None}
         if base:
             for k in ("prefill", "decode"):
                 ratios = [o / b for o, b in zip(res[k], results[base][k], strict=True)]
@@ -217,8 +221,8 @@ def main() -> None:
         table[name] = row
         print(f"{name:<20}{row['prefill_tok_s']:>14.1f}{row['decode_tok_s']:>14.1f}"
               f"{row.get('prefill_ratio', float('nan')):>11.2f}"
-              f"{row.get('decode_ratio', float('nan')):>10.2f}{row['rss_mb']:>9.0f}"
-              f"{row['peak_rss_mb']:>10.0f}")
+              f"{row.get('decode_ratio', float('nan')):>10.2f}"
+              f"{_mb(row['rss_mb']):>9}{_mb(row['peak_rss_mb']):>10}")
 
     kv: dict[str, dict[str, float]] = {}
     kv_new = [int(n) for n in args.kv_new.split(",") if n]
