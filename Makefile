@@ -65,9 +65,14 @@ test-slow: setup
 serve: setup
 	$(VENV)/bin/semsearch serve --host $(HOST) --port $(PORT)
 
+# Each benchmark runs its reference in the same run and prints ratios (README has the tables).
 bench: setup
 	$(PY) bench/bench_tokenizer.py
 	$(PY) bench/bench_encoder.py
+	$(PY) bench/bench_onnx.py
+	$(PY) bench/bench_index.py
+	$(PY) bench/bench_decoder.py
+	$(PY) bench/bench_service.py
 
 clean:
 	rm -rf $(VENV) $(EXPORT_VENV) models build *.egg-info .pytest_cache .ruff_cache
