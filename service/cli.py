@@ -148,7 +148,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 def _verify(args: argparse.Namespace) -> int:
     from service.verify import format_report, run_verify, write_json
 
-    checks = run_verify(texts=args.texts, backends=args.backend or ["torch"])
+    checks = run_verify(
+        texts=args.texts, backends=args.backend or list(BACKENDS), decoder=not args.no_decoder
+    )
     print(format_report(checks))
     if args.json is not None:
         write_json(checks, args.json)
@@ -161,7 +163,8 @@ def _verify(args: argparse.Namespace) -> int:
 def _add_verify(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("verify", help="parity report against the reference implementations")
     p.add_argument("--texts", type=int, default=500, help="real texts per check")
-    p.add_argument("--backend", action="append", choices=BACKENDS, help="repeatable")
+    p.add_argument("--backend", action="append", choices=BACKENDS, help="repeatable (default: all)")
+    p.add_argument("--no-decoder", action="store_true", help="skip the decoder checks")
     p.add_argument("--json", type=Path, help="also write the report as JSON here")
     p.set_defaults(func=_verify)
 

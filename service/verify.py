@@ -7,6 +7,7 @@ against a threshold; the command exits non-zero when any check fails. The refere
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 from collections.abc import Sequence
@@ -36,9 +37,9 @@ class Check:
     detail: str = ""
 
 
-def _reference(module: str) -> Any:
+def reference_module(module: str) -> Any:
     try:
-        return __import__(module)
+        return importlib.import_module(module)
     except ImportError as exc:
         raise SystemExit(
             f"`semsearch verify` compares against {module}, which is not installed: "
@@ -52,7 +53,7 @@ def probe_texts(n: int) -> list[str]:
 
 
 def check_tokenizer(model_dir: str, texts: Sequence[str]) -> Check:
-    transformers = _reference("transformers")
+    transformers = reference_module("transformers")
     from encoder import WordPieceTokenizer
 
     ours = WordPieceTokenizer.from_dir(model_dir)
@@ -81,9 +82,17 @@ def check_tokenizer(model_dir: str, texts: Sequence[str]) -> Check:
 def check_encoder(
     model_dir: str, backend: str, texts: Sequence[str], reference: np.ndarray
 ) -> Check:
-    from encoder import load_embedder
+    from encoder.accuracy import AccuracyReportError
+    from service.encoders import load_configured_embedder
 
-    ours = load_embedder(model_dir=model_dir, backend=backend).encode(texts, batch_size=32)
+    name = f"encoder [{backend}] vs sentence-transformers ({len(texts)} texts)"
+    try:
+        embedder = load_configured_embedder(backend=backend, model_dir=Path(model_dir))
+    except (OSError, ValueError, AccuracyReportError) as exc:  # missing or refused: a FAIL
+        return Check(
+            name=name, measured="not loaded", threshold="loads", passed=False, detail=str(exc)
+        )
+    ours = embedder.encode(texts, batch_size=32)
     cosines = np.sum(ours * reference, axis=1)  # both L2-normalized
     max_diff = float(np.max(np.abs(ours - reference)))
     min_cos = float(np.min(cosines))
@@ -100,7 +109,7 @@ def check_encoder(
         passed = passed and max_diff <= MAX_ABS_DIFF_TORCH
         threshold_text += f", max |diff| <= {MAX_ABS_DIFF_TORCH}"
     return Check(
-        name=f"encoder [{backend}] vs sentence-transformers ({len(texts)} texts)",
+        name=name,
         measured=measured,
         threshold=threshold_text,
         passed=passed,
@@ -121,8 +130,8 @@ def write_json(checks: Sequence[Check], path: Path) -> None:
     path.write_text(json.dumps([asdict(c) for c in checks], indent=2))
 
 
-def run_verify(texts: int, backends: Sequence[str]) -> list[Check]:
-    st = _reference("sentence_transformers")
+def run_verify(texts: int, backends: Sequence[str], decoder: bool = True) -> list[Check]:
+    st = reference_module("sentence_transformers")
     from encoder.model_files import default_model_dir
 
     model_dir = str(default_model_dir())
@@ -133,4 +142,8 @@ def run_verify(texts: int, backends: Sequence[str]) -> list[Check]:
     )
     for backend in backends:
         checks.append(check_encoder(model_dir, backend, probe, reference))
+    if decoder:
+        from service.verify_decoder import check_decoder
+
+        checks += check_decoder(probe)
     return checks
