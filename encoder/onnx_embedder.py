@@ -38,8 +38,11 @@ ARTIFACT_FILES = {"onnx": FP32_OPTIMIZED_FILE, "onnx-int8": INT8_FILE}
 
 
 def default_artifact_dir() -> Path:
-    """`models/onnx` at the repository root (where `make artifacts` writes)."""
-    return Path(__file__).resolve().parent.parent / "models" / "onnx"
+    """`models/onnx` at the repository root (where `make artifacts` writes) when it exists, else
+    `models/onnx` under the working directory (an installed package, e.g. the Docker image)."""
+    beside_source = Path(__file__).resolve().parent.parent / "models" / "onnx"
+    in_cwd = Path.cwd() / "models" / "onnx"
+    return beside_source if beside_source.is_dir() or not in_cwd.is_dir() else in_cwd
 
 
 @dataclass(frozen=True)

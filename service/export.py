@@ -181,7 +181,9 @@ SEARCH_PLANS = {
     "per-channel; QK^T, attn x V, embeddings fp32": dict(keep_roles=NONE),
     "... and FFN down-projections fp32": dict(keep_roles=("ffn_down",)),
     "... and the last layer fp32": dict(keep_roles=("ffn_down",), keep_last_layers=1),
-    "... FFN up and down fp32 (shipped)": dict(),
+    "... FFN up and down fp32": dict(keep_roles=("ffn_up", "ffn_down")),
+    "... FFN up, down and layer 0 fp32": dict(keep_roles=("ffn_up", "ffn_down"), keep_layers=(0,)),
+    "... value, FFN up and down fp32 (shipped)": dict(),
 }
 
 

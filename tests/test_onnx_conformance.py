@@ -58,7 +58,10 @@ def test_probe_set_spans_3_to_400_plus_tokens(fp32, texts):
 
 
 def test_fp32_onnx_matches_torch(fp32_vectors, texts):
-    torch_vectors = load_embedder(backend="torch").encode(texts)
+    """500 of the texts (the 50 long ones included): torch is the slow side here."""
+    rows = list(range(450)) + list(range(len(texts) - 50, len(texts)))
+    torch_vectors = load_embedder(backend="torch").encode([texts[i] for i in rows])
+    fp32_vectors = fp32_vectors[rows]
     stats = cosine_stats(fp32_vectors, torch_vectors)
     print(f"\nONNX fp32 (fused) vs torch: {stats}")
     assert stats["min"] >= FP32_MIN_COSINE
