@@ -68,10 +68,12 @@ def st_onnx_systems(model_dir: str, threads: int) -> tuple[dict[str, Callable], 
     return systems, ""
 
 
-def memory_probe(backend: str, threads: int) -> dict[str, float]:
-    """Load time and peak RSS of one backend, in a fresh process (encodes 32 medium texts)."""
+def memory_probe(backend: str, threads: int, texts: list[str]) -> dict[str, float]:
+    """Load time and peak RSS of one backend, in a fresh process that encodes `texts` (read as JSON
+    from stdin, so building the probe corpus does not count in the peak)."""
     code = f"""
-import json, resource, sys, time
+import json, sys, time
+texts = json.load(sys.stdin)
 sys.path.insert(0, {str(ROOT)!r})
 t = time.perf_counter()
 if {backend!r} == "st-torch":
@@ -85,13 +87,18 @@ else:
     m = load_embedder(backend={backend!r}, threads={threads})
     enc = lambda x: m.encode(x, batch_size=32)
 load = time.perf_counter() - t
-from service.corpus import real_texts
-enc(list(real_texts(256)))
-print(json.dumps({{"load_s": load,
-    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+enc(texts)
+# VmHWM, not ru_maxrss: Linux keeps the forking parent's ru_maxrss across exec.
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print(json.dumps({{"load_s": load, "peak_rss_mb": int(hwm) / 1024}}))
 """
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+        [sys.executable, "-c", code],
+        input=json.dumps(texts),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -101,6 +108,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--texts", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="threads of every system")
+    parser.add_argument("--memory-only", action="store_true", help="only sizes, load, peak RSS")
     args = parser.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench_encoder.py
 
@@ -127,7 +135,7 @@ def main() -> int:
     names = list(encoders)
     workloads = pick_workloads(ours["onnx"].tokenizer, args.texts)
     table = []
-    for wname, texts in workloads.items():
+    for wname, texts in ({} if args.memory_only else workloads).items():
         for bs in (1, 32):
             calls = [[t] for t in texts] if bs == 1 else [texts]
             speeds: dict[str, list[float]] = {n: [] for n in names}
@@ -167,13 +175,15 @@ def main() -> int:
         print(f"| {row['workload']} | {row['batch']} | " + " | ".join(cells) + " |")
     if st_note:
         print(f"\n{st_note}")
+    mixed = [t for texts in workloads.values() for t in texts]
+    print(f"\npeak RSS: load, then encode {len(mixed)} texts (all workloads) at batch 32")
     print("\n| backend | file | size MB | load s | peak RSS MB |\n|---|---|---|---|---|")
     files = {
         REFERENCE: Path(model_dir) / "model.safetensors",
         **{b: default_artifact_dir() / f for b, f in ARTIFACT_FILES.items()},
     }
     for backend, path in files.items():
-        m = memory_probe(backend, args.threads)
+        m = memory_probe(backend, args.threads, mixed)
         print(
             f"| {backend} | {path.name} | {path.stat().st_size / 1e6:.1f} | "
             f"{m['load_s']:.2f} | {m['peak_rss_mb']:.0f} |"
