@@ -36,6 +36,14 @@ class Sampling:
     seed: int | None = None
 
 
+def stop_list(stop: str | list[str] | None) -> list[str]:
+    """The `stop` field (a string, a list or null, in every API's shape) as a list."""
+    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    if any(s == "" for s in stops):
+        raise ValidationFailed("stop strings must not be empty")
+    return stops
+
+
 @dataclass(frozen=True)
 class Delta:
     text: str

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from service.generation import Sampling
+from service.generation import Sampling, stop_list
 
 
 class OpenAIEmbeddingRequest(BaseModel):
@@ -67,16 +67,13 @@ class OpenAISampling(BaseModel):
     def sampling(self, default_max_tokens: int) -> Sampling:
         limit = self.max_completion_tokens if self.max_completion_tokens is not None else None
         limit = limit if limit is not None else self.max_tokens
-        stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
-        if any(s == "" for s in stop):
-            raise ValueError("stop strings must not be empty")
         return Sampling(
             max_new_tokens=default_max_tokens if limit is None else limit,
             temperature=self.temperature,
             top_p=self.top_p,
             top_k=self.top_k,
             repetition_penalty=self.repetition_penalty,
-            stop=stop,
+            stop=stop_list(self.stop),
             seed=self.seed,
         )
 

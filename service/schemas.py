@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.generation import Sampling
+from service.generation import Sampling, stop_list
 
 
 class EmbedRequest(BaseModel):
@@ -121,16 +121,13 @@ class SamplingFields(BaseModel):
     stream: bool = False
 
     def sampling(self) -> Sampling:
-        stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
-        if any(s == "" for s in stop):
-            raise ValueError("stop strings must not be empty")
         return Sampling(
             max_new_tokens=self.max_new_tokens,
             temperature=self.temperature,
             top_p=self.top_p,
             top_k=self.top_k,
             repetition_penalty=self.repetition_penalty,
-            stop=stop,
+            stop=stop_list(self.stop),
             seed=self.seed,
         )
 

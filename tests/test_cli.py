@@ -4,30 +4,21 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from serving import REPO, free_port, running_server
 
 SEMSEARCH = [sys.executable, "-m", "service.cli"]
-REPO = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*SEMSEARCH, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_embed_command_writes_rows_in_input_order(tmp_path):
@@ -70,39 +61,13 @@ def test_verify_passes_on_the_real_model():
 def test_serve_answers_health_and_embed(tmp_path):
     port = free_port()
     env = {**os.environ, "SEMSEARCH_INDEX_DIR": str(tmp_path / "index")}
-    server = subprocess.Popen(
-        [*SEMSEARCH, "serve", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        status = None
-        while time.monotonic() < deadline:
-            try:
-                status = httpx.get(f"{base}/health", timeout=5).status_code
-            except httpx.TransportError:
-                status = None
-            if status == 200:
-                break
-            assert server.poll() is None, server.stdout.read() if server.stdout else ""
-            time.sleep(0.5)
-        assert status == 200, "the server never became healthy"
+    with running_server([*SEMSEARCH, "serve", "--port", str(port)], port, env) as base:
         response = httpx.post(f"{base}/embed", json={"inputs": ["hello", "world"]}, timeout=30)
         assert response.status_code == 200
         vectors = np.asarray(response.json())
         assert vectors.shape == (2, 384)
         np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        assert httpx.get(f"{base}/info", timeout=10).json()["encoder"]["backend"] == "onnx-int8"
 
 
 @pytest.mark.parametrize("args", [["embed"], ["serve", "--port", "0x"], ["nonsense"]])

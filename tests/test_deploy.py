@@ -5,25 +5,17 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
+from serving import REPO, free_port, running_server
 
-REPO = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 DOCKERFILE = (REPO / "Dockerfile").read_text()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _stages() -> dict[str, str]:
@@ -95,24 +87,10 @@ def test_compose_commands_index_and_serve_for_real(tmp_path):
     assert result.returncode == 0, result.stderr
 
     service = COMPOSE["services"]["semsearch"]
-    port = _free_port()
+    port = free_port()
     serve = _run_as_compose(service["command"], {"0.0.0.0": "127.0.0.1", "8000": str(port)})
     env = {**os.environ, **_container_env(service, index_dir)}
-    server = subprocess.Popen(
-        serve, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert server.poll() is None, server.stdout.read() if server.stdout else ""
-            try:
-                if httpx.get(f"{base}/health", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the compose command never became healthy"
-            time.sleep(0.5)
+    with running_server(serve, port, env) as base:
         info = httpx.get(f"{base}/info", timeout=10).json()
         assert info["encoder"]["backend"] == "onnx-int8"
         assert info["index"]["count"] == len(list(docs.iterdir()))
@@ -122,9 +100,3 @@ def test_compose_commands_index_and_serve_for_real(tmp_path):
         assert hits[0]["id"].startswith("faiss")
         with pytest.raises(httpx.HTTPStatusError):  # generation is off in this image
             httpx.post(f"{base}/generate", json={"prompt": "x"}).raise_for_status()
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()

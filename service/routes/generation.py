@@ -74,16 +74,20 @@ def _openai_usage(usage: dict[str, int]) -> dict[str, int]:
     }
 
 
+def _response_meta(id_prefix: str, kind: str, model: str) -> dict[str, Any]:
+    return {
+        "id": f"{id_prefix}-{uuid.uuid4().hex}",
+        "object": kind,
+        "created": int(time.time()),
+        "model": model,
+    }
+
+
 @router.post("/v1/completions")
 async def completions(body: CompletionRequest, request: Request, engine: GenerationDep) -> Any:
     prompt_ids = engine.prompt_ids(body.prompt, None)
     sampling = body.sampling(_COMPLETIONS_DEFAULT_MAX_TOKENS)
-    meta = {
-        "id": f"cmpl-{uuid.uuid4().hex}",
-        "object": "text_completion",
-        "created": int(time.time()),
-        "model": body.model or engine.model_id,
-    }
+    meta = _response_meta("cmpl", "text_completion", body.model or engine.model_id)
     if body.stream:
         return sse_response(
             _openai_events(engine, prompt_ids, sampling, meta, body.include_usage, chat=False)
@@ -99,12 +103,7 @@ async def chat_completions(
 ) -> Any:
     prompt_ids = engine.prompt_ids(None, [m.model_dump() for m in body.messages])
     sampling = body.sampling(_CHAT_DEFAULT_MAX_TOKENS)
-    meta = {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": body.model or engine.model_id,
-    }
+    meta = _response_meta("chatcmpl", "chat.completion", body.model or engine.model_id)
     if body.stream:
         chunk_meta = {**meta, "object": "chat.completion.chunk"}
         return sse_response(
