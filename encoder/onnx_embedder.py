@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from encoder.accuracy import Thresholds, check_report, file_sha256
+from encoder.base import SentenceEmbedder, check_threads
 from encoder.model_files import ModelFiles
 from encoder.onnx_export import (
     FP32_OPTIMIZED_FILE,
@@ -62,7 +62,7 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-class OnnxEmbedder:
+class OnnxEmbedder(SentenceEmbedder):
     """Sentence vectors from an exported ONNX graph (pooling and normalization inside it)."""
 
     def __init__(
@@ -82,10 +82,7 @@ class OnnxEmbedder:
             raise ImportError(ORT_HINT) from e
         if backend not in ARTIFACT_FILES:
             raise ValueError(f"backend must be one of {sorted(ARTIFACT_FILES)}, got {backend!r}")
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)):
-            raise ValueError(f"threads must be a positive int or None, got {threads!r}")
-        if threads is not None and threads < 1:
-            raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+        check_threads(threads)
         started = time.perf_counter()
         options = options or OnnxOptions()
         self.backend = backend
@@ -146,14 +143,6 @@ class OnnxEmbedder:
         return manifest
 
     @property
-    def dim(self) -> int:
-        return self.files.dim
-
-    @property
-    def max_length(self) -> int:
-        return self.files.max_seq_length
-
-    @property
     def quantization(self) -> dict[str, Any] | None:
         return None if self.report is None else self.report.get("quantization")
 
@@ -174,39 +163,6 @@ class OnnxEmbedder:
             "artifact_sha256": self.artifact_sha256,
         }
 
-    def _check_arrays(
-        self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: Any
-    ) -> None:
-        arrays = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if token_type_ids is not None:
-            arrays["token_type_ids"] = token_type_ids
-        shape = np.shape(input_ids)
-        for name, a in arrays.items():
-            if not isinstance(a, np.ndarray) or a.ndim != 2 or a.dtype.kind not in "iu":
-                raise ValueError(f"{name} must be a 2-D integer np.ndarray, got {a!r:.80}")
-            if a.shape != shape:
-                raise ValueError(f"{name} shape {a.shape} != input_ids shape {shape}")
-        config = self.files.config
-        if input_ids.size and (input_ids.min() < 0 or input_ids.max() >= config.vocab_size):
-            raise ValueError(
-                f"input_ids must lie in [0, {config.vocab_size}), got "
-                f"[{input_ids.min()}, {input_ids.max()}]"
-            )
-        if (
-            token_type_ids is not None
-            and token_type_ids.size
-            and (token_type_ids.min() < 0 or token_type_ids.max() >= config.type_vocab_size)
-        ):
-            raise ValueError(f"token_type_ids must lie in [0, {config.type_vocab_size})")
-        if shape[1] > config.max_position_embeddings:
-            raise ValueError(
-                f"sequence length {shape[1]} exceeds max_position_embeddings "
-                f"({config.max_position_embeddings}); truncate the input"
-            )
-        empty = np.flatnonzero(~attention_mask.astype(bool).any(axis=1))
-        if empty.size:
-            raise ValueError(f"rows {empty[:10].tolist()} have no tokens in attention_mask")
-
     def encode_batch_arrays(
         self,
         input_ids: np.ndarray,
@@ -215,7 +171,7 @@ class OnnxEmbedder:
         normalize: bool = True,
     ) -> np.ndarray:
         """The core: padded int64 (B, T) arrays in, (B, dim) float32 sentence vectors out."""
-        self._check_arrays(input_ids, attention_mask, token_type_ids)
+        self.check_arrays(input_ids, attention_mask, token_type_ids)
         if input_ids.shape[0] == 0:
             return np.empty((0, self.dim), dtype=np.float32)
         # Columns that are padding in every row change nothing: drop them (less work).
@@ -231,35 +187,3 @@ class OnnxEmbedder:
         output = OUTPUT_NAME if normalize else POOLED_NAME
         (vectors,) = self.session.run([output], feeds)
         return np.asarray(vectors, dtype=np.float32)
-
-    def encode(
-        self, texts: Sequence[str], batch_size: int = 32, normalize: bool = True
-    ) -> np.ndarray:
-        """Texts -> (n, dim) float32 vectors in input order, L2-normalized when `normalize`.
-
-        Inputs longer than `max_length` tokens are truncated, as sentence-transformers does.
-        """
-        if isinstance(texts, str):
-            raise TypeError("encode() takes a sequence of texts; wrap a single text in a list")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        texts = list(texts)
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        if not texts:
-            return out
-        encodings = self.tokenizer.encode_batch(texts, max_length=self.max_length)
-        # Longest first, so each batch pads little (and a too-large batch fails first, not last).
-        order = sorted(range(len(texts)), key=lambda i: -len(encodings[i]))
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            arrays = self.tokenizer.pad([encodings[i] for i in rows])
-            out[rows] = self.encode_batch_arrays(
-                arrays["input_ids"],
-                arrays["attention_mask"],
-                arrays["token_type_ids"],
-                normalize=normalize,
-            )
-        return out
-
-
-__all__ = ["ARTIFACT_FILES", "OnnxEmbedder", "OnnxOptions", "default_artifact_dir"]
