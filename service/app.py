@@ -28,7 +28,11 @@ def create_app(
     settings = settings or Settings()
     metrics = Metrics()
     models = Models(
-        settings, embedder=embedder, generator=generator, on_batch=metrics.observe_batch
+        settings,
+        embedder=embedder,
+        generator=generator,
+        on_batch=metrics.observe_batch,
+        on_usage=metrics.observe_generation,
     )
 
     @asynccontextmanager

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,9 +62,15 @@ _DONE = object()
 
 
 class GenerationEngine:
-    def __init__(self, generator: Any, settings: Settings) -> None:
+    def __init__(
+        self,
+        generator: Any,
+        settings: Settings,
+        on_usage: Callable[[dict[str, int]], None] | None = None,
+    ) -> None:
         self.generator = generator
         self.settings = settings
+        self._on_usage = on_usage
         self._slots = threading.BoundedSemaphore(settings.max_concurrent_generations)
         self._pool = ThreadPoolExecutor(
             max_workers=settings.max_concurrent_generations, thread_name_prefix="semsearch-gen"
@@ -122,6 +128,8 @@ class GenerationEngine:
                 for event in events:
                     delta = Delta(event.text, event.finish_reason, event.usage)
                     loop.call_soon_threadsafe(queue.put_nowait, delta)
+                    if event.usage is not None and self._on_usage is not None:
+                        self._on_usage(event.usage)
                     if cancelled.is_set():
                         events.close()  # frees the KV cache now
                         log.info("generation stopped: the client went away")

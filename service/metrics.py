@@ -58,7 +58,10 @@ class Metrics:
             "semsearch_queue_depth", "requests waiting for the encoder", registry=r
         )
         self.tokens = Counter(
-            "semsearch_tokens", "tokens processed by the encoder", ["model"], registry=r
+            "semsearch_tokens",
+            "tokens processed, by model (encoder, decoder)",
+            ["model"],
+            registry=r,
         )
         self.index_documents = Gauge(
             "semsearch_index_documents", "documents in the collection", registry=r
@@ -70,6 +73,11 @@ class Metrics:
         self.batch_seconds.observe(stats.seconds)
         self.queue_depth.set(stats.queue_depth)
         self.tokens.labels(model="encoder").inc(stats.tokens)
+
+    def observe_generation(self, usage: dict[str, int]) -> None:
+        self.tokens.labels(model="decoder").inc(
+            usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
+        )
 
     def render(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

@@ -31,9 +31,11 @@ class Models:
         embedder: Any | None = None,
         generator: Any | None = None,
         on_batch: Callable[[BatchStats], None] | None = None,
+        on_usage: Callable[[dict[str, int]], None] | None = None,
     ) -> None:
         self.settings = settings
         self._on_batch = on_batch
+        self._on_usage = on_usage
         self.embedding: EmbeddingEngine | None = None
         self.collection: Collection | None = None
         self.generation: GenerationEngine | None = None
@@ -42,7 +44,7 @@ class Models:
         if embedder is not None:
             self._attach_encoder(embedder)
         if generator is not None:
-            self.generation = GenerationEngine(generator, settings)
+            self.generation = GenerationEngine(generator, settings, on_usage)
 
     @property
     def decoder_enabled(self) -> bool:
@@ -80,7 +82,7 @@ class Models:
                 generator = load_generator(
                     gguf_path=self.settings.gguf_path, weights=self.settings.decoder
                 )
-                self.generation = GenerationEngine(generator, self.settings)
+                self.generation = GenerationEngine(generator, self.settings, self._on_usage)
                 log.info("decoder ready (%s weights)", self.settings.decoder)
         except Exception as exc:  # kept and reported by /health; the cause is logged in full
             log.exception("loading the models failed")

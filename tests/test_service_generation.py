@@ -75,6 +75,8 @@ def test_generate_equals_the_library_greedy_output(client, generator):
     assert body["text"] == expected
     assert body["finish_reason"] == ("stop" if ids[-1] == generator.eos_token_id else "length")
     assert body["usage"] == {"prompt_tokens": len(prompt_ids), "completion_tokens": len(ids)}
+    tokens = float(len(prompt_ids) + len(ids))
+    assert f'semsearch_tokens_total{{model="decoder"}} {tokens}' in client.get("/metrics").text
 
 
 def test_generate_with_messages_applies_the_chat_template(client, generator):
