@@ -12,7 +12,7 @@ from service import __version__
 from service.deps import require_api_key
 from service.errors import install_error_handlers
 from service.limits import BodySizeLimit
-from service.metrics import Metrics, install_metrics
+from service.metrics import Metrics, RequestMetrics
 from service.models import Models
 from service.routes import documents, embeddings, generation, operations, rag, search, tokenize
 from service.settings import Settings
@@ -53,7 +53,7 @@ def create_app(
     app.state.models = models
     app.state.metrics = metrics
     install_error_handlers(app)
-    install_metrics(app, metrics)
+    app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 
     app.include_router(operations.router)  # /health is open to probes; /info checks the key

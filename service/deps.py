@@ -1,4 +1,7 @@
-"""FastAPI dependencies: the models of this app instance, and Bearer authentication."""
+"""FastAPI dependencies: the models of this app instance, and Bearer authentication.
+
+All `async def`: FastAPI runs plain `def` dependencies on its thread pool, a hop per request.
+"""
 
 from __future__ import annotations
 
@@ -15,29 +18,29 @@ from service.models import Models
 from service.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_models(request: Request) -> Models:
+async def get_models(request: Request) -> Models:
     return request.app.state.models
 
 
-def get_embedding(request: Request) -> EmbeddingEngine:
-    return get_models(request).require_embedding()
+async def get_embedding(request: Request) -> EmbeddingEngine:
+    return request.app.state.models.require_embedding()
 
 
-def get_collection(request: Request) -> Collection:
-    return get_models(request).require_collection()
+async def get_collection(request: Request) -> Collection:
+    return request.app.state.models.require_collection()
 
 
-def get_generation(request: Request) -> GenerationEngine:
-    return get_models(request).require_generation()
+async def get_generation(request: Request) -> GenerationEngine:
+    return request.app.state.models.require_generation()
 
 
-def require_api_key(request: Request) -> None:
+async def require_api_key(request: Request) -> None:
     """Every route but /health: `Authorization: Bearer <key>` when SEMSEARCH_API_KEY is set."""
-    expected = get_settings(request).api_key
+    expected = request.app.state.settings.api_key
     if expected is None:
         return
     scheme, _, given = request.headers.get("authorization", "").partition(" ")

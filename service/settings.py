@@ -58,7 +58,9 @@ class Settings(BaseSettings):
     # Dynamic batching
     max_batch_tokens: int = Field(16_384, ge=256)
     max_batch_requests: int = Field(64, ge=1)
-    max_wait_ms: float = Field(2.0, ge=0.0)
+    # 0: a batch is whatever queued while the model ran (continuous batching, as TEI); waiting
+    # longer only delays a lone request (bench/bench_service.py: +2 ms at concurrency 1).
+    max_wait_ms: float = Field(0.0, ge=0.0)
     max_queue_requests: int = Field(512, ge=1)  # a full queue answers 429
 
     def onnx_options(self) -> OnnxOptions:
