@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -355,15 +356,18 @@ class Collection:
         for attempt in range(_CONSISTENT_TRIES):
             # One read transaction pins the store at `last`; search only an index at that same
             # sequence, so hits, texts and metadata all come from one state even while other
-            # threads or processes write.
-            with self.store.snapshot():
+            # threads or processes write. After a few tries lost to a busy writer of this
+            # handle, hold its lock: the index cannot move then, and we catch it up ourselves.
+            exclusive = attempt == _CONSISTENT_TRIES - 1
+            with self._rw.write() if exclusive else nullcontext(), self.store.snapshot():
                 last = self.store.last_seq()
                 if self._index is not None and self._seq < last:
-                    with self._rw.write():
+                    with nullcontext() if exclusive else self._rw.write():
                         if self._seq < last:
                             self._catch_up()
-                with self._rw.read():
-                    if self._seq != last and attempt < _CONSISTENT_TRIES - 1:
+                with nullcontext() if exclusive else self._rw.read():
+                    if self._seq != last:
+                        assert not exclusive, "the index moved while its lock was held"
                         continue  # another thread moved the index past our view: look again
                     if self._index is None:
                         return []
