@@ -1,14 +1,18 @@
 """Sentences per second of the ONNX backends against sentence-transformers' torch encode.
 
 Systems: sentence-transformers (torch, the reference of every ratio), our `onnx` (fp32, fused) and
-`onnx-int8` embedders, and sentence-transformers' own ONNX exports (`backend="onnx"`, fp32 and its
-dynamic int8) when they can be produced offline in this venv (the reason is printed when not).
-Short / medium / long real texts at batch 1 (one text per call) and 32 (one encode of 32 texts);
-the systems alternate call by call in a rotating order, and each figure is the median over rounds
-(ratios: median of the per-round ratios). Then, in a fresh process per backend: file size, load
-time and peak RSS. The load average is printed with the table (2 shared cores: see NOTES.md).
+`onnx-int8` embedders, and sentence-transformers' own ONNX exports (`backend="onnx"`, fp32, and
+`export_dynamic_quantized_onnx_model` with the avx512_vnni config) when they can be produced
+offline in this venv (the reason is printed when not: under transformers 5 optimum fails, so run
+it from `.venv-export`, where `make bench` puts sentence-transformers 5). Short / medium / long real
+texts at batch 1 (one text per call) and 32 (one encode of 32 texts); the systems alternate call by
+call in a rotating order, and each figure is the median over rounds (ratios: median of the
+per-round ratios). Each system's cosine to sentence-transformers' torch vectors on those texts
+(min / mean) is printed too: speed without it means little for int8. Then, in a fresh process per
+backend: file size, load time and peak RSS. The load average is printed with the table (2 shared
+cores: see NOTES.md).
 
-    .venv/bin/python bench/bench_onnx.py [--rounds 5] [--texts 32] [--threads 2]
+    .venv-export/bin/python bench/bench_onnx.py [--rounds 5] [--texts 32] [--threads 2]
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,13 +51,16 @@ def pick_workloads(tokenizer, n: int, seed: int = 0) -> dict[str, list[str]]:
     return out
 
 
-def st_onnx_systems(model_dir: str, threads: int) -> tuple[dict[str, Callable], str]:
-    """sentence-transformers' own ONNX backend, fp32 and int8, or why it is unavailable."""
+def st_onnx_systems(model_dir: str, work: Path) -> tuple[dict[str, Callable], str]:
+    """sentence-transformers' own ONNX backend, fp32 and int8, or why it is unavailable. The
+    exports are written into a copy of the model directory under `work`, never into the package."""
     try:
         from sentence_transformers import SentenceTransformer
         from sentence_transformers.backend import export_dynamic_quantized_onnx_model
 
+        model_dir = str(shutil.copytree(model_dir, work / "model"))
         model = SentenceTransformer(model_dir, device="cpu", backend="onnx")
+        model.save_pretrained(model_dir)  # onnx/model.onnx, for the size table
     except Exception as e:  # noqa: BLE001 - any failure here is reported, not fatal
         return {}, f"sentence-transformers backend='onnx' unavailable here: {type(e).__name__}: {e}"
     systems = {"st-onnx": model}
@@ -129,7 +138,8 @@ def main() -> int:
         "onnx": lambda x, bs: ours["onnx"].encode(x, batch_size=bs),
         "onnx-int8": lambda x, bs: ours["onnx-int8"].encode(x, batch_size=bs),
     }
-    st_systems, st_note = st_onnx_systems(model_dir, args.threads)
+    work = Path(tempfile.mkdtemp(prefix="bench-onnx-"))
+    st_systems, st_note = st_onnx_systems(model_dir, work)
     for name, m in st_systems.items():
         encoders[name] = lambda x, bs, m=m: m.encode(x, batch_size=bs, normalize_embeddings=True)
     names = list(encoders)
@@ -163,6 +173,13 @@ def main() -> int:
                 file=sys.stderr,
                 flush=True,
             )
+    import numpy as np
+
+    from encoder.accuracy import cosine_stats
+
+    mixed = [t for texts in workloads.values() for t in texts]
+    reference = np.asarray(encoders[REFERENCE](mixed, 32))
+    accuracy = {n: cosine_stats(np.asarray(encoders[n](mixed, 32)), reference) for n in names}
     load_after = os.getloadavg()
     print(
         f"\nload average before {load_before[0]:.2f}, after {load_after[0]:.2f}; "
@@ -173,9 +190,11 @@ def main() -> int:
     for row in table:
         cells = [f"{row[n][0]:.0f}/s (x{row[n][1]:.2f})" for n in names]
         print(f"| {row['workload']} | {row['batch']} | " + " | ".join(cells) + " |")
+    cells = [f"{accuracy[n]['min']:.4f} / {accuracy[n]['mean']:.5f}" for n in names]
+    label = f"cosine to {REFERENCE}, min / mean ({len(mixed)} texts)"
+    print(f"| {label} | | " + " | ".join(cells) + " |")
     if st_note:
         print(f"\n{st_note}")
-    mixed = [t for texts in workloads.values() for t in texts]
     print(f"\npeak RSS: load, then encode {len(mixed)} texts (all workloads) at batch 32")
     print("\n| backend | file | size MB | load s | peak RSS MB |\n|---|---|---|---|---|")
     files = {
@@ -188,6 +207,9 @@ def main() -> int:
             f"| {backend} | {path.name} | {path.stat().st_size / 1e6:.1f} | "
             f"{m['load_s']:.2f} | {m['peak_rss_mb']:.0f} |"
         )
+    for path in sorted((work / "model" / "onnx").glob("*.onnx")):  # sizes only
+        print(f"| sentence-transformers onnx | {path.name} | {path.stat().st_size / 1e6:.1f} | | |")
+    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -52,6 +52,7 @@ class OnnxOptions:
     artifact_dir: Path | None = None  # None: default_artifact_dir()
     sequential: bool = True  # ORT_SEQUENTIAL execution (parallel only helps branchy graphs)
     memory_arena: bool = True  # ORT's CPU memory arena: buffers reused across batches
+    spinning: bool = True  # intra-op workers spin between parallel sections (ORT's default)
     thresholds: Thresholds = field(default_factory=Thresholds)
 
 
@@ -115,6 +116,8 @@ class OnnxEmbedder(SentenceEmbedder):
             else ort.ExecutionMode.ORT_PARALLEL
         )
         so.enable_cpu_mem_arena = options.memory_arena
+        spin = "1" if options.spinning else "0"
+        so.add_session_config_entry("session.intra_op.allow_spinning", spin)
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(
             str(self.artifact), sess_options=so, providers=["CPUExecutionProvider"]

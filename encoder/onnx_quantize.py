@@ -4,7 +4,9 @@ Plain dynamic int8 of all-MiniLM-L6-v2 (every MatMul, as sentence-transformers'
 `export_dynamic_quantized_onnx_model` does) loses too much: the two activation-by-activation
 MatMuls per layer (Q K^T and attention x V) get one per-tensor scale for a whole activation on each
 side. Here the weight MatMuls are quantized per channel and those activation MatMuls stay fp32;
-`quantization_plan` names the nodes, and the README's search table shows what each choice costs.
+`QuantPlan` says which weight MatMuls stay fp32 and which rewrites run first (smoothing and outlier
+channels, `encoder.onnx_smooth`, calibrated on real text); the README's search table shows what
+each choice costs.
 
 The configuration follows the CPU the export runs on (`cpu_quant_target`): avx512_vnni, avx2 or
 arm64, as optimum's `AutoQuantizationConfig` presets. Needs the export toolchain (`optimum-onnx`).
@@ -14,11 +16,16 @@ from __future__ import annotations
 
 import logging
 import platform
-import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from encoder.onnx_graph import ROLES, SIDE_PATH_MARK, weight_initializers, weight_matmuls
+from encoder.onnx_smooth import SmoothPlan, activation_ranges, smooth
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +44,12 @@ class QuantPlan:
     per_channel: bool = True
     keep_activation_matmuls: bool = True  # Q K^T and attention x V stay fp32
     keep_embeddings: bool = True  # Gather of the embedding tables stays fp32
-    # Weight MatMuls kept fp32 in every layer, by ROLES name. The feed-forward pair is where
-    # per-tensor activation scales hurt most (LayerNorm outliers in, GELU tail in), then the value
-    # projection; with those three int8, top-10 agreement stays below 0.95 (README table).
+    # Weight MatMuls kept fp32 in every layer, by ROLES name. The feed-forward pair and the value
+    # projection carry most of the error of per-tensor activation scales; even smoothed (below),
+    # quantizing any of them costs the top-10 agreement its 0.95 (README, "The int8 search").
     keep_roles: tuple[str, ...] = ("value", "ffn_up", "ffn_down")
+    # fp32-exact rewrites before quantizing (encoder.onnx_smooth); None quantizes the export as is.
+    smoothing: SmoothPlan | None = None
     keep_last_layers: int = 0  # the last N encoder layers stay fp32
     keep_layers: tuple[int, ...] = ()  # encoder layers kept fp32 entirely
     extra_exclude: tuple[str, ...] = field(default_factory=tuple)
@@ -76,43 +85,28 @@ def cpu_quant_target() -> str:
     )
 
 
-# Weight MatMuls per encoder layer, in graph order: query, key, value, attention output, FFN up,
-# FFN down (the exported graph's node names are not scoped by layer, so positions identify them).
-ROLES = ("query", "key", "value", "attention_output", "ffn_up", "ffn_down")
-WEIGHT_MATMULS_PER_LAYER = len(ROLES)
-
-
 def excluded_nodes(model: Any, plan: QuantPlan, num_layers: int) -> list[str]:
-    """Names of the nodes `plan` keeps in fp32, read from the exported (unfused) graph."""
-    weights = {init.name for init in model.graph.initializer}
-    weights |= {n.output[0] for n in model.graph.node if n.op_type == "Constant"}
+    """Names of the nodes `plan` keeps in fp32, read from the exported (or smoothed) graph."""
     unknown = set(plan.keep_roles) - set(ROLES)
     if unknown:
         raise ValueError(f"unknown roles {sorted(unknown)}; expected some of {ROLES}")
+    weights = weight_initializers(model)
     out: list[str] = []
-    seen_weight_matmuls = 0
     for node in model.graph.node:
-        if node.op_type == "Gather" and plan.keep_embeddings and node.input[0] in weights:
+        if SIDE_PATH_MARK in node.name:
+            out.append(node.name)  # the outlier channels' fp32 side path
+        elif node.op_type == "Gather" and plan.keep_embeddings and node.input[0] in weights:
             out.append(node.name)  # an embedding table lookup
-        if node.op_type != "MatMul":
-            continue
-        if not any(i in weights for i in node.input):  # both inputs are activations
+        elif node.op_type == "MatMul" and not any(i in weights for i in node.input):
             if plan.keep_activation_matmuls:
                 out.append(node.name)  # Q K^T, attention x V
-            continue
-        layer, position = divmod(seen_weight_matmuls, WEIGHT_MATMULS_PER_LAYER)
-        seen_weight_matmuls += 1
+    for m in weight_matmuls(model, num_layers):
         if (
-            ROLES[position] in plan.keep_roles
-            or layer in plan.keep_layers
-            or (plan.keep_last_layers and layer >= num_layers - plan.keep_last_layers)
+            m.role in plan.keep_roles
+            or m.layer in plan.keep_layers
+            or (plan.keep_last_layers and m.layer >= num_layers - plan.keep_last_layers)
         ):
-            out.append(node.name)
-    if seen_weight_matmuls != WEIGHT_MATMULS_PER_LAYER * num_layers:
-        raise ValueError(
-            f"expected {WEIGHT_MATMULS_PER_LAYER * num_layers} weight MatMuls in the exported "
-            f"graph, found {seen_weight_matmuls}: not a graph from encoder.onnx_export"
-        )
+            out.append(m.node)
     out.extend(plan.extra_exclude)
     return out
 
@@ -134,20 +128,33 @@ def quantization_config(plan: QuantPlan, nodes_to_exclude: list[str]) -> Any:
     )
 
 
-def quantize_int8(src: Path, dst: Path, plan: QuantPlan, num_layers: int) -> dict[str, Any]:
-    """Dynamic int8 of `src` (the unfused fp32 export) into `dst`; returns the settings used."""
+def quantize_int8(
+    src: Path,
+    dst: Path,
+    plan: QuantPlan,
+    num_layers: int,
+    calibration: Iterable[dict[str, np.ndarray]] = (),
+) -> dict[str, Any]:
+    """Dynamic int8 of `src` (the unfused fp32 export) into `dst`; returns the settings used.
+
+    `calibration` (model feeds of real text) sizes the smoothing when `plan.smoothing` is set."""
     import onnx
 
     try:
         from optimum.onnxruntime import ORTQuantizer
     except ImportError as e:
         raise ImportError(QUANT_HINT) from e
-    model = onnx.load(str(src), load_external_data=False)
+    model = onnx.load(str(src))
+    rewrites = None
+    if plan.smoothing is not None:
+        ranges = activation_ranges(model, calibration, num_layers)
+        rewrites = smooth(model, ranges, plan.smoothing, num_layers)
+        onnx.checker.check_model(model)
     exclude = excluded_nodes(model, plan, num_layers)
     config = quantization_config(plan, exclude)
     with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
         work = Path(tmp)
-        shutil.copyfile(src, work / "model.onnx")
+        onnx.save(model, str(work / "model.onnx"))
         quantizer = ORTQuantizer.from_pretrained(work, file_name="model.onnx")
         quantizer.quantize(quantization_config=config, save_dir=work / "out")
         produced = work / "out" / "model_quantized.onnx"
@@ -161,6 +168,7 @@ def quantize_int8(src: Path, dst: Path, plan: QuantPlan, num_layers: int) -> dic
         "activations": "uint8 asymmetric per-tensor, computed per batch",
         "operators": ["MatMul", "Gather"],
         "plan": plan.describe(),
+        "rewrites": rewrites,
         "nodes_excluded": len(exclude),
         "excluded": exclude,
     }

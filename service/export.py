@@ -32,12 +32,14 @@ from encoder.onnx_export import (
     optimize_fp32,
     write_manifest,
 )
+from encoder.onnx_smooth import SmoothPlan
 from service.corpus import long_texts, real_texts
 
 log = logging.getLogger(__name__)
 
 PROBE_REAL, PROBE_LONG = 1950, 50  # 2,000 texts of 3 to 400+ tokens
 CORPUS_DOCS, CORPUS_QUERIES = 5000, 200
+CALIBRATION_REAL, CALIBRATION_LONG = 480, 32  # sizes the smoothing of the search's variants
 TOP_K = 10
 
 
@@ -53,6 +55,24 @@ def retrieval_set(n_docs: int = CORPUS_DOCS, n_queries: int = CORPUS_QUERIES):
         " ".join(t.split()[:12]) for t in real_texts(4 * n_queries, seed=4) if t not in known
     ][:n_queries]
     return docs, queries
+
+
+def calibration_feeds(tokenizer, max_length: int, batch_size: int = 32):
+    """Model feeds of real texts kept apart from the probe set, longest first, for
+    `encoder.onnx_smooth.activation_ranges`."""
+    probe = set(probe_set())
+    texts = [t for t in real_texts(2 * CALIBRATION_REAL, seed=11) if t not in probe]
+    texts = texts[:CALIBRATION_REAL]
+    texts += [t for t in long_texts(2 * CALIBRATION_LONG, seed=12) if t not in probe][
+        :CALIBRATION_LONG
+    ]
+    encodings = sorted(tokenizer.encode_batch(texts, max_length=max_length), key=len, reverse=True)
+    for start in range(0, len(encodings), batch_size):
+        arrays = tokenizer.pad(encodings[start : start + batch_size])
+        yield {
+            name: np.asarray(arrays[name], dtype=np.int64)
+            for name in ("input_ids", "attention_mask", "token_type_ids")
+        }
 
 
 class Measure:
@@ -171,19 +191,29 @@ def run_export(
 
 
 NONE: tuple[str, ...] = ()
+SMOOTHED = SmoothPlan()  # Q/K/V and FFN-up inputs smoothed (alpha 0.8), 4 FFN-down outliers
+SMOOTHED_UP_OUTLIERS = SmoothPlan(ffn_up_outliers=4, ffn_down_outliers=32)
 SEARCH_PLANS = {
-    "all MatMuls, per-tensor weights (sentence-transformers' recipe)": dict(
+    "all MatMuls + embeddings, per-tensor weights": dict(
         per_channel=False, keep_activation_matmuls=False, keep_embeddings=False, keep_roles=NONE
     ),
-    "all MatMuls, per-channel weights": dict(
+    "all MatMuls + embeddings": dict(
         keep_activation_matmuls=False, keep_embeddings=False, keep_roles=NONE
     ),
-    "per-channel; QK^T, attn x V, embeddings fp32": dict(keep_roles=NONE),
-    "... and FFN down-projections fp32": dict(keep_roles=("ffn_down",)),
-    "... and the last layer fp32": dict(keep_roles=("ffn_down",), keep_last_layers=1),
-    "... FFN up and down fp32": dict(keep_roles=("ffn_up", "ffn_down")),
-    "... FFN up, down and layer 0 fp32": dict(keep_roles=("ffn_up", "ffn_down"), keep_layers=(0,)),
-    "... value, FFN up and down fp32 (shipped)": dict(),
+    "weight MatMuls only (QK^T, attn x V, embeddings fp32)": dict(keep_roles=NONE),
+    "... and FFN down fp32": dict(keep_roles=("ffn_down",)),
+    "... and FFN up + down fp32": dict(keep_roles=("ffn_up", "ffn_down")),
+    "... and value + FFN up + down fp32 (shipped)": dict(),
+    "smoothed + outliers, every weight MatMul int8": dict(keep_roles=NONE, smoothing=SMOOTHED),
+    "smoothed + outliers (4 up, 32 down), every weight MatMul int8": dict(
+        keep_roles=NONE, smoothing=SMOOTHED_UP_OUTLIERS
+    ),
+    "smoothed + outliers (4 up, 32 down), value fp32": dict(
+        keep_roles=("value",), smoothing=SMOOTHED_UP_OUTLIERS
+    ),
+    "smoothed + outliers (4 up), value + FFN down fp32": dict(
+        keep_roles=("value", "ffn_down"), smoothing=SMOOTHED_UP_OUTLIERS
+    ),
 }
 
 
@@ -191,8 +221,11 @@ def run_search(work_dir: Path, model_dir=None, threads: int | None = None) -> st
     """Quantize with each plan of SEARCH_PLANS and measure it; returns a Markdown table."""
     from encoder.model_files import read_model_files
     from encoder.onnx_quantize import QuantPlan, quantize_int8
+    from encoder.wordpiece import WordPieceTokenizer
 
-    config = read_model_files(model_dir).config
+    files = read_model_files(model_dir)
+    config = files.config
+    tokenizer = WordPieceTokenizer.from_dir(files.model_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     fp32 = export_fp32(work_dir / FP32_FILE, model_dir)
     write_manifest(work_dir, model_dir)
@@ -204,7 +237,8 @@ def run_search(work_dir: Path, model_dir=None, threads: int | None = None) -> st
     for i, (name, kwargs) in enumerate(SEARCH_PLANS.items()):
         plan = QuantPlan(**kwargs)
         out = work_dir / f"search_{i}.onnx"
-        settings = quantize_int8(fp32, out, plan, config.num_hidden_layers)
+        calibration = calibration_feeds(tokenizer, files.max_seq_length)
+        settings = quantize_int8(fp32, out, plan, config.num_hidden_layers, calibration)
         f = measure.figures(_onnx_encoder(model_dir, "onnx-int8", out, threads))
         c, r = f["cosine"], f["retrieval"]
         rows.append(
@@ -223,4 +257,11 @@ def run_search(work_dir: Path, model_dir=None, threads: int | None = None) -> st
     return "\n".join(rows)
 
 
-__all__ = ["Measure", "probe_set", "retrieval_set", "run_export", "run_search"]
+__all__ = [
+    "Measure",
+    "calibration_feeds",
+    "probe_set",
+    "retrieval_set",
+    "run_export",
+    "run_search",
+]

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     onnx_dir: Path = Field(default_factory=lambda: _repo_root() / "models" / "onnx")
     onnx_sequential: bool = True  # ORT_SEQUENTIAL execution
     onnx_memory_arena: bool = True  # ORT's CPU memory arena
+    # ORT's intra-op workers spin between parallel sections by default; in a server they would
+    # burn the cores the event loop and the tokenizer need, so they sleep instead.
+    onnx_spinning: bool = False
     # An int8 artifact is served only if its accuracy report meets these (vs torch fp32).
     int8_min_cosine: float = Field(0.99, ge=0.0, le=1.0)
     int8_mean_cosine: float = Field(0.997, ge=0.0, le=1.0)
@@ -72,6 +75,7 @@ class Settings(BaseSettings):
             artifact_dir=self.onnx_dir,
             sequential=self.onnx_sequential,
             memory_arena=self.onnx_memory_arena,
+            spinning=self.onnx_spinning,
             thresholds=Thresholds(
                 self.int8_min_cosine, self.int8_mean_cosine, self.int8_top10_agreement
             ),

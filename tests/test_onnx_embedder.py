@@ -77,6 +77,21 @@ def test_encode_batch_arrays_ignores_extra_padding_and_checks_inputs(embedder):
         embedder.encode_batch_arrays(arrays["input_ids"] + 10**6, arrays["attention_mask"])
 
 
+@pytest.mark.parametrize("spinning", [True, False])
+def test_session_options_come_from_onnx_options(spinning):
+    emb = load_embedder(backend="onnx", threads=1, onnx_options=OnnxOptions(spinning=spinning))
+    options = emb.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == str(int(spinning))
+    assert options.intra_op_num_threads == 1
+
+
+def test_the_service_turns_spinning_off():
+    from service.settings import Settings
+
+    assert Settings().onnx_options().spinning is False
+    assert Settings(onnx_spinning=True).onnx_options().spinning is True
+
+
 def test_fingerprint_names_backend_quantization_and_artifact(embedder):
     fp = embedder.fingerprint()
     assert fp["backend"] == embedder.backend
