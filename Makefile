@@ -49,7 +49,8 @@ $(EXPORT_STAMP): pyproject.toml
 # needs transformers < 4.58: they can only run in the export venv. Benchmarks only.
 BENCH_EXPORT_STAMP := $(EXPORT_VENV)/.bench-done
 $(BENCH_EXPORT_STAMP): | $(EXPORT_STAMP)
-	$(EXPORT_PY) -m pip install --quiet --disable-pip-version-check 'sentence-transformers>=5,<6'
+	$(EXPORT_PY) -m pip install --quiet --disable-pip-version-check \
+		'sentence-transformers>=5,<6' $(EXPORT_DEPS)  # the export pins stay as they are
 	touch $@
 
 # fp32, fused fp32 and int8 ONNX with an accuracy report beside each (the report is written last).

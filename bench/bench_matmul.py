@@ -5,7 +5,8 @@ and the attention output (384 -> 384) and the feed-forward pair (384 -> 1536 -> 
 one layer's six, at the token counts of a batch of 32 short (~12 tokens) and 32 long (256 tokens)
 texts, for: torch fp32 (what sentence-transformers runs), onnxruntime fp32 MatMul, and
 onnxruntime dynamic int8 (per-channel int8 weights, uint8 activations quantized per call: what
-`ORTQuantizer` produces). Systems alternate call by call; medians over rounds.
+`ORTQuantizer` produces). Systems alternate call by call; medians over rounds. Idle threads sleep
+in both runtimes (OMP_WAIT_POLICY=PASSIVE; onnxruntime's spinning off).
 
 fp32 against fp32 shows how far an fp32 ONNX graph can beat torch when both run the same GEMMs;
 int8 against torch fp32 is the most any dynamic int8 variant can gain on the MatMuls, before
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -39,7 +41,7 @@ LAYER = [
 TOKENS = {"32 short texts (12 tok)": 32 * 12, "32 long texts (256 tok)": 32 * 256}
 
 
-def onnx_matmul(weight: np.ndarray, work: Path, int8: bool, threads: int):
+def onnx_matmul(weight: np.ndarray, path: Path, int8: bool, threads: int):
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
@@ -52,16 +54,18 @@ def onnx_matmul(weight: np.ndarray, work: Path, int8: bool, threads: int):
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["tokens", n])],
         [numpy_helper.from_array(weight, "w")],
     )
-    path = work / f"matmul_{k}x{n}.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     if int8:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        quantized = work / f"matmul_{k}x{n}_int8.onnx"
+        quantized = path.with_name(path.stem + "_int8.onnx")
         quantize_dynamic(path, quantized, per_channel=True, weight_type=QuantType.QInt8)
         path = quantized
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    # Workers sleep between calls, as torch's do under OMP_WAIT_POLICY=PASSIVE (set below): both
+    # pay the same wake-up per call.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return lambda x: session.run(None, {"x": x})[0]
 
@@ -78,7 +82,7 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    work = Path(tempfile.mkdtemp(prefix="bench-matmul-"))
+    work = Path(tempfile.mkdtemp(prefix="bench-matmul-"))  # removed at the end
     weights = {
         role: (rng.standard_normal((k, n)) * 0.05).astype(np.float32) for role, k, n in LAYER
     }
@@ -86,8 +90,9 @@ def main() -> int:
     for role, w in weights.items():
         wt = torch.from_numpy(w)
         systems[("torch fp32", role)] = lambda x, wt=wt: torch.matmul(torch.from_numpy(x), wt)
-        systems[("ort fp32", role)] = onnx_matmul(w, work, int8=False, threads=args.threads)
-        systems[("ort int8", role)] = onnx_matmul(w, work, int8=True, threads=args.threads)
+        path = work / f"{role.replace(' ', '_')}.onnx"
+        systems[("ort fp32", role)] = onnx_matmul(w, path, int8=False, threads=args.threads)
+        systems[("ort int8", role)] = onnx_matmul(w, path, int8=True, threads=args.threads)
     names = ["torch fp32", "ort fp32", "ort int8"]
     load = os.getloadavg()[0]
     print(f"load average {load:.2f}; {args.threads} threads; {args.rounds} rounds\n")
@@ -124,6 +129,7 @@ def main() -> int:
             f"{label}: ort fp32 x{base / layer_ms['ort fp32']:.2f}, "
             f"ort int8 x{base / layer_ms['ort int8']:.2f} over torch fp32 on the weight MatMuls"
         )
+    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -120,6 +120,12 @@ def main() -> int:
     parser.add_argument("--memory-only", action="store_true", help="only sizes, load, peak RSS")
     args = parser.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench_encoder.py
+    with tempfile.TemporaryDirectory(prefix="bench-onnx-") as work:
+        return run(args, Path(work))
+
+
+def run(args: argparse.Namespace, work: Path) -> int:
+    """The tables; sentence-transformers' exports are written under `work`."""
 
     import torch
     from sentence_transformers import SentenceTransformer
@@ -138,7 +144,6 @@ def main() -> int:
         "onnx": lambda x, bs: ours["onnx"].encode(x, batch_size=bs),
         "onnx-int8": lambda x, bs: ours["onnx-int8"].encode(x, batch_size=bs),
     }
-    work = Path(tempfile.mkdtemp(prefix="bench-onnx-"))
     st_systems, st_note = st_onnx_systems(model_dir, work)
     for name, m in st_systems.items():
         encoders[name] = lambda x, bs, m=m: m.encode(x, batch_size=bs, normalize_embeddings=True)
@@ -209,7 +214,6 @@ def main() -> int:
         )
     for path in sorted((work / "model" / "onnx").glob("*.onnx")):  # sizes only
         print(f"| sentence-transformers onnx | {path.name} | {path.stat().st_size / 1e6:.1f} | | |")
-    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

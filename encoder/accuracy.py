@@ -142,6 +142,23 @@ def read_report(artifact: Path) -> dict[str, Any]:
     return report
 
 
+def below_thresholds(
+    cosine: dict[str, Any], retrieval: dict[str, Any], thresholds: Thresholds
+) -> list[str]:
+    """The figures of a report (its "cosine" and "retrieval" parts) below `thresholds`, as text;
+    empty when all pass."""
+    measured = {
+        "min_cosine": float(cosine["min"]),
+        "mean_cosine": float(cosine["mean"]),
+        "top10_agreement": float(retrieval["top10_agreement"]),
+    }
+    return [
+        f"{name} {measured[name]:.5f} < {minimum}"
+        for name, minimum in asdict(thresholds).items()
+        if measured[name] < minimum
+    ]
+
+
 def check_report(
     artifact: Path, thresholds: Thresholds, sha256: str | None = None
 ) -> dict[str, Any]:
@@ -159,18 +176,9 @@ def check_report(
             f"{actual[:12]}...): {REBUILD_HINT}"
         )
     try:
-        measured = {
-            "min_cosine": float(report["cosine"]["min"]),
-            "mean_cosine": float(report["cosine"]["mean"]),
-            "top10_agreement": float(report["retrieval"]["top10_agreement"]),
-        }
+        failed = below_thresholds(report["cosine"], report["retrieval"], thresholds)
     except (KeyError, TypeError, ValueError) as e:
         raise AccuracyReportError(f"{path} lacks a figure ({e!r}): {REBUILD_HINT}") from e
-    failed = [
-        f"{name} {measured[name]:.5f} < {minimum}"
-        for name, minimum in asdict(thresholds).items()
-        if measured[name] < minimum
-    ]
     if failed:
         raise AccuracyReportError(
             f"refusing {artifact.name}: its accuracy report is below the thresholds "
@@ -184,6 +192,7 @@ __all__ = [
     "REPORT_SUFFIX",
     "AccuracyReportError",
     "Thresholds",
+    "below_thresholds",
     "build_report",
     "check_report",
     "cosine_stats",

@@ -20,6 +20,7 @@ class WeightMatMul:
     node: str
     activation: str  # the MatMul's activation input
     weight: str  # its initializer, (in, out)
+    output: str
     layer: int
     role: str
 
@@ -39,8 +40,12 @@ def weight_matmuls(model: Any, num_layers: int) -> list[WeightMatMul]:
         if node.input[1] in weights and node.input[0] not in weights:
             layer, position = divmod(len(found), len(ROLES))
             found.append(
-                WeightMatMul(node.name, node.input[0], node.input[1], layer, ROLES[position])
+                WeightMatMul(
+                    node.name, node.input[0], node.input[1], node.output[0], layer, ROLES[position]
+                )
             )
+    if len({m.node for m in found}) != len(found):
+        raise ValueError("weight MatMuls share a node name: cannot tell them apart")
     if len(found) != len(ROLES) * num_layers:
         raise ValueError(
             f"expected {len(ROLES) * num_layers} weight MatMuls in the exported graph, found "

@@ -17,7 +17,8 @@ BERT reuses each LayerNorm output as the next residual, so 1/s cannot be folded 
 LayerNorm: it is an explicit `Mul` (one per activation, shared by the MatMuls that read it), whose
 vector also holds the zeros of the outlier channels. Measured per role in the README ("The int8
 search"): smoothing fixes the value and FFN up projections; FFN down gets worse with it (its
-inputs are GELU outputs, mostly near zero) but 4 outlier channels bring its error down 4x.
+inputs are GELU outputs, mostly near zero) but outlier channels fix it (simulated on layer 0:
+4 channels cut the relative error of its product from 5.4 % to 1.2 %).
 """
 
 from __future__ import annotations
@@ -131,9 +132,8 @@ def smooth(
     from onnx import numpy_helper
 
     matmuls = weight_matmuls(model, num_layers)
-    if len({m.weight for m in matmuls}) != len(matmuls):
-        raise ValueError("a weight initializer feeds two MatMuls: cannot rescale it for both")
     inits = {i.name: i for i in model.graph.initializer}
+    _check_rewritable(matmuls, inits)
     new_nodes = []
     counts = {"smoothed": 0, "outlier_paths": 0}
     for activation, readers in _group_by_activation(matmuls).items():
@@ -164,6 +164,19 @@ def smooth(
     model.graph.node.extend(new_nodes)
     _sort_topologically(model)
     return counts
+
+
+def _check_rewritable(matmuls: list[WeightMatMul], inits: dict[str, Any]) -> None:
+    """What the rewrite assumes of the graph, true of `encoder.onnx_export`'s."""
+    weights = [m.weight for m in matmuls]
+    if len(set(weights)) != len(weights):
+        raise ValueError("a weight initializer feeds two MatMuls: cannot rescale it for both")
+    if missing := [w for w in weights if w not in inits]:
+        raise ValueError(f"weights {missing[:3]} are Constant nodes, not initializers")
+    # A side path rewires the readers of a MatMul's output; one of them must not be a MatMul
+    # whose activation this rewrite has already captured by name.
+    if clash := {m.activation for m in matmuls} & {m.output for m in matmuls}:
+        raise ValueError(f"activations {sorted(clash)[:3]} are weight MatMul outputs (no bias)")
 
 
 def _rewrite_activation(

@@ -13,7 +13,7 @@ import gzip
 import random
 import re
 import sysconfig
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 
@@ -148,9 +148,13 @@ def real_texts(n: int, seed: int = 0) -> tuple[str, ...]:
 
 def long_texts(n: int, min_chars: int = 1500, seed: int = 1) -> list[str]:
     """Texts long enough to pass 256 (and often 512) tokens: consecutive real paragraphs joined."""
-    pool = real_texts(max(40 * n, 5000), seed=seed)
+    return join_paragraphs(real_texts(max(40 * n, 5000), seed=seed), n, min_chars)
+
+
+def join_paragraphs(paragraphs: Iterable[str], n: int, min_chars: int = 1500) -> list[str]:
+    """`n` texts of consecutive `paragraphs` joined by blank lines, each >= `min_chars` long."""
     out, current = [], ""
-    for text in pool:
+    for text in paragraphs:
         current = f"{current}\n\n{text}" if current else text
         if len(current) >= min_chars:
             out.append(current)

@@ -19,6 +19,7 @@ import numpy as np
 
 from encoder.accuracy import (
     Thresholds,
+    below_thresholds,
     build_report,
     cosine_stats,
     top_k_agreement,
@@ -33,7 +34,7 @@ from encoder.onnx_export import (
     write_manifest,
 )
 from encoder.onnx_smooth import SmoothPlan
-from service.corpus import long_texts, real_texts
+from service.corpus import join_paragraphs, long_texts, real_texts
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ PROBE_REAL, PROBE_LONG = 1950, 50  # 2,000 texts of 3 to 400+ tokens
 CORPUS_DOCS, CORPUS_QUERIES = 5000, 200
 CALIBRATION_REAL, CALIBRATION_LONG = 480, 32  # sizes the smoothing of the search's variants
 TOP_K = 10
+REFERENCE = "torch fp32 (encoder.model.BertModel), same tokenizer"
 
 
 def probe_set() -> list[str]:
@@ -57,18 +59,37 @@ def retrieval_set(n_docs: int = CORPUS_DOCS, n_queries: int = CORPUS_QUERIES):
     return docs, queries
 
 
+def calibration_paragraphs() -> list[str]:
+    """Real paragraphs none of the measurements use: not a probe text, not inside a probe long
+    text, not a retrieval document, not the opening of a retrieval query."""
+    docs, queries = retrieval_set()
+    seen = set(probe_set()) | set(docs)
+    probe_long = long_texts(PROBE_LONG)
+    openings = set(queries)
+
+    def unseen(paragraph: str) -> bool:
+        return (
+            paragraph not in seen
+            and " ".join(paragraph.split()[:12]) not in openings
+            and not any(paragraph in text for text in probe_long)
+        )
+
+    return [p for p in real_texts(4 * CALIBRATION_REAL, seed=11) if unseen(p)]
+
+
+def calibration_texts() -> list[str]:
+    """The texts that size the smoothing (`encoder.onnx_smooth`): short paragraphs and long ones
+    joined from the rest, so a variant is judged on texts it never saw."""
+    fresh = calibration_paragraphs()
+    return fresh[:CALIBRATION_REAL] + join_paragraphs(fresh[CALIBRATION_REAL:], CALIBRATION_LONG)
+
+
 def calibration_feeds(tokenizer, max_length: int, batch_size: int = 32):
-    """Model feeds of real texts kept apart from the probe set, longest first, for
-    `encoder.onnx_smooth.activation_ranges`."""
-    probe = set(probe_set())
-    texts = [t for t in real_texts(2 * CALIBRATION_REAL, seed=11) if t not in probe]
-    texts = texts[:CALIBRATION_REAL]
-    texts += [t for t in long_texts(2 * CALIBRATION_LONG, seed=12) if t not in probe][
-        :CALIBRATION_LONG
-    ]
-    encodings = sorted(tokenizer.encode_batch(texts, max_length=max_length), key=len, reverse=True)
+    """`calibration_texts()` as model feeds, longest first: dicts of int64 (batch, seq) arrays."""
+    encodings = tokenizer.encode_batch(calibration_texts(), max_length=max_length)
+    encodings.sort(key=len, reverse=True)
     for start in range(0, len(encodings), batch_size):
-        arrays = tokenizer.pad(encodings[start : start + batch_size])
+        arrays = tokenizer.pad(encodings[start : start + batch_size])  # each (batch, seq)
         yield {
             name: np.asarray(arrays[name], dtype=np.int64)
             for name in ("input_ids", "attention_mask", "token_type_ids")
@@ -149,8 +170,9 @@ def run_export(
 ) -> list[Path]:
     """Write the artifacts, the manifest and one accuracy report per artifact into `out_dir`."""
     from encoder.model_files import read_model_files
-    from encoder.onnx_quantize import QuantPlan, quantize_int8
 
+    if quantize not in (None, "int8"):
+        raise ValueError(f"unknown quantization {quantize!r}; supported: int8")
     files = read_model_files(model_dir)
     config = files.config
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -158,41 +180,78 @@ def run_export(
     optimized = optimize_fp32(
         fp32, out_dir / FP32_OPTIMIZED_FILE, config.num_attention_heads, config.hidden_size
     )
-    # (artifact, backend, quantization settings, whether to measure retrieval): the plain export
-    # is an intermediate (int8 is quantized from it), so its report has the cosine figures only.
-    built: list[tuple[Path, str, dict[str, Any] | None, bool]] = [
-        (fp32, "onnx", None, False),
-        (optimized, "onnx", None, True),
-    ]
-    if quantize == "int8":
-        int8 = out_dir / INT8_FILE
-        settings = quantize_int8(fp32, int8, QuantPlan(), config.num_hidden_layers)
-        built.append((int8, "onnx-int8", settings, True))
-    elif quantize is not None:
-        raise ValueError(f"unknown quantization {quantize!r}; supported: int8")
     write_manifest(out_dir, model_dir)
     measure = Measure(model_dir, threads)
-    for artifact, backend, settings, retrieval in built:
-        encode = _onnx_encoder(model_dir, backend, artifact, threads)
-        figures = measure.figures(encode, retrieval=retrieval)
-        report = build_report(
-            artifact,
-            backend=backend,
-            reference="torch fp32 (encoder.model.BertModel), same tokenizer",
-            probe=measure.probe_info,
-            cosine=figures["cosine"],
-            retrieval=figures["retrieval"],
-            quantization=settings,
-            thresholds=thresholds if settings else None,
-        )
-        path = write_report(artifact, report)
-        log.info("%s: %s, %s -> %s", artifact.name, figures["cosine"], figures["retrieval"], path)
-    return [a for a, *_ in built]
+    # The plain export is an intermediate (int8 is quantized from it): cosine figures only.
+    built = [fp32, optimized]
+    write_measured_report(fp32, "onnx", measure, model_dir, threads, retrieval=False)
+    write_measured_report(optimized, "onnx", measure, model_dir, threads)
+    if quantize == "int8":
+        built.append(export_int8(fp32, out_dir / INT8_FILE, measure, files, threads, thresholds))
+    return built
+
+
+def export_int8(
+    fp32: Path, int8: Path, measure: Measure, files, threads: int | None, thresholds
+) -> Path:
+    """Quantize `fp32` with the shipped plan (`QuantPlan()`) and write its report."""
+    from encoder.onnx_quantize import QuantPlan, quantize_int8
+
+    settings = quantize_int8(fp32, int8, QuantPlan(), files.config.num_hidden_layers)
+    figures = measure.figures(_onnx_encoder(files.model_dir, "onnx-int8", int8, threads))
+    report = build_report(
+        int8,
+        backend="onnx-int8",
+        reference=REFERENCE,
+        probe=measure.probe_info,
+        cosine=figures["cosine"],
+        retrieval=figures["retrieval"],
+        quantization=settings,
+        thresholds=thresholds,
+    )
+    path = write_report(int8, report)
+    failed = below_thresholds(figures["cosine"], figures["retrieval"], thresholds or Thresholds())
+    log.info(
+        "%s: %s, %s -> %s %s",
+        int8.name,
+        figures["cosine"],
+        figures["retrieval"],
+        path,
+        f"BELOW THRESHOLDS: {failed}" if failed else "",
+    )
+    return int8
+
+
+def write_measured_report(
+    artifact: Path,
+    backend: str,
+    measure: Measure,
+    model_dir,
+    threads: int | None,
+    retrieval: bool = True,
+) -> Path:
+    """Measure an fp32 artifact and write its report."""
+    figures = measure.figures(_onnx_encoder(model_dir, backend, artifact, threads), retrieval)
+    report = build_report(
+        artifact,
+        backend=backend,
+        reference=REFERENCE,
+        probe=measure.probe_info,
+        cosine=figures["cosine"],
+        retrieval=figures["retrieval"],
+        quantization=None,
+        thresholds=None,
+    )
+    path = write_report(artifact, report)
+    log.info("%s: %s, %s -> %s", artifact.name, figures["cosine"], figures["retrieval"], path)
+    return path
 
 
 NONE: tuple[str, ...] = ()
-SMOOTHED = SmoothPlan()  # Q/K/V and FFN-up inputs smoothed (alpha 0.8), 4 FFN-down outliers
-SMOOTHED_UP_OUTLIERS = SmoothPlan(ffn_up_outliers=4, ffn_down_outliers=32)
+# Q/K/V and FFN-up inputs smoothed (alpha 0.8) in all of them.
+SMOOTH_DOWN4 = SmoothPlan()  # + 4 FFN-down outlier channels
+SMOOTH_UP4_DOWN32 = SmoothPlan(ffn_up_outliers=4, ffn_down_outliers=32)
+SMOOTH_UP4 = SmoothPlan(ffn_up_outliers=4, ffn_down_outliers=0)
 SEARCH_PLANS = {
     "all MatMuls + embeddings, per-tensor weights": dict(
         per_channel=False, keep_activation_matmuls=False, keep_embeddings=False, keep_roles=NONE
@@ -204,23 +263,36 @@ SEARCH_PLANS = {
     "... and FFN down fp32": dict(keep_roles=("ffn_down",)),
     "... and FFN up + down fp32": dict(keep_roles=("ffn_up", "ffn_down")),
     "... and value + FFN up + down fp32 (shipped)": dict(),
-    "smoothed + outliers, every weight MatMul int8": dict(keep_roles=NONE, smoothing=SMOOTHED),
+    "smoothed + outliers (4 down), every weight MatMul int8": dict(
+        keep_roles=NONE, smoothing=SMOOTH_DOWN4
+    ),
     "smoothed + outliers (4 up, 32 down), every weight MatMul int8": dict(
-        keep_roles=NONE, smoothing=SMOOTHED_UP_OUTLIERS
+        keep_roles=NONE, smoothing=SMOOTH_UP4_DOWN32
     ),
     "smoothed + outliers (4 up, 32 down), value fp32": dict(
-        keep_roles=("value",), smoothing=SMOOTHED_UP_OUTLIERS
+        keep_roles=("value",), smoothing=SMOOTH_UP4_DOWN32
     ),
     "smoothed + outliers (4 up), value + FFN down fp32": dict(
-        keep_roles=("value", "ffn_down"), smoothing=SMOOTHED_UP_OUTLIERS
+        keep_roles=("value", "ffn_down"), smoothing=SMOOTH_UP4
+    ),
+    "shipped + value int8, smoothed": dict(
+        keep_roles=("ffn_up", "ffn_down"),
+        smoothing=SmoothPlan(ffn_up_alpha=None, ffn_down_outliers=0),
+    ),
+    "shipped + FFN down int8, 32 outliers": dict(
+        keep_roles=("value", "ffn_up"),
+        smoothing=SmoothPlan(qkv_alpha=None, ffn_up_alpha=None, ffn_down_outliers=32),
     ),
 }
 
 
 def run_search(work_dir: Path, model_dir=None, threads: int | None = None) -> str:
     """Quantize with each plan of SEARCH_PLANS and measure it; returns a Markdown table."""
+    import onnx
+
     from encoder.model_files import read_model_files
     from encoder.onnx_quantize import QuantPlan, quantize_int8
+    from encoder.onnx_smooth import activation_ranges
     from encoder.wordpiece import WordPieceTokenizer
 
     files = read_model_files(model_dir)
@@ -231,14 +303,18 @@ def run_search(work_dir: Path, model_dir=None, threads: int | None = None) -> st
     write_manifest(work_dir, model_dir)
     measure = Measure(model_dir, threads)
     rows = [
-        "| variant | nodes kept fp32 | size MB | min cos | mean cos | p1 cos | top-10 | texts/s |",
+        "| variant | nodes kept fp32 (incl. side paths) | size MB | min cos | mean cos | p1 cos | "
+        "top-10 | texts/s |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    ranges = None  # of the fp32 export on the calibration texts: the same for every plan
     for i, (name, kwargs) in enumerate(SEARCH_PLANS.items()):
         plan = QuantPlan(**kwargs)
         out = work_dir / f"search_{i}.onnx"
-        calibration = calibration_feeds(tokenizer, files.max_seq_length)
-        settings = quantize_int8(fp32, out, plan, config.num_hidden_layers, calibration)
+        if plan.smoothing is not None and ranges is None:
+            feeds = calibration_feeds(tokenizer, files.max_seq_length)
+            ranges = activation_ranges(onnx.load(str(fp32)), feeds, config.num_hidden_layers)
+        settings = quantize_int8(fp32, out, plan, config.num_hidden_layers, ranges=ranges)
         f = measure.figures(_onnx_encoder(model_dir, "onnx-int8", out, threads))
         c, r = f["cosine"], f["retrieval"]
         rows.append(
@@ -260,6 +336,8 @@ def run_search(work_dir: Path, model_dir=None, threads: int | None = None) -> st
 __all__ = [
     "Measure",
     "calibration_feeds",
+    "calibration_paragraphs",
+    "calibration_texts",
     "probe_set",
     "retrieval_set",
     "run_export",

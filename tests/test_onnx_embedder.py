@@ -85,8 +85,10 @@ def test_session_options_come_from_onnx_options(spinning):
     assert options.intra_op_num_threads == 1
 
 
-def test_the_service_turns_spinning_off():
+def test_the_service_turns_spinning_off(monkeypatch):
     from service.settings import Settings
+
+    monkeypatch.delenv("SEMSEARCH_ONNX_SPINNING", raising=False)
 
     assert Settings().onnx_options().spinning is False
     assert Settings(onnx_spinning=True).onnx_options().spinning is True

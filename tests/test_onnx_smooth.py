@@ -22,6 +22,7 @@ from encoder.onnx_quantize import QuantPlan, excluded_nodes
 from encoder.onnx_smooth import SmoothPlan, activation_ranges, smooth, smoothing_scales
 from encoder.wordpiece import WordPieceTokenizer
 from service.corpus import long_texts, real_texts
+from service.export import calibration_paragraphs, calibration_texts, probe_set, retrieval_set
 
 LAYERS = 6
 EVERYTHING = SmoothPlan(
@@ -57,12 +58,16 @@ def ranges(exported, feeds) -> dict[str, np.ndarray]:
     return activation_ranges(exported, feeds[:2], LAYERS)
 
 
-@pytest.fixture(scope="module")
-def rewritten(exported, ranges) -> tuple[onnx.ModelProto, dict[str, int]]:
+def rewrite(exported, ranges, plan: SmoothPlan) -> tuple[onnx.ModelProto, dict[str, int]]:
     model = onnx.ModelProto()
     model.CopyFrom(exported)
-    counts = smooth(model, ranges, EVERYTHING, LAYERS)
+    counts = smooth(model, ranges, plan, LAYERS)
     return model, counts
+
+
+@pytest.fixture(scope="module")
+def rewritten(exported, ranges) -> tuple[onnx.ModelProto, dict[str, int]]:
+    return rewrite(exported, ranges, EVERYTHING)
 
 
 def run(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> np.ndarray:
@@ -95,9 +100,17 @@ def test_ranges_are_per_channel_maxima_over_real_tokens(exported, feeds, ranges)
     )
 
 
-def test_rewrites_keep_the_fp32_outputs(exported, rewritten, feeds):
-    model, counts = rewritten
-    assert counts == {"smoothed": 3 * LAYERS, "outlier_paths": len(ROLES) * LAYERS}
+@pytest.mark.parametrize(
+    "plan, smoothed, side_paths",
+    [
+        (EVERYTHING, 3 * LAYERS, len(ROLES) * LAYERS),
+        (SmoothPlan(), 2 * LAYERS, LAYERS),  # the search's default: 4 FFN-down outliers
+        (SmoothPlan(ffn_down_outliers=0), 2 * LAYERS, 0),  # smoothing alone, no Gather
+    ],
+)
+def test_rewrites_keep_the_fp32_outputs(exported, ranges, feeds, plan, smoothed, side_paths):
+    model, counts = rewrite(exported, ranges, plan)
+    assert counts == {"smoothed": smoothed, "outlier_paths": side_paths}
     onnx.checker.check_model(model, full_check=True)  # includes the topological order
     for feed in feeds[2:]:  # texts the calibration did not see
         before, after = run(exported, feed), run(model, feed)
@@ -120,6 +133,35 @@ def test_outlier_channels_take_the_side_path(exported, rewritten, ranges):
     original = {i.name: numpy_helper.to_array(i) for i in exported.graph.initializer}
     side = inits[f"{ffn_down.node}{SIDE_PATH_MARK}weight"]  # (k, out): the original rows
     assert np.array_equal(side, original[ffn_down.weight][channels])
+
+
+def test_smoothed_outliers_use_the_original_rows(exported, rewritten, ranges):
+    """FFN up is smoothed and has outliers: its int8 weight is scaled by s, the side path not."""
+    model, _ = rewritten
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    original = {i.name: numpy_helper.to_array(i) for i in exported.graph.initializer}
+    ffn_up = [m for m in weight_matmuls(model, LAYERS) if m.role == "ffn_up"][2]
+    activation = ffn_up.activation.removesuffix("/smooth")
+    inv_scale = inits[f"{activation}/smooth/inv_scale"]
+    channels = inits[f"{activation}{SIDE_PATH_MARK}channels"]
+    kept = np.delete(np.arange(inv_scale.size), channels)
+    scaled, before = inits[ffn_up.weight], original[ffn_up.weight]  # (in, out)
+    np.testing.assert_allclose(scaled[kept] * inv_scale[kept, None], before[kept], rtol=1e-5)
+    assert not np.allclose(scaled[kept], before[kept])  # smoothing did rescale them
+    side = inits[f"{ffn_up.node}{SIDE_PATH_MARK}weight"]
+    np.testing.assert_array_equal(side, before[channels])
+
+
+def test_calibration_shares_no_text_with_the_measurements():
+    docs, queries = retrieval_set()
+    probe = probe_set()
+    paragraphs = calibration_paragraphs()
+    assert not set(paragraphs) & (set(probe) | set(docs))
+    assert not any(p in text for p in paragraphs for text in probe[-50:])  # the long probes
+    assert not {" ".join(p.split()[:12]) for p in paragraphs} & set(queries)
+    calibration = calibration_texts()
+    assert len(calibration) == 512 and sum(len(t) >= 1500 for t in calibration) >= 32
+    assert all(t in paragraphs or "\n\n" in t for t in calibration)
 
 
 def test_side_paths_stay_fp32_when_quantizing(rewritten):
