@@ -25,6 +25,7 @@ from encoder.accuracy import (
     top_k_agreement,
     write_report,
 )
+from encoder.model_files import ModelFiles
 from encoder.onnx_export import (
     FP32_FILE,
     FP32_OPTIMIZED_FILE,
@@ -192,33 +193,29 @@ def run_export(
 
 
 def export_int8(
-    fp32: Path, int8: Path, measure: Measure, files, threads: int | None, thresholds
+    fp32: Path,
+    int8: Path,
+    measure: Measure,
+    files: ModelFiles,
+    threads: int | None,
+    thresholds: Thresholds | None,
 ) -> Path:
     """Quantize `fp32` with the shipped plan (`QuantPlan()`) and write its report."""
     from encoder.onnx_quantize import QuantPlan, quantize_int8
 
     settings = quantize_int8(fp32, int8, QuantPlan(), files.config.num_hidden_layers)
-    figures = measure.figures(_onnx_encoder(files.model_dir, "onnx-int8", int8, threads))
-    report = build_report(
+    figures = write_measured_report(
         int8,
-        backend="onnx-int8",
-        reference=REFERENCE,
-        probe=measure.probe_info,
-        cosine=figures["cosine"],
-        retrieval=figures["retrieval"],
+        "onnx-int8",
+        measure,
+        files.model_dir,
+        threads,
         quantization=settings,
         thresholds=thresholds,
     )
-    path = write_report(int8, report)
     failed = below_thresholds(figures["cosine"], figures["retrieval"], thresholds or Thresholds())
-    log.info(
-        "%s: %s, %s -> %s %s",
-        int8.name,
-        figures["cosine"],
-        figures["retrieval"],
-        path,
-        f"BELOW THRESHOLDS: {failed}" if failed else "",
-    )
+    if failed:
+        log.warning("%s is below the thresholds (%s): the server will refuse it", int8, failed)
     return int8
 
 
@@ -226,11 +223,13 @@ def write_measured_report(
     artifact: Path,
     backend: str,
     measure: Measure,
-    model_dir,
+    model_dir: str | Path | None,
     threads: int | None,
     retrieval: bool = True,
-) -> Path:
-    """Measure an fp32 artifact and write its report."""
+    quantization: dict[str, Any] | None = None,
+    thresholds: Thresholds | None = None,
+) -> dict[str, Any]:
+    """Measure `artifact`, write its report beside it; returns the figures."""
     figures = measure.figures(_onnx_encoder(model_dir, backend, artifact, threads), retrieval)
     report = build_report(
         artifact,
@@ -239,12 +238,12 @@ def write_measured_report(
         probe=measure.probe_info,
         cosine=figures["cosine"],
         retrieval=figures["retrieval"],
-        quantization=None,
-        thresholds=None,
+        quantization=quantization,
+        thresholds=thresholds,
     )
     path = write_report(artifact, report)
     log.info("%s: %s, %s -> %s", artifact.name, figures["cosine"], figures["retrieval"], path)
-    return path
+    return figures
 
 
 NONE: tuple[str, ...] = ()
