@@ -10,7 +10,6 @@ with the reason. Only numpy here: the vectors are computed by the caller (`servi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from encoder.model_files import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -41,14 +42,6 @@ class Thresholds:
 
 def report_path(artifact: Path) -> Path:
     return artifact.with_name(artifact.name + REPORT_SUFFIX)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def cosine_stats(candidate: np.ndarray, reference: np.ndarray) -> dict[str, float]:
@@ -196,7 +189,6 @@ __all__ = [
     "build_report",
     "check_report",
     "cosine_stats",
-    "file_sha256",
     "read_report",
     "report_path",
     "top_k",

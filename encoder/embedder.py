@@ -12,8 +12,8 @@ import torch
 
 from encoder.base import SentenceEmbedder, check_threads
 from encoder.model import BertModel
-from encoder.model_files import ModelFiles
-from encoder.weights import file_sha256, load_weights
+from encoder.model_files import ModelFiles, file_sha256
+from encoder.weights import load_weights
 from encoder.wordpiece import WordPieceTokenizer
 
 logger = logging.getLogger(__name__)

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from encoder.accuracy import Thresholds, check_report, file_sha256
+from encoder.accuracy import Thresholds, check_report
 from encoder.base import SentenceEmbedder, check_threads
-from encoder.model_files import ModelFiles
+from encoder.model_files import ModelFiles, file_sha256
 from encoder.onnx_export import (
     FP32_OPTIMIZED_FILE,
     INT8_FILE,

@@ -22,6 +22,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from encoder.model_files import file_sha256
+
 logger = logging.getLogger(__name__)
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
@@ -153,14 +155,6 @@ def optimize_fp32(src: Path, out_path: Path, num_heads: int, hidden_size: int) -
     return out_path
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def write_manifest(out_dir: Path, model_dir: str | Path | None) -> dict[str, Any]:
     """What the artifacts were built from: checked by `make` (rebuild) and by the loader."""
     from encoder.model_files import read_model_files
@@ -189,7 +183,6 @@ __all__ = [
     "POOLED_NAME",
     "build_graph_module",
     "export_fp32",
-    "file_sha256",
     "optimize_fp32",
     "source_digest",
     "write_manifest",

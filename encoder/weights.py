@@ -9,7 +9,6 @@ from `BertFor...` heads); keys this encoder knowingly does not use (the pooler, 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
@@ -39,15 +38,6 @@ def read_tensors(path: str | Path) -> dict[str, Tensor]:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError) as e:
         raise WeightsError(f"cannot read {path} as safetensors: {e}") from e
-
-
-def file_sha256(path: str | Path, chunk_size: int = 1 << 20) -> str:
-    """Hex SHA-256 of a weights file's bytes (the encoder fingerprint's `weights_sha256`)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _is_ignored(name: str) -> bool:

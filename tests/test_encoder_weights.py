@@ -8,7 +8,8 @@ from safetensors.torch import save_file
 
 from encoder.config import BertConfig
 from encoder.model import BertModel
-from encoder.weights import WeightsError, file_sha256, load_weights
+from encoder.model_files import file_sha256
+from encoder.weights import WeightsError, load_weights
 
 TINY = BertConfig(
     vocab_size=50,

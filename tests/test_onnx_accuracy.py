@@ -14,11 +14,11 @@ from encoder.accuracy import (
     Thresholds,
     check_report,
     cosine_stats,
-    file_sha256,
     report_path,
     top_k,
     top_k_agreement,
 )
+from encoder.model_files import file_sha256
 
 
 def test_cosine_stats_against_a_direct_computation():
