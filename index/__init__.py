@@ -12,6 +12,7 @@ from index.collection import Collection
 from index.config import IndexConfig
 from index.documents import Doc, Hit
 from index.errors import (
+    Busy,
     CollectionError,
     DimensionMismatch,
     FilterError,
@@ -19,11 +20,15 @@ from index.errors import (
     FormatError,
     InvalidArgument,
     InvalidDocument,
+    LockTimeout,
     NotFound,
+    QueryTimeout,
     ReadOnlyError,
 )
+from index.limits import Limits
 
 __all__ = [
+    "Busy",
     "Collection",
     "CollectionError",
     "DimensionMismatch",
@@ -35,6 +40,9 @@ __all__ = [
     "IndexConfig",
     "InvalidArgument",
     "InvalidDocument",
+    "Limits",
+    "LockTimeout",
     "NotFound",
+    "QueryTimeout",
     "ReadOnlyError",
 ]

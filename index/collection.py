@@ -27,6 +27,7 @@ from index.errors import (
     ReadOnlyError,
 )
 from index.faiss_index import FaissIndex
+from index.limits import Limits
 from index.locking import RWLock, writer_lock
 from index.persistence import (
     DATABASE,
@@ -51,13 +52,19 @@ _CONSISTENT_TRIES = 8
 
 class Collection:
     def __init__(
-        self, directory: Path, manifest: Manifest, config: IndexConfig, read_only: bool
+        self,
+        directory: Path,
+        manifest: Manifest,
+        config: IndexConfig,
+        read_only: bool,
+        limits: Limits | None = None,
     ) -> None:
         self.directory = directory
         self.manifest = manifest
         self.config = config
         self.read_only = read_only
-        self.store = Store(directory / DATABASE)
+        self.limits = limits or Limits()
+        self.store = Store(directory / DATABASE, query_timeout_s=self.limits.query_timeout_s)
         self._rw = RWLock()
         self._filter_cache = FilterCache()
         self._index: FaissIndex | None = None
@@ -76,6 +83,7 @@ class Collection:
         config: IndexConfig | None = None,
         read_only: bool = False,
         index_options: dict[str, Any] | None = None,
+        limits: Limits | None = None,
     ) -> Collection:
         """Open (or create) the collection in `directory`.
 
@@ -83,9 +91,10 @@ class Collection:
         (DimensionMismatch / FingerprintMismatch otherwise); a new collection records them.
         `index_type` ("auto", "Flat", "HNSW32", "IVF1024,Flat"...) overrides the stored choice;
         `index_options` overrides single `IndexConfig` fields (`{"ef_search": 128}`); `config`
-        replaces the whole stored configuration.
+        replaces the whole stored configuration. `limits` bounds what one call may cost.
         """
         directory = Path(directory)
+        limits = limits or Limits()
         if read_only and read_manifest(directory) is None:
             raise NotFound(f"no collection in {directory} (no {directory / 'manifest.json'})")
         directory.mkdir(parents=True, exist_ok=True)
@@ -94,7 +103,7 @@ class Collection:
             assert manifest is not None
             _check(manifest, directory, dim, encoder_fingerprint)
         else:
-            with writer_lock(directory):
+            with writer_lock(directory, limits.lock_timeout_s):
                 remove_stale_temps(directory)
                 on_disk = read_manifest(directory)
                 manifest = on_disk or Manifest(index=(config or IndexConfig()).to_dict())
@@ -118,7 +127,7 @@ class Collection:
         settings = config if read_only and config is not None else manifest.index
         if isinstance(settings, dict):
             settings = IndexConfig.from_dict(settings)
-        col = cls(directory, manifest, settings, read_only)
+        col = cls(directory, manifest, settings, read_only, limits)
         with col._rw.write():
             col._load()
         return col
@@ -208,7 +217,7 @@ class Collection:
             self._index, self._seq = index, self.store.last_seq()
         log.info("built %s index over %d vectors in %s", factory, n, self.directory)
         if save and not self.read_only:
-            with writer_lock(self.directory):
+            with writer_lock(self.directory, self.limits.lock_timeout_s):
                 self._save_snapshot()
 
     def _save_snapshot(self) -> None:
@@ -223,7 +232,7 @@ class Collection:
 
     def upsert(self, docs: Sequence[Doc | dict[str, Any]], vectors: np.ndarray) -> list[str]:
         """Insert or replace documents with their vectors (n, dim); returns the ids in order."""
-        items = [Doc.coerce(d) for d in docs]
+        items = [Doc.coerce(d, self.limits) for d in docs]
         vectors = unit_rows(vectors)
         if len(items) != len(vectors):
             raise InvalidArgument(f"{len(items)} documents but {len(vectors)} vectors")
@@ -235,7 +244,7 @@ class Collection:
         keep = sorted(last.values())
         items, vectors = [items[i] for i in keep], vectors[keep]
         self._check_writable()
-        with self._rw.write(), writer_lock(self.directory):
+        with self._rw.write(), writer_lock(self.directory, self.limits.lock_timeout_s):
             self._ensure_dim(vectors.shape[1])
             assert self._index is not None
             self._catch_up()
@@ -250,7 +259,7 @@ class Collection:
         """Delete these ids; returns how many existed."""
         ids = list(ids)
         self._check_writable()
-        with self._rw.write(), writer_lock(self.directory):
+        with self._rw.write(), writer_lock(self.directory, self.limits.lock_timeout_s):
             if self._index is not None:
                 self._catch_up()
             dead = self.store.delete(ids)
@@ -289,7 +298,7 @@ class Collection:
     def save(self) -> None:
         """Snapshot the index now (also done on close and every so many writes)."""
         self._check_writable()
-        with self._rw.write(), writer_lock(self.directory):
+        with self._rw.write(), writer_lock(self.directory, self.limits.lock_timeout_s):
             if self._index is not None:
                 self._catch_up()
                 self._save_snapshot()
@@ -347,7 +356,9 @@ class Collection:
         """The `k` documents most similar (cosine) to `vector` that match `filter`, best first."""
         if not isinstance(k, int) or k < 1:
             raise InvalidArgument(f"k must be a positive integer, got {k!r}")
-        where, params = filters.to_sql(filter)  # validate before anything else
+        where, params = filters.to_sql(  # validate before anything else
+            filter, max_conditions=self.limits.max_filter_conditions
+        )
         query = unit_rows(vector)
         if len(query) != 1:
             raise InvalidArgument(f"search takes one vector, got {len(query)}")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from index.errors import InvalidDocument
+from index.limits import Limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,7 +17,7 @@ class Doc:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def coerce(cls, obj: Doc | dict[str, Any]) -> Doc:
+    def coerce(cls, obj: Doc | dict[str, Any], limits: Limits | None = None) -> Doc:
         """A `Doc` from a Doc or a `{"id", "text", "metadata"}` dict; a missing id gets a uuid4."""
         if isinstance(obj, Doc):
             return obj

@@ -44,3 +44,15 @@ class ReadOnlyError(CollectionError):
 
 class InvalidArgument(CollectionError, ValueError):
     """A bad argument to a collection method (k < 1, a malformed vector...)."""
+
+
+class Busy(CollectionError):
+    """The collection could not do this now (another writer, a slow query); retrying may work."""
+
+
+class LockTimeout(Busy):
+    """Another process held the collection's writer lock for longer than `lock_timeout_s`."""
+
+
+class QueryTimeout(Busy):
+    """One SQL query ran past `query_timeout_s` and was interrupted."""

@@ -89,7 +89,7 @@ def _typed_equals(path: str, value: Scalar) -> tuple[str, list[Any]]:
     )
 
 
-def to_sql(flt: Any) -> tuple[str, list[Any]]:
+def to_sql(flt: Any, max_conditions: int | None = None) -> tuple[str, list[Any]]:
     """`(where_sql, params)` over a JSON `metadata` column; `("1", [])` for no filter."""
     parts: list[str] = []
     params: list[Any] = []

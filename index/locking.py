@@ -13,7 +13,7 @@ LOCKFILE = "write.lock"
 
 
 @contextmanager
-def writer_lock(directory: Path) -> Iterator[None]:
+def writer_lock(directory: Path, timeout_s: float | None = None) -> Iterator[None]:
     """Exclusive across processes; the OS releases it when the holder dies, even by kill -9."""
     fd = os.open(directory / LOCKFILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:

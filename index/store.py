@@ -50,8 +50,9 @@ def _vectors(blobs: Iterable[bytes], dim: int) -> np.ndarray:
 
 
 class Store:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, query_timeout_s: float | None = None) -> None:
         self.path = path
+        self.query_timeout_s = query_timeout_s
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
