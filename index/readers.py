@@ -3,7 +3,9 @@
 Rows are read one at a time (memory stays flat on a 1 GB input). A row that cannot become a
 document (bad JSON, no text, an id repeated within its file) is yielded as a `BadRow` with its line
 number, never dropped silently. Ids must be stable across runs so a rerun can skip stored ids: rows
-without an id get `<file name>:<line>`, files in a folder their relative path.
+without an id get `<file name>:<line>`, files in a folder their relative path. An id that breaks
+the id rules (index/chunking.py `check_user_id`: too long, control characters, the reserved
+chunk suffix) makes its row a bad row too.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from index.chunking import check_user_id
+from index.errors import InvalidDocument
 
 TEXT_SUFFIXES = (".txt", ".md")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -142,6 +147,10 @@ def _make_record(
         doc_id = str(raw_id)
     else:
         return BadRow(str(source), line, f"id field {options.id_field!r} is {raw_id!r}")
+    try:
+        check_user_id(doc_id)
+    except InvalidDocument as exc:
+        return BadRow(str(source), line, str(exc))
     first = dedup.first_line(doc_id, line)
     if first is not None:
         return BadRow(str(source), line, f"duplicate id {doc_id!r} (first seen on line {first})")
@@ -214,5 +223,10 @@ def _read_text_file(path: Path, roots: list[Path], progress: Progress) -> Iterat
     rel = path.relative_to(root).as_posix()
     if not text.strip():
         yield BadRow(str(path), 1, "empty file")
+        return
+    try:
+        check_user_id(rel)
+    except InvalidDocument as exc:
+        yield BadRow(str(path), 1, str(exc))
         return
     yield Record(rel, text, {"path": rel}, str(path), 1)

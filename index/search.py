@@ -35,7 +35,9 @@ class FilterCache:
         self._lock = threading.Lock()
 
     def allowed(self, store: Store, seq: int, where: str, params: list[Any]) -> np.ndarray:
-        key = (seq, where, *params)
+        # Typed: Python holds True == 1 == 1.0 (same hash), SQLite does not. The JSON paths of
+        # the field names are among the params, so filters on different fields never share.
+        key = (seq, where, *((type(p).__name__, p) for p in params))
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
@@ -76,7 +78,7 @@ def search_index(
         scores, vids = scores[0], vids[0]
     keep = vids >= 0
     if score_threshold is not None:
-        keep &= scores >= score_threshold
+        keep &= scores.astype(np.float64) >= score_threshold  # a huge threshold: no overflow
     scores, vids = scores[keep], vids[keep]
     docs = store.docs_by_vids(vids.tolist())
     return [

@@ -9,9 +9,12 @@ snapshot taken at seq S catch up: add live docs with vid > S, remove vids tombst
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +23,9 @@ from typing import Any
 import numpy as np
 
 from index.documents import Doc
+from index.errors import FilterError, InvalidDocument, QueryTimeout
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 -- Three tables keyed by vid: a filter scans only the small (id, metadata) rows, never the
@@ -37,6 +43,9 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('last_seq', 0), ('pruned_through', 0);
 """
 _IN_CHUNK = 900  # bound parameters per IN (...) query
+# SQLite VM instructions between two looks at a query's deadline: a Python call each time, so
+# rare enough to cost well under 1% of a scan, frequent enough to stop within milliseconds.
+_PROGRESS_STEPS = 10_000
 
 
 def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterator[Sequence[Any]]:
@@ -47,6 +56,66 @@ def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterator[Sequence[An
 def _vectors(blobs: Iterable[bytes], dim: int) -> np.ndarray:
     data = b"".join(blobs)
     return np.frombuffer(data, dtype="<f4").reshape(-1, dim).astype(np.float32)  # (n, dim)
+
+
+def _storable(text: Any) -> bool:
+    """False for a string SQLite cannot take (a lone surrogate has no UTF-8 form)."""
+    if isinstance(text, str):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+    return True
+
+
+def encode_metadata(metadata: dict[str, Any]) -> str:
+    """The JSON text stored for a document's metadata; never NaN or Infinity (not JSON)."""
+    return json.dumps(metadata, ensure_ascii=False, allow_nan=False)
+
+
+_probe_lock = threading.Lock()
+_probe_con: sqlite3.Connection | None = None
+
+
+@functools.lru_cache(maxsize=4_096)
+def json_key_path(key: str) -> str | None:
+    """The SQLite JSON path of top-level key `key` in stored metadata; None if none exists.
+
+    The path is always bound as a parameter, never pasted into SQL. SQLite spells a key
+    `$."key"`; from 3.45 on, JSON escapes inside the quotes are decoded (`$."a\\"b"` is `a"b`),
+    but older versions compare the key verbatim with the stored (escaped) label text and end it
+    at the first `"`, so there a key holding `"` is only reachable unquoted (`$.a\\"b`), which
+    in turn cannot hold `.` or `[`. Rather than trusting a version number, each candidate is
+    tried on a probe object written by `encode_metadata`, with look-alike keys placed first: a
+    path is used only if it finds exactly this key.
+    """
+    if not _storable(key):
+        return None
+    escaped = json.dumps(key, ensure_ascii=False)[1:-1]  # the label as stored, escapes and all
+    candidates = [f'$."{escaped}"']
+    if escaped and "." not in escaped and "[" not in escaped:
+        candidates.append(f"$.{escaped}")
+    cut = min((i for i, c in enumerate(key) if c in '"\\.[\x00'), default=len(key))
+    decoys = {d: 0 for d in (escaped, key[:cut], key.replace('"', "")) if d != key}
+    probe = encode_metadata({**decoys, key: 1})
+    global _probe_con
+    with _probe_lock:
+        if _probe_con is None:
+            _probe_con = sqlite3.connect(":memory:", check_same_thread=False)
+        for path in candidates:
+            try:
+                found = _probe_con.execute("SELECT json_extract(?, ?)", (probe, path)).fetchone()
+            except sqlite3.Error:
+                continue  # a path this SQLite cannot parse
+            if found[0] == 1:
+                return path
+    return None
+
+
+def _interrupted(error: sqlite3.Error) -> bool:
+    """True when the progress handler (a deadline) stopped the query."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return code == sqlite3.SQLITE_INTERRUPT if code is not None else "interrupt" in str(error)
 
 
 class Store:
@@ -97,7 +166,35 @@ class Store:
         try:
             yield
         finally:
-            con.execute("COMMIT")
+            if con.in_transaction:  # an error inside may have ended it; keep that error
+                con.execute("COMMIT")
+
+    @contextmanager
+    def _deadline(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, its queries stopped with QueryTimeout past the deadline.
+
+        Only for reads a request drives (filter scans, the rows of hits, gets): the handler is
+        installed around them alone, so writes, catch-ups and rebuilds never meet it and a
+        transaction is never cut half-way. An interrupted SELECT rolls nothing back, so an
+        enclosing `snapshot()` stays valid. Each use starts its own clock."""
+        con = self._con()
+        timeout = self.query_timeout_s
+        if timeout is None:
+            yield con
+            return
+        deadline = time.monotonic() + timeout
+        con.set_progress_handler(lambda: time.monotonic() > deadline, _PROGRESS_STEPS)
+        try:
+            yield con
+        except sqlite3.OperationalError as e:
+            if not _interrupted(e):
+                raise
+            raise QueryTimeout(
+                f"a query ran past the {timeout:g} s limit (SEMSEARCH_QUERY_TIMEOUT_S) and was "
+                "stopped; narrow the filter, or retry when the server is less busy"
+            ) from None
+        finally:
+            con.set_progress_handler(None, 0)
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -116,20 +213,19 @@ class Store:
         return int(self._con().execute("SELECT count(*) FROM docs").fetchone()[0])
 
     def get(self, doc_id: str) -> Doc | None:
-        row = (
-            self._con()
-            .execute(
+        if not _storable(doc_id):
+            return None  # no stored id has a lone surrogate; binding one would raise
+        with self._deadline() as con:
+            row = con.execute(
                 "SELECT d.id, t.text, d.metadata FROM docs d JOIN texts t USING (vid) "
                 "WHERE d.id = ?",
                 (doc_id,),
-            )
-            .fetchone()
-        )
+            ).fetchone()
         return None if row is None else Doc(row[0], row[1], json.loads(row[2]))
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
-        for part in _chunks(list(ids)):
+        for part in _chunks([i for i in ids if _storable(i)]):
             marks = ",".join("?" * len(part))
             rows = self._con().execute(f"SELECT id FROM docs WHERE id IN ({marks})", part)
             found.update(r[0] for r in rows)
@@ -143,13 +239,26 @@ class Store:
                 "SELECT vid, d.id, t.text, d.metadata FROM docs d JOIN texts t USING (vid) "
                 f"WHERE vid IN ({marks})"
             )
-            for vid, doc_id, text, meta in self._con().execute(sql, part):
+            with self._deadline() as con:
+                rows = con.execute(sql, part).fetchall()
+            for vid, doc_id, text, meta in rows:
                 out[vid] = Doc(doc_id, text, json.loads(meta))
         return out
 
     def filter_vids(self, where: str, params: Sequence[Any]) -> np.ndarray:
-        """Vector ids of live documents matching an SQL condition (index/filters.py)."""
-        rows = self._con().execute(f"SELECT vid FROM docs WHERE {where}", list(params)).fetchall()
+        """Vector ids of live documents matching an SQL condition (index/filters.py).
+
+        `where` is built by index/filters.py alone (user strings are only ever in `params`).
+        QueryTimeout past the deadline; any other SQLite error while evaluating the filter is
+        a FilterError, its SQL kept out of the message (logged instead)."""
+        try:
+            with self._deadline() as con:
+                rows = con.execute(f"SELECT vid FROM docs WHERE {where}", list(params)).fetchall()
+        except sqlite3.Error as e:
+            log.warning("filter scan failed: %s (WHERE %.500s)", e, where)
+            raise FilterError(
+                f"the filter could not be evaluated over the stored metadata ({e})"
+            ) from None
         return np.array([r[0] for r in rows], dtype=np.int64)
 
     def vectors_by_vids(self, vids: Sequence[int], dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -157,9 +266,11 @@ class Store:
         blobs: list[bytes] = []
         for part in _chunks([int(v) for v in vids]):
             marks = ",".join("?" * len(part))
-            for vid, blob in self._con().execute(
-                f"SELECT vid, vector FROM vectors WHERE vid IN ({marks})", part
-            ):
+            with self._deadline() as con:
+                rows = con.execute(
+                    f"SELECT vid, vector FROM vectors WHERE vid IN ({marks})", part
+                ).fetchall()
+            for vid, blob in rows:
                 got_vids.append(vid)
                 blobs.append(blob)
         return np.array(got_vids, dtype=np.int64), _vectors(blobs, dim)
@@ -227,6 +338,8 @@ class Store:
 
     def write(self, docs: Sequence[Doc], vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Upsert in one transaction; `(new vids, replaced vids)`. Ids must be unique in `docs`."""
+        # Encoded before the transaction: a bad value fails here, with nothing begun or locked.
+        meta = [self._encode(d) for d in docs]
         con = self._con()
         con.execute("BEGIN IMMEDIATE")
         try:
@@ -237,7 +350,6 @@ class Store:
             con.executemany("INSERT INTO tombstones (vid, seq) VALUES (?, ?)", dead)
             self._drop(con, [vid for vid, _ in dead])
             blob = np.ascontiguousarray(vectors, dtype="<f4")
-            meta = [json.dumps(d.metadata, ensure_ascii=False) for d in docs]
             v_ints = [int(v) for v in vids]
             con.executemany(
                 "INSERT INTO docs (vid, id, metadata) VALUES (?, ?, ?)",
@@ -264,7 +376,7 @@ class Store:
         con.execute("BEGIN IMMEDIATE")
         try:
             seq = self.last_seq()
-            old = self._vids_of(con, list(dict.fromkeys(ids)))
+            old = self._vids_of(con, [i for i in dict.fromkeys(ids) if _storable(i)])
             dead = [(vid, seq + i + 1) for i, vid in enumerate(old.values())]
             con.executemany("INSERT INTO tombstones (vid, seq) VALUES (?, ?)", dead)
             self._drop(con, list(old.values()))
@@ -288,6 +400,19 @@ class Store:
         except BaseException:
             con.execute("ROLLBACK")
             raise
+
+    @staticmethod
+    def _encode(doc: Doc) -> str:
+        """The metadata's JSON text; the last line of defence (`Doc.coerce` refuses these)."""
+        if not (_storable(doc.id) and _storable(doc.text)):
+            raise InvalidDocument(f"document {doc.id!r}: id and text must be valid Unicode")
+        try:
+            text = encode_metadata(doc.metadata)
+        except (ValueError, TypeError, RecursionError) as e:
+            raise InvalidDocument(f"document {doc.id!r}: metadata cannot be stored: {e}") from None
+        if not _storable(text):
+            raise InvalidDocument(f"document {doc.id!r}: metadata must be valid Unicode")
+        return text
 
     @staticmethod
     def _drop(con: sqlite3.Connection, vids: Sequence[int]) -> None:

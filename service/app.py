@@ -14,6 +14,7 @@ from service.errors import install_error_handlers
 from service.limits import BodySizeLimit
 from service.metrics import Metrics, RequestMetrics
 from service.models import Models
+from service.request_id import RequestId
 from service.routes import documents, embeddings, generation, operations, rag, search, tokenize
 from service.settings import Settings
 
@@ -55,6 +56,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestId)  # outermost: every answer, a 413 included, carries the id
 
     app.include_router(operations.router)  # /health is open to probes; /info checks the key
     protected = [Depends(require_api_key)]

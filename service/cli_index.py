@@ -67,6 +67,7 @@ def _build(args: argparse.Namespace) -> int:
                 if value is not None
             },
             reindex=args.reindex,
+            lock_timeout_s=args.lock_timeout,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -139,7 +140,16 @@ def add_index_commands(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--ef-search", type=int, help="HNSW search breadth (default 64)")
     b.add_argument("--nprobe", type=int, help="IVF lists searched (default nlist/8)")
     b.add_argument(
-        "--reindex", action="store_true", help="re-embed stored texts with this encoder first"
+        "--reindex",
+        action="store_true",
+        help="re-embed stored texts with this encoder first (stop servers using it first)",
+    )
+    b.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to wait for other processes' locks (a reindex: for them to close it)",
     )
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_encoder_flags(b)

@@ -17,6 +17,7 @@ import numpy as np
 
 from service.batcher import Batcher, BatchStats
 from service.errors import PayloadTooLarge, ValidationFailed
+from service.offload import run_sized
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,19 @@ def check_input_count(count: int, limit: int, what: str = "inputs") -> None:
         raise PayloadTooLarge(
             f"{count} {what} > the maximum of {limit} per request; split the request"
         )
+
+
+def check_text_lengths(texts: Sequence[str], limit: int, setting: str, what: str = "input") -> int:
+    """413 for a text longer than `limit` characters; the total number of characters otherwise."""
+    total = 0
+    for i, text in enumerate(texts):
+        if len(text) > limit:
+            raise PayloadTooLarge(
+                f"{what} {i} has {len(text)} characters, more than the limit of {limit} "
+                f"({setting}); shorten or split it"
+            )
+        total += len(text)
+    return total
 
 
 @dataclass(frozen=True)
@@ -97,8 +111,20 @@ class EmbeddingEngine:
         rows[order] = sorted_rows
         return rows
 
-    async def embed(self, texts: Sequence[str], *, normalize: bool, truncate: bool) -> Embedded:
-        encodings = self.tokenize(texts, truncate)
+    def check_inputs(self, texts: Sequence[str], what: str = "input") -> int:
+        """Each text within SEMSEARCH_MAX_INPUT_CHARS (413 otherwise); their total length."""
+        return check_text_lengths(
+            texts, self.settings.max_input_chars, "SEMSEARCH_MAX_INPUT_CHARS", what
+        )
+
+    async def embed(
+        self, texts: Sequence[str], *, normalize: bool, truncate: bool, chars: int | None = None
+    ) -> Embedded:
+        """Tokenize (off the loop when long), queue for the model, normalize. `chars`: the
+        texts' total length when the caller already checked it (else they are checked here)."""
+        if chars is None:
+            chars = self.check_inputs(texts)
+        encodings = await run_sized(chars, self.tokenize, texts, truncate)
         vectors = await self.batcher.submit(encodings)
         if normalize:
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -110,8 +136,8 @@ class EmbeddingEngine:
         step = self.settings.max_client_batch_size
         parts = await asyncio.gather(
             *(
-                self.embed(texts[i : i + step], normalize=True, truncate=True)
-                for i in range(0, len(texts), step)
+                self.embed(piece, normalize=True, truncate=True, chars=sum(map(len, piece)))
+                for piece in (texts[i : i + step] for i in range(0, len(texts), step))
             )
         )
         return np.concatenate([p.vectors for p in parts])

@@ -16,8 +16,12 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import index
+from service.request_id import request_id
 
 log = logging.getLogger(__name__)
+
+_MAX_VALIDATION_ERRORS = 10  # a 422 lists this many problems, then counts the rest
+_RETRY_AFTER_S = "1"  # for 429 and 503: the condition is usually gone within a second
 
 
 class ApiError(Exception):
@@ -60,6 +64,12 @@ class Unhealthy(ApiError):
     status, kind = 503, "Unhealthy"
 
 
+class Busy(ApiError):
+    """Temporarily unable (another process holds the collection, a query ran out of time)."""
+
+    status, kind = 503, "Overloaded"
+
+
 class BackendFailed(ApiError):
     status, kind = 500, "Backend"
 
@@ -70,6 +80,7 @@ _LIBRARY_ERRORS: list[tuple[type[BaseException], type[ApiError]]] = [
     (index.NotFound, NotFound),
     (index.FingerprintMismatch, Conflict),
     (index.ReadOnlyError, Conflict),
+    (index.Busy, Busy),
     (ValueError, ValidationFailed),  # FilterError, InvalidDocument, DimensionMismatch...
 ]
 
@@ -90,13 +101,16 @@ def to_api_error(exc: BaseException) -> ApiError:
     for library_type, api_type in _LIBRARY_ERRORS:
         if isinstance(exc, library_type):
             return api_type(str(exc))
-    return BackendFailed(f"internal error: {type(exc).__name__}: {exc}")
+    # The cause goes to the log (with the request id), never to the client: it can name files,
+    # settings or code that an unauthenticated caller has no business seeing.
+    return BackendFailed("internal error; the server log has the details under this request id")
 
 
-def error_body(path: str, error: ApiError) -> dict[str, Any]:
-    """The envelope for `path`: OpenAI's on `/v1/*`, the native one elsewhere."""
+def error_body(path: str, error: ApiError, rid: str = "") -> dict[str, Any]:
+    """The envelope for `path`: OpenAI's on `/v1/*`, the native one elsewhere; both name the
+    request id at the top level."""
     if path.startswith("/v1/"):
-        return {
+        body: dict[str, Any] = {
             "error": {
                 "message": error.message,
                 "type": _OPENAI_TYPES.get(error.status, "server_error"),
@@ -104,23 +118,42 @@ def error_body(path: str, error: ApiError) -> dict[str, Any]:
                 "code": error.kind.lower(),
             }
         }
-    return {"error": error.message, "error_type": error.kind}
+    else:
+        body = {"error": error.message, "error_type": error.kind}
+    if rid:
+        body["request_id"] = rid
+    return body
+
+
+def error_headers(status: int) -> dict[str, str]:
+    if status == 401:
+        return {"WWW-Authenticate": "Bearer"}
+    if status in (429, 503):
+        return {"Retry-After": _RETRY_AFTER_S}
+    return {}
 
 
 def error_response(request: Request, error: ApiError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    rid = request_id(request.scope)
+    # The header is set here too: a 500 is sent by Starlette's outermost middleware, past ours.
+    headers = {**error_headers(error.status), **({"x-request-id": rid} if rid else {})}
     return JSONResponse(
-        error_body(request.url.path, error), status_code=error.status, headers=headers
+        error_body(request.url.path, error, rid), status_code=error.status, headers=headers
     )
 
 
 def _describe_validation(exc: RequestValidationError) -> tuple[str, str | None]:
+    """The first few problems, each as `field.path: message`; a body with 400k bad items must
+    not make a 400k-part answer."""
+    errors = exc.errors()
     parts, param = [], None
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+    for err in errors[:_MAX_VALIDATION_ERRORS]:
+        loc = [str(p)[:64] for p in err.get("loc", ()) if p != "body"]
         where = ".".join(loc) or "body"
         param = param or where
-        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+        parts.append(f"{where}: {str(err.get('msg', 'invalid'))[:200]}")
+    if len(errors) > _MAX_VALIDATION_ERRORS:
+        parts.append(f"and {len(errors) - _MAX_VALIDATION_ERRORS} more problems")
     return "; ".join(parts) or "invalid request", param
 
 
@@ -151,5 +184,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s", request.url.path, exc_info=exc)
+        log.error(
+            "unhandled error on %s (request id %s)",
+            request.url.path,
+            request_id(request.scope),
+            exc_info=exc,
+        )
         return error_response(request, to_api_error(exc))

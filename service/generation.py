@@ -2,9 +2,10 @@
 
 Generation runs on its own threads (never the event loop, never the embedding batcher's), at
 most `max_concurrent_generations` at once; more is refused with 429 rather than queued for
-minutes. Each request's tokens travel from the worker to the handler through an asyncio queue;
-when the client goes away the handler sets a flag the worker checks between tokens, so a
-disconnected client stops costing compute after at most one more token.
+minutes; a streaming request takes its slot before the response starts. Each request's tokens
+travel from the worker to the handler through an asyncio queue; when the client goes away the
+handler sets a flag the worker checks between tokens, so a disconnected client stops costing
+compute after at most one more token.
 """
 
 from __future__ import annotations
@@ -17,10 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.errors import Overloaded, ValidationFailed
+from service.errors import Overloaded, PayloadTooLarge, ValidationFailed
+from service.offload import run_sized
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+SEED_MAX = 2**64 - 1  # torch's generator takes a 64-bit seed
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,7 @@ def stop_list(stop: str | list[str] | None) -> list[str]:
     """The `stop` field (a string, a list or null, in every API's shape) as a list."""
     stops = [stop] if isinstance(stop, str) else list(stop or [])
     if any(s == "" for s in stops):
-        raise ValidationFailed("stop strings must not be empty")
+        raise ValidationFailed("stop strings must not be empty", param="stop")
     return stops
 
 
@@ -59,6 +64,29 @@ class Completion:
 
 
 _DONE = object()
+
+
+class Slot:
+    """One of the `max_concurrent_generations` places, taken before a response starts (so a busy
+    server answers 429, not a 200 with a cut-off stream). The generation's worker releases it when
+    it ends; a slot never handed to a worker (the client left first) is released by its owner."""
+
+    def __init__(self, semaphore: threading.BoundedSemaphore) -> None:
+        self._semaphore = semaphore
+        self._lock = threading.Lock()
+        self._released = False
+        self.handed_over = False
+
+    def release(self) -> None:
+        with self._lock:
+            if self._released:
+                return
+            self._released = True
+        self._semaphore.release()
+
+    def release_unused(self) -> None:
+        if not self.handed_over:
+            self.release()
 
 
 class GenerationEngine:
@@ -80,18 +108,71 @@ class GenerationEngine:
     def model_id(self) -> str:
         return "SmolLM2-135M-Instruct"
 
+    def default_max_new_tokens(self, route_default: int) -> int:
+        """A route's default length, within this server's SEMSEARCH_MAX_NEW_TOKENS."""
+        return min(route_default, self.settings.max_new_tokens)
+
+    def check_sampling(self, sampling: Sampling) -> None:
+        """Length and stop sequences within this server's limits (stops are checked per token)."""
+        limits = self.settings
+        if sampling.max_new_tokens > limits.max_new_tokens:
+            raise ValidationFailed(
+                f"max_new_tokens={sampling.max_new_tokens} is more than this server's maximum of "
+                f"{limits.max_new_tokens} (SEMSEARCH_MAX_NEW_TOKENS)",
+                param="max_new_tokens",
+            )
+        if len(sampling.stop) > limits.max_stop_sequences:
+            raise ValidationFailed(
+                f"{len(sampling.stop)} stop sequences; at most {limits.max_stop_sequences} "
+                "(SEMSEARCH_MAX_STOP_SEQUENCES)",
+                param="stop",
+            )
+        for s in sampling.stop:
+            if len(s) > limits.max_stop_chars:
+                raise ValidationFailed(
+                    f"a stop sequence has {len(s)} characters; at most {limits.max_stop_chars} "
+                    "(SEMSEARCH_MAX_STOP_CHARS)",
+                    param="stop",
+                )
+
+    async def prepare(
+        self,
+        prompt: str | None,
+        messages: Sequence[dict[str, str]] | None,
+        sampling: Sampling,
+    ) -> list[int]:
+        """Pre, before any response starts: limits checked, the prompt tokenized (off the loop
+        when long: byte-level BPE costs a few microseconds per character)."""
+        self.check_sampling(sampling)
+        if (prompt is None) == (messages is None):
+            raise ValidationFailed("give exactly one of `prompt` and `messages`")
+        texts = [prompt] if prompt is not None else [m["content"] for m in messages or ()]
+        chars = sum(map(len, texts))
+        if chars > self.settings.max_prompt_chars:
+            raise PayloadTooLarge(
+                f"the prompt has {chars} characters, more than the limit of "
+                f"{self.settings.max_prompt_chars} (SEMSEARCH_MAX_PROMPT_CHARS)"
+            )
+        return await run_sized(chars, self.prompt_ids, prompt, messages)
+
     def prompt_ids(
         self, prompt: str | None, messages: Sequence[dict[str, str]] | None
     ) -> list[int]:
-        """Pre: a raw prompt, or chat messages rendered with the model's template, to token ids."""
+        """A raw prompt, or chat messages rendered with the model's template, to token ids.
+
+        Chat messages (and the documents `/rag` puts in them) are encoded as plain text: only the
+        template writes control tokens, so `<|im_start|>system` typed by a user stays text. A raw
+        prompt is the caller's whole input to the model, so its special-token text is parsed, as
+        llama.cpp's and TGI's completion endpoints do."""
         if (prompt is None) == (messages is None):
             raise ValidationFailed("give exactly one of `prompt` and `messages`")
         if messages is not None:
             if not messages:
                 raise ValidationFailed("`messages` must contain at least one message")
-            prompt = self.generator.apply_chat_template(list(messages), add_generation_prompt=True)
-        assert prompt is not None
-        ids = self.generator.tokenizer.encode(prompt)
+            ids = self.generator.chat_ids(list(messages), add_generation_prompt=True)
+        else:
+            assert prompt is not None
+            ids = self.generator.tokenizer.encode(prompt)
         if not ids:
             raise ValidationFailed("the prompt is empty")
         room = self.generator.context_length - len(ids)
@@ -102,13 +183,21 @@ class GenerationEngine:
             )
         return ids
 
-    async def stream(self, prompt_ids: list[int], sampling: Sampling) -> AsyncIterator[Delta]:
-        """Deltas as they are generated. Leaving the iterator early stops the generation."""
+    def reserve(self) -> Slot:
+        """A generation slot now, or 429 (with Retry-After) when all are taken."""
         if not self._slots.acquire(blocking=False):
             raise Overloaded(
-                f"{self.settings.max_concurrent_generations} generations are already running; "
-                "retry later"
+                f"{self.settings.max_concurrent_generations} generations are already running "
+                "(SEMSEARCH_MAX_CONCURRENT_GENERATIONS); retry later"
             )
+        return Slot(self._slots)
+
+    async def stream(
+        self, prompt_ids: list[int], sampling: Sampling, slot: Slot | None = None
+    ) -> AsyncIterator[Delta]:
+        """Deltas as they are generated, in `slot` (reserved here when None). Leaving the
+        iterator early stops the generation."""
+        slot = slot or self.reserve()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         cancelled = threading.Event()
@@ -137,13 +226,14 @@ class GenerationEngine:
             except BaseException as exc:  # handed to the waiting handler, which maps it
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
             finally:
-                self._slots.release()
+                slot.release()
                 loop.call_soon_threadsafe(queue.put_nowait, _DONE)
 
         try:
             self._pool.submit(work)
+            slot.handed_over = True
         except BaseException:
-            self._slots.release()
+            slot.release()
             raise
         try:
             while True:

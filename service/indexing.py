@@ -4,11 +4,22 @@ Resumable by construction: every window of documents is one SQLite transaction, 
 stored are skipped before embedding, so after `kill -9` a rerun embeds only what is missing and
 ends with every document exactly once. `--reindex` re-embeds the stored texts into a fresh
 directory beside the collection and swaps it in (rerunnable the same way).
+
+A reindex refuses to run while any other process has the collection open (a server, a search, a
+build): it takes the collection's `open.lock` exclusively, which every open handle shares for its
+lifetime, and errors out (LockTimeout, "stop it first") when that does not come free within the
+lock timeout. The alternative, letting a server write on meanwhile, would lose the writes
+acknowledged after the copy and leave the server's SQLite handles on the deleted directory; while
+the reindex runs, servers and builds that try to open the collection wait, then fail the same
+way. The copy is marked complete before the swap, so a crash at any point of the swap is finished
+or undone by the next open (index/persistence.py), never losing the old copy's data.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,12 +28,25 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from index import Collection, Doc
+from index import Collection, Doc, FormatError, IndexConfig, Limits, NotFound
 from index.chunking import chunk_id, chunk_spans
-from index.persistence import recover_swap, swap_directories
+from index.locking import exclusive_open, writer_lock
+from index.persistence import (
+    DATABASE,
+    SWAP_MARKER,
+    atomic_write,
+    mark_complete,
+    read_manifest,
+    recover_swap,
+    reindex_dir,
+    swap_directories,
+)
 from index.readers import BadRow, Progress, ReaderOptions, Record, read_inputs
+from index.store import Store
 
 log = logging.getLogger(__name__)
+
+REINDEX_SOURCE = "reindex.source"  # in `<dir>.reindex`: the source state and encoder it copies
 
 
 class Tokenizer(Protocol):
@@ -54,8 +78,12 @@ class BuildOptions:
     index_type: str | None = None
     index_options: dict[str, Any] = field(default_factory=dict)  # IndexConfig fields to set
     reindex: bool = False
+    # Waiting for other processes: their writer lock, or (for a reindex) for them to close it.
+    lock_timeout_s: float = Limits().lock_timeout_s
 
     def __post_init__(self) -> None:
+        if not self.lock_timeout_s > 0:
+            raise ValueError(f"lock timeout must be > 0 seconds, got {self.lock_timeout_s}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.chunk_tokens is not None:
@@ -106,7 +134,7 @@ def build_index(
     report = BuildReport()
     started = time.perf_counter()
     index_dir = Path(index_dir)
-    recover_swap(_reindex_dir(index_dir), index_dir)
+    recover_swap(index_dir, options.lock_timeout_s)
     if options.reindex and (index_dir / "manifest.json").exists():
         report.reembedded = reindex(index_dir, embedder, options)
     progress = Progress()
@@ -118,6 +146,8 @@ def build_index(
         encoder_fingerprint=embedder.fingerprint(),
         index_type=options.index_type,
         index_options=options.index_options,
+        limits=Limits(lock_timeout_s=options.lock_timeout_s),
+        background=False,  # a batch: rebuilds between windows, the same on every run
     ) as col:
         done, size = 0, options.batch_size * options.window_batches
         for window in _windows(rows, size, report, on_bad_row):
@@ -174,7 +204,7 @@ def _token_offsets(tokenizer: Tokenizer, text: str) -> list[tuple[int, int]]:
 
 
 def _units(window: list[Record], embedder: Embedder, options: BuildOptions) -> Iterator[Doc]:
-    """Documents to store: the records themselves, or their token chunks `docid#n`."""
+    """Documents to store: the records themselves, or their token chunks `docid#chunk-n`."""
     for rec in window:
         if options.chunk_tokens is None:
             yield Doc(rec.id, rec.text, rec.metadata)
@@ -198,25 +228,63 @@ def _embed_and_upsert(col: Collection, embedder: Embedder, units: list[Doc], bat
     return len(todo)
 
 
-def _reindex_dir(index_dir: Path) -> Path:
-    return index_dir.with_name(f"{index_dir.name}.reindex")
-
-
 def reindex(index_dir: Path, embedder: Embedder, options: BuildOptions) -> int:
-    """Re-embed every stored text with `embedder` into `<dir>.reindex`, then swap it in."""
-    fresh = _reindex_dir(index_dir)
+    """Re-embed every stored text with `embedder` into `<dir>.reindex`, then swap it in.
+
+    Holds the collection exclusively throughout (see the module docstring): LockTimeout when
+    another process keeps it open."""
+    fresh = reindex_dir(index_dir)
+    timeout = options.lock_timeout_s
     count = 0
-    with Collection.open(index_dir, read_only=True) as old:
-        index_type = options.index_type or old.config.index_type
-        with Collection.open(
-            fresh,
-            dim=embedder.dim,
-            encoder_fingerprint=embedder.fingerprint(),
-            index_type=index_type,
-            index_options=options.index_options,
-        ) as new:
-            for docs in old.iter_docs(chunk=options.batch_size * options.window_batches):
-                count += _embed_and_upsert(new, embedder, docs, options.batch_size)
-    swap_directories(fresh, index_dir)
+    recover_swap(index_dir, timeout)
+    with exclusive_open(index_dir, timeout), writer_lock(index_dir, timeout):
+        manifest = read_manifest(index_dir)
+        if manifest is None:
+            raise NotFound(f"no collection in {index_dir} to reindex")
+        index_type = options.index_type or IndexConfig.from_dict(manifest.index).index_type
+        # The store itself, not a Collection: this process holds the open lock exclusively.
+        source = Store(index_dir / DATABASE)
+        try:
+            with source.snapshot():
+                seq = source.last_seq()
+            _prepare_fresh(fresh, {"source_seq": seq, "fingerprint": embedder.fingerprint()})
+            with Collection.open(
+                fresh,
+                dim=embedder.dim,
+                encoder_fingerprint=embedder.fingerprint(),
+                index_type=index_type,
+                index_options=options.index_options,
+                limits=Limits(lock_timeout_s=timeout),
+                background=False,
+            ) as new:
+                for docs in source.iter_docs(chunk=options.batch_size * options.window_batches):
+                    count += _embed_and_upsert(new, embedder, docs, options.batch_size)
+                total, expected = new.count(), source.count()
+        finally:
+            source.close()
+        if total != expected:  # never swap in (and so delete the original for) a short copy
+            raise FormatError(f"{fresh} holds {total} documents, {index_dir} {expected}")
+        mark_complete(fresh, {"source_seq": seq, "count": total})
+        swap_directories(fresh, index_dir, timeout)
+    (index_dir / REINDEX_SOURCE).unlink(missing_ok=True)
     log.info("re-embedded %d documents into %s", count, index_dir)
     return count
+
+
+def _prepare_fresh(fresh: Path, source: dict[str, Any]) -> None:
+    """Resume a copy of this same source state with this encoder, else start it over."""
+    record = fresh / REINDEX_SOURCE
+    wanted = json.loads(json.dumps(source, sort_keys=True))  # compared as stored
+    if fresh.exists():
+        try:
+            previous = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            previous = None
+        if previous != wanted:
+            # The collection changed since (or another encoder): its copy would miss updates.
+            log.info("discarding %s: it copies another state of the collection", fresh)
+            shutil.rmtree(fresh)
+        else:
+            (fresh / SWAP_MARKER).unlink(missing_ok=True)  # complete again only after this run
+    fresh.mkdir(parents=True, exist_ok=True)
+    atomic_write(record, json.dumps(wanted, sort_keys=True).encode() + b"\n")

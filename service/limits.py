@@ -11,6 +11,7 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import PayloadTooLarge, error_body
+from service.request_id import request_id
 
 
 class BodySizeLimit:
@@ -55,7 +56,7 @@ class BodySizeLimit:
         error = PayloadTooLarge(
             f"request body larger than {self.max_bytes} bytes (SEMSEARCH_MAX_BODY_BYTES)"
         )
-        body = error_body(scope.get("path", ""), error)
+        body = error_body(scope.get("path", ""), error, request_id(scope))
         payload = json.dumps(body).encode()
         await send(
             {

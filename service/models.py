@@ -58,7 +58,10 @@ class Models:
     def _attach_encoder(self, embedder: Any) -> None:
         # Refuses (FingerprintMismatch) a collection built by another encoder or backend.
         collection = Collection.open(
-            self.settings.index_dir, dim=embedder.dim, encoder_fingerprint=embedder.fingerprint()
+            self.settings.index_dir,
+            dim=embedder.dim,
+            encoder_fingerprint=embedder.fingerprint(),
+            limits=self.settings.index_limits(),
         )
         self.collection = collection
         self.embedding = EmbeddingEngine(embedder, self.settings, self._on_batch)

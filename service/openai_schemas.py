@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from service.generation import Sampling, stop_list
+from service.generation import SEED_MAX, Sampling, stop_list
 
 
 class OpenAIEmbeddingRequest(BaseModel):
@@ -57,7 +57,7 @@ class OpenAISampling(BaseModel):
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, le=SEED_MAX)
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     # Not OpenAI's, but llama.cpp's server accepts them on /v1 too.

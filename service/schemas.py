@@ -6,7 +6,43 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.generation import Sampling, stop_list
+from service.generation import SEED_MAX, Sampling, stop_list
+
+
+class ErrorResponse(BaseModel):
+    """Every error of a native route."""
+
+    error: str
+    error_type: Literal[
+        "Validation", "Overloaded", "NotFound", "Unauthorized", "Unhealthy", "Backend"
+    ]
+    request_id: str | None = Field(None, description="also in the x-request-id header")
+
+
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIErrorResponse(BaseModel):
+    """Every error of a `/v1/*` route (OpenAI's envelope)."""
+
+    error: OpenAIErrorDetail
+    request_id: str | None = Field(None, description="also in the x-request-id header")
+
+
+# Declared on every route, so the OpenAPI document says what an error looks like (and FastAPI's
+# default 422 shape, which this service never sends, is left out).
+NATIVE_ERRORS: dict[int | str, dict] = {
+    "4XX": {"model": ErrorResponse, "description": "the request's fault (or 429: retry later)"},
+    "5XX": {"model": ErrorResponse, "description": "the server's fault, or not ready (503)"},
+}
+OPENAI_ERRORS: dict[int | str, dict] = {
+    "4XX": {"model": OpenAIErrorResponse, "description": "the request's fault"},
+    "5XX": {"model": OpenAIErrorResponse, "description": "the server's fault, or not ready"},
+}
 
 
 class EmbedRequest(BaseModel):
@@ -69,9 +105,9 @@ class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     query: str
-    k: int = Field(10, ge=1, le=1000)
+    k: int = Field(10, ge=1, description="at most SEMSEARCH_MAX_SEARCH_K (default 100)")
     filter: dict[str, Any] | None = None
-    score_threshold: float | None = None
+    score_threshold: float | None = Field(None, allow_inf_nan=False)
 
 
 class Hit(BaseModel):
@@ -111,18 +147,22 @@ class Token(BaseModel):
 class SamplingFields(BaseModel):
     """The sampling fields of /generate and /rag (llama.cpp / TGI names)."""
 
-    max_new_tokens: int = Field(128, ge=0, le=8192)
+    max_new_tokens: int | None = Field(
+        None, ge=0, le=8192, description="default 128, at most SEMSEARCH_MAX_NEW_TOKENS"
+    )
     temperature: float = Field(0.0, ge=0.0, le=100.0, description="0 = greedy")
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     top_k: int = Field(0, ge=0, description="0 = off")
     repetition_penalty: float = Field(1.0, gt=0.0, le=10.0)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, le=SEED_MAX)
     stream: bool = False
 
-    def sampling(self) -> Sampling:
+    def sampling(self, default_max_new_tokens: int) -> Sampling:
         return Sampling(
-            max_new_tokens=self.max_new_tokens,
+            max_new_tokens=(
+                default_max_new_tokens if self.max_new_tokens is None else self.max_new_tokens
+            ),
             temperature=self.temperature,
             top_p=self.top_p,
             top_k=self.top_k,
@@ -161,7 +201,7 @@ class RagRequest(SamplingFields):
     query: str = Field(min_length=1)
     k: int = Field(4, ge=1, le=20)
     filter: dict[str, Any] | None = None
-    score_threshold: float | None = None
+    score_threshold: float | None = Field(None, allow_inf_nan=False)
 
 
 class Source(BaseModel):

@@ -15,9 +15,31 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
     from encoder.onnx_embedder import OnnxOptions
+    from index import Limits
 
 Backend = Literal["torch", "onnx", "onnx-int8"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
+# The settings that bound one request's work; `/info` reports them.
+REQUEST_LIMITS = (
+    "max_client_batch_size",
+    "max_documents_per_request",
+    "max_body_bytes",
+    "max_input_chars",
+    "max_document_chars",
+    "max_search_k",
+    "max_prompt_chars",
+    "max_new_tokens",
+    "max_stop_sequences",
+    "max_stop_chars",
+    "max_concurrent_generations",
+    "max_batch_tokens",
+    "max_queue_requests",
+    "max_filter_conditions",
+    "max_metadata_bytes",
+    "max_metadata_depth",
+    "query_timeout_s",
+    "lock_timeout_s",
+)
 
 
 class Settings(BaseSettings):
@@ -53,10 +75,25 @@ class Settings(BaseSettings):
     max_concurrent_generations: int = Field(1, ge=1)  # more at once -> 429
     rag_max_source_chars: int = Field(1200, ge=100)
 
-    # Request limits (TEI's names where it has them)
+    # Request limits (TEI's names where it has them). Each bounds the work one request can cause;
+    # past a limit the answer is 413 (too much) or 422 (malformed), naming the setting.
     max_client_batch_size: int = Field(32, ge=1)  # inputs per /embed request; more -> 413
     max_documents_per_request: int = Field(1024, ge=1)
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+    # Characters of one embedding / tokenize input, a search or RAG query.
+    max_input_chars: int = Field(100_000, ge=1)
+    max_document_chars: int = Field(100_000, ge=1)  # stored text of one document
+    max_search_k: int = Field(100, ge=1)  # hits per /search (k x document size bounds a reply)
+    max_prompt_chars: int = Field(65_536, ge=1)  # a prompt, or all chat messages together
+    max_new_tokens: int = Field(2048, ge=1)  # tokens one generation may add
+    max_stop_sequences: int = Field(8, ge=0)
+    max_stop_chars: int = Field(128, ge=1)  # characters of one stop sequence
+    # The collection (index.Limits): filters, metadata, SQL time, another process's write lock.
+    max_filter_conditions: int = Field(256, ge=1)  # an `in` list's items count one each
+    max_metadata_bytes: int = Field(65_536, ge=1)  # one document's metadata as compact JSON
+    max_metadata_depth: int = Field(32, ge=1)  # nesting of objects and lists in metadata
+    query_timeout_s: float = Field(5.0, gt=0)  # one SQL query of a search; then 503
+    lock_timeout_s: float = Field(10.0, gt=0)  # waiting for another process's writer; then 503
 
     # Dynamic batching
     max_batch_tokens: int = Field(16_384, ge=256)
@@ -79,6 +116,18 @@ class Settings(BaseSettings):
             thresholds=Thresholds(
                 self.int8_min_cosine, self.int8_mean_cosine, self.int8_top10_agreement
             ),
+        )
+
+    def index_limits(self) -> Limits:
+        """The collection's share of the request limits."""
+        from index import Limits
+
+        return Limits(
+            max_filter_conditions=self.max_filter_conditions,
+            max_metadata_bytes=self.max_metadata_bytes,
+            max_metadata_depth=self.max_metadata_depth,
+            query_timeout_s=self.query_timeout_s,
+            lock_timeout_s=self.lock_timeout_s,
         )
 
     @field_validator("api_key")

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from service.errors import error_body, to_api_error
+from service.request_id import request_id
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -21,13 +28,45 @@ def sse_event(data: Any) -> str:
     return f"data: {payload}\n\n"
 
 
-def sse_response(events: AsyncIterator[str]) -> StreamingResponse:
-    # Starlette cancels `events` when the client disconnects, which stops the generation.
-    return StreamingResponse(
-        events,
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+class _SSEResponse(StreamingResponse):
+    """A stream that runs `on_close` however it ends: finished, failed, or never started because
+    the client left before the first byte (then the body iterator never runs its own cleanup)."""
+
+    def __init__(self, events: AsyncIterator[str], on_close: Callable[[], None]) -> None:
+        super().__init__(
+            events,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._on_close()
+
+
+def sse_response(
+    events: AsyncIterator[str], request: Request, on_close: Callable[[], None] = lambda: None
+) -> StreamingResponse:
+    """Stream `events`; an error after the 200 went out becomes an error event (the route's
+    envelope, with the request id) followed by `[DONE]`, since the status can no longer change.
+    Starlette cancels `events` when the client disconnects, which stops the generation."""
+    return _SSEResponse(_guarded(events, request), on_close)
+
+
+async def _guarded(events: AsyncIterator[str], request: Request) -> AsyncIterator[str]:
+    try:
+        async for event in events:
+            yield event
+    except Exception as exc:  # the response has started: report in-band
+        error = to_api_error(exc)
+        rid = request_id(request.scope)
+        if error.status >= 500:
+            log.error("stream failed on %s (request id %s)", request.url.path, rid, exc_info=exc)
+        yield sse_event(error_body(request.url.path, error, rid))
+        yield sse_event("[DONE]")
 
 
 async def until_disconnected(request: Request, work: Awaitable[T]) -> T:

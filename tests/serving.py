@@ -1,15 +1,18 @@
-"""Running `semsearch serve` as a subprocess on a free 127.0.0.1 port, for CLI and deploy tests."""
+"""Running the service on a free 127.0.0.1 port: `semsearch serve` as a subprocess (CLI and deploy
+tests), or an app object under uvicorn on a thread (real HTTP, models shared with the test)."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import uvicorn
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,3 +52,23 @@ def running_server(
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+@contextmanager
+def serve_in_thread(app) -> Iterator[str]:
+    """Serve `app` (its lifespan included) with uvicorn on a thread; yield the base URL."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)

@@ -7,6 +7,10 @@ reference is `AutoTokenizer.from_pretrained(dir, gguf_file=...)`, compared with
 transformers has no entry for the GGUF's `tokenizer.ggml.pre = "smollm"` and falls back to GPT-2's
 regex; llama.cpp (and SmolLM2's own tokenizer.json) split every digit off first. Our default is
 the latter; both are checked at 100 % against the reference set up each way.
+
+Bytes with no token: `ours` is configured as `decoder.load_generator` builds it (such a byte ->
+the GGUF's unknown id), against the reference's BPE model given that same unknown token;
+`ours_gpt2` has no unknown id and, like transformers' conversion as it is, skips them.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import pytest
 
 from decoder import DEFAULT_GGUF
 from decoder.bpe import BPETokenizer, ChatTemplate, bytes_to_unicode
+from decoder.generate import unknown_token_id
 from decoder.gguf import GGUFFile
 
 pytestmark = pytest.mark.skipif(not DEFAULT_GGUF.is_file(), reason="run `make setup` first")
@@ -55,19 +60,21 @@ def gguf_file() -> GGUFFile:
     return GGUFFile(DEFAULT_GGUF)
 
 
-def _tokenizer(f: GGUFFile, pre: str) -> BPETokenizer:
+def _tokenizer(f: GGUFFile, pre: str, unk_id: int | None) -> BPETokenizer:
     return BPETokenizer(f.metadata("tokenizer.ggml.tokens"), f.metadata("tokenizer.ggml.merges"),
-                        f.metadata("tokenizer.ggml.token_type"), pre=pre)
+                        f.metadata("tokenizer.ggml.token_type"), pre=pre, unk_id=unk_id)
 
 
 @pytest.fixture(scope="module")
 def ours(gguf_file) -> BPETokenizer:
-    return _tokenizer(gguf_file, "smollm")
+    """As served: llama.cpp's pre-tokenizer, the GGUF's unknown id."""
+    return _tokenizer(gguf_file, "smollm", unknown_token_id(gguf_file))
 
 
 @pytest.fixture(scope="module")
 def ours_gpt2(gguf_file) -> BPETokenizer:
-    return _tokenizer(gguf_file, "gpt2")
+    """As transformers converts the GGUF: GPT-2's regex, no unknown id."""
+    return _tokenizer(gguf_file, "gpt2", None)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +86,8 @@ def ref():
 
 @pytest.fixture(scope="module")
 def ref_smollm():
-    """The reference with llama.cpp's "smollm" pre-tokenizer: digits split off, then GPT-2's."""
+    """The reference with llama.cpp's "smollm" pre-tokenizer (digits split off, then GPT-2's) and
+    the unknown token its config names (the GGUF's) set on its BPE model."""
     transformers = pytest.importorskip("transformers")
     pre_tokenizers = pytest.importorskip("tokenizers.pre_tokenizers")
     tok = transformers.AutoTokenizer.from_pretrained(str(DEFAULT_GGUF.parent),
@@ -88,6 +96,7 @@ def ref_smollm():
         pre_tokenizers.Digits(individual_digits=True),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
     ])
+    tok.backend_tokenizer.model.unk_token = tok.unk_token
     return tok
 
 
@@ -134,14 +143,18 @@ def test_special_token_text_is_one_id(ours):
     assert 1 not in ours.encode("<|im_start")
 
 
-def test_decode_round_trips_and_equals_reference(ours, ref, texts):
+def test_decode_round_trips_and_equals_reference(ours, ours_gpt2, ref, texts):
     """Lossless, except for the 21 bytes this vocabulary has no token for (0x04, 0x06, 0x13,
-    0x14, 0x16, 0x1d, 0xc0, 0xc1, 0xf1, 0xf2, 0xf5..0xff): like the reference, those are dropped."""
+    0x14, 0x16, 0x1d, 0xc0, 0xc1, 0xf1, 0xf2, 0xf5..0xff): each becomes the unknown id (decoded
+    as its text, `<|endoftext|>`), or without one, as in the reference, is dropped."""
     missing = ours.missing_bytes
     assert len(missing) == 21 and 0x1D in missing and ord("a") not in missing
+    unk_text = ours.id_to_token[ours.unk_id].encode()
     for t in texts[:2000] + HAND_MADE:
         kept = bytes(b for b in t.encode() if b not in missing).decode("utf-8", "replace")
-        assert ours.decode(ours.encode(t)) == kept
+        assert ours_gpt2.decode(ours_gpt2.encode(t)) == kept
+        marked = b"".join(unk_text if b in missing else bytes([b]) for b in t.encode())
+        assert ours.decode(ours.encode(t)) == marked.decode("utf-8", "replace")
     rng = random.Random(1)
     for _ in range(300):  # random ids: split UTF-8 sequences, special tokens, anything
         ids = [rng.randrange(ours.vocab_size) for _ in range(rng.randint(1, 30))]

@@ -7,6 +7,8 @@ every stop condition is exercised deterministically and fast (the real tokenizer
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -16,6 +18,7 @@ from decoder.config import DecoderConfig
 from decoder.generate import Generator, _held_back
 from decoder.kv_cache import KVCache
 from decoder.sampling import (
+    SAMPLING_EPS,
     SamplingParams,
     apply_repetition_penalty,
     next_token,
@@ -70,11 +73,72 @@ def test_greedy_seed_and_masks_in_next_token():
     assert next_token(logits, tiny_p, tiny_p.torch_generator()) == int(logits.argmax())
 
 
-@pytest.mark.parametrize("bad", [{"temperature": -1}, {"top_p": 0}, {"top_p": 1.5},
-                                 {"top_k": -1}, {"repetition_penalty": 0}])
+@pytest.mark.parametrize("bad", [
+    {"temperature": -1}, {"top_p": 0}, {"top_p": 1.5}, {"top_k": -1}, {"repetition_penalty": 0},
+    # non-finite values: NaN fails every comparison, inf passed the old `>= 0` / `> 0` checks
+    {"temperature": math.nan}, {"temperature": math.inf}, {"top_p": math.nan},
+    {"repetition_penalty": math.nan}, {"repetition_penalty": math.inf},
+    {"top_k": 2.5}, {"temperature": "0.5"},
+    # torch's manual_seed wraps negatives modulo 2**64 and overflows at 2**64
+    {"seed": -1}, {"seed": -(2**63)}, {"seed": 2**64}, {"seed": 2**70}, {"seed": 1.5},
+    {"seed": True},
+])
 def test_sampling_params_are_validated(bad):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=next(iter(bad))):
         SamplingParams(**bad)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2**63, 2**64 - 1])
+def test_every_64_bit_seed_is_accepted_and_reproducible(seed):
+    logits = torch.randn(300, generator=torch.Generator().manual_seed(3))
+    params = SamplingParams(temperature=1.0, seed=seed)
+    draws = [[next_token(logits, params, g) for _ in range(20)]
+             for g in (params.torch_generator(), params.torch_generator())]
+    assert draws[0] == draws[1]
+    assert params.torch_generator().initial_seed() == seed
+
+
+@pytest.mark.parametrize("temperature", [1e-40, 1e-300, 5e-324, 1e-6, SAMPLING_EPS / 2])
+def test_temperature_below_eps_is_greedy(temperature):
+    """logits / 1e-40 overflows float32 to inf and softmax gives NaN: treated as greedy instead."""
+    g = torch.Generator().manual_seed(4)
+    params = SamplingParams(temperature=temperature, top_p=0.9, top_k=5, seed=0)
+    assert params.greedy
+    rng = params.torch_generator()
+    for _ in range(20):
+        logits = torch.randn(1000, generator=g) * 5
+        assert next_token(logits, params, rng) == int(logits.argmax())
+
+
+def test_temperature_at_eps_and_above_samples():
+    assert not SamplingParams(temperature=SAMPLING_EPS).greedy
+    logits = torch.zeros(50)
+    logits[:5] = torch.tensor([2.0, 1.9, 1.8, 1.7, 1.6])
+    params = SamplingParams(temperature=0.5, seed=0)
+    rng = params.torch_generator()
+    assert len({next_token(logits, params, rng) for _ in range(200)}) > 1
+
+
+@pytest.mark.parametrize("params", [
+    SamplingParams(temperature=100.0, seed=0),
+    SamplingParams(temperature=100.0, top_p=1e-9, seed=0),
+    SamplingParams(temperature=SAMPLING_EPS, seed=0),
+    SamplingParams(temperature=1.0, top_p=1e-300, top_k=1, seed=0),
+    SamplingParams(temperature=2.0, repetition_penalty=10.0, seed=0),
+    SamplingParams(temperature=100.0, top_p=0.5, top_k=3, repetition_penalty=10.0, seed=0),
+])
+def test_extreme_valid_values_never_give_nan(params):
+    """Random logits at several scales, some already -inf, every id seen: each draw is a valid id
+    (torch.multinomial raises on NaN or inf probabilities)."""
+    g = torch.Generator().manual_seed(5)
+    rng = params.torch_generator()
+    for scale in (1e-3, 1.0, 30.0, 1e4):
+        for _ in range(10):
+            logits = torch.randn(2000, generator=g) * scale
+            logits[torch.randperm(2000, generator=g)[:100]] = float("-inf")
+            seen = torch.randint(0, 2000, (300,), generator=g)
+            tok = next_token(logits, params, rng, seen)
+            assert 0 <= tok < 2000 and math.isfinite(float(logits[tok]))
 
 
 def test_held_back_tail():

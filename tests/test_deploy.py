@@ -62,6 +62,16 @@ def test_the_runtime_stage_installs_no_torch():
     assert not [d for d in core if d.lower().startswith("torch")]
 
 
+def test_every_image_serves_as_an_unprivileged_user():
+    stages = _stages()
+    for name in ("runtime", "full"):
+        users = re.findall(r"^USER\s+(\S+)\s*$", stages[name], flags=re.M)
+        assert users, f"stage {name} sets no USER: it would serve as root"
+        assert users[-1] not in ("root", "0"), f"stage {name} ends as {users[-1]}"
+    # The user exists and owns the data volume it writes to.
+    assert "useradd" in stages["runtime"] and "chown semsearch" in stages["runtime"]
+
+
 def _container_env(service: dict, index_dir: Path) -> dict[str, str]:
     """The service's compose environment, with the volume path mapped to a test directory."""
     env = {k: str(v) for k, v in service["environment"].items()}

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,8 +24,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from index import Collection, FingerprintMismatch
-from index.chunking import chunk_spans
+from index import Collection, FingerprintMismatch, InvalidDocument
+from index.chunking import MAX_ID_CHARS, check_user_id, chunk_spans
+from index.persistence import SWAP_MARKER, mark_complete
 from index.readers import BadRow, ReaderOptions, Record, read_inputs
 from service import cli_index
 from service.indexing import BuildOptions, build_index
@@ -147,6 +149,41 @@ def test_chunk_spans() -> None:
         chunk_spans(offsets, 4, 4)
 
 
+def test_user_id_rules() -> None:
+    for good in ("a", "a#0", "a#chunk-", "a#chunk-1x", "a#chunk-1/b", "ü ß/é", "x" * MAX_ID_CHARS):
+        check_user_id(good)
+    for bad, why in [
+        ("", "non-empty"),
+        (5, "non-empty string"),
+        ("a#chunk-0", "reserved"),
+        ("doc#chunk-12", "reserved"),
+        ("x" * (MAX_ID_CHARS + 1), "at most 512"),
+        ("a\x00b", "control"),
+        ("a\nb", "control"),
+        ("a\x7f", "control"),
+        ("a\x85b", "control"),
+    ]:
+        with pytest.raises(InvalidDocument, match=why):
+            check_user_id(bad)
+
+
+def test_readers_turn_bad_ids_into_bad_rows(tmp_path: Path) -> None:
+    path = write_jsonl(
+        tmp_path / "in.jsonl",
+        [
+            {"id": "a#chunk-3", "text": "t"},
+            {"id": "n\u0000ul", "text": "t"},
+            {"id": "ok", "text": "t"},
+            {"id": "y" * 600, "text": "t"},
+        ],
+    )
+    rows = list(read_inputs([path], ReaderOptions()))
+    bad = {r.line: r.reason for r in rows if isinstance(r, BadRow)}
+    assert sorted(bad) == [1, 2, 4]
+    assert "reserved" in bad[1] and "control" in bad[2] and "at most 512" in bad[4]
+    assert [r.id for r in rows if isinstance(r, Record)] == ["ok"]
+
+
 # --- the pipeline ------------------------------------------------------------------------------
 
 
@@ -170,7 +207,7 @@ def test_build_search_and_rerun_skips(tmp_path: Path) -> None:
         assert col.info()["encoder_fingerprint"] == emb.fingerprint()
 
 
-def test_chunking_gives_docid_n_with_parent(tmp_path: Path) -> None:
+def test_chunking_gives_docid_chunk_n_with_parent(tmp_path: Path) -> None:
     long_text = " ".join(f"w{i}" for i in range(50))
     src = write_jsonl(
         tmp_path / "in.jsonl", [{"id": "long", "text": long_text, "metadata": {"a": 1}}]
@@ -179,12 +216,29 @@ def test_chunking_gives_docid_n_with_parent(tmp_path: Path) -> None:
     report = build_index([src], tmp_path / "idx", FakeEmbedder(), opts)
     assert report.added == 3
     with Collection.open(tmp_path / "idx", read_only=True) as col:
-        chunks = [col.get(f"long#{n}") for n in range(3)]
+        chunks = [col.get(f"long#chunk-{n}") for n in range(3)]
         assert [c.text.split()[0] for c in chunks] == ["w0", "w15", "w30"]
         assert chunks[2].text.split()[-1] == "w49"
         assert chunks[1].metadata == {"a": 1, "parent_id": "long", "chunk": 1}
         hits = col.search(FakeEmbedder().encode(["w20 w21 w22"])[0], k=1)
         assert hits[0].metadata["parent_id"] == "long"
+
+
+def test_chunks_and_user_documents_never_collide(tmp_path: Path) -> None:
+    long_text = " ".join(f"w{i}" for i in range(30))
+    chunked = write_jsonl(tmp_path / "long.jsonl", [{"id": "a", "text": long_text}])
+    idx = tmp_path / "idx"
+    build_index([chunked], idx, FakeEmbedder(), BuildOptions(chunk_tokens=10))
+    plain = write_jsonl(
+        tmp_path / "plain.jsonl",
+        [{"id": "a#0", "text": "a user document"}, {"id": "a#chunk-0", "text": "an impostor"}],
+    )
+    report = build_index([plain], idx, FakeEmbedder())
+    assert (report.added, report.bad_rows, report.count) == (1, 1, 4)
+    with Collection.open(idx, read_only=True) as col:
+        assert col.get("a#0").text == "a user document"
+        chunk = col.get("a#chunk-0")
+        assert chunk.text.split()[0] == "w0" and chunk.metadata["parent_id"] == "a"
 
 
 def test_other_encoder_is_refused_then_reindexed(tmp_path: Path) -> None:
@@ -200,12 +254,15 @@ def test_other_encoder_is_refused_then_reindexed(tmp_path: Path) -> None:
         assert col.info()["dim"] == 32
         assert col.search(other.encode([docs(8)[7]["text"]])[0], k=1)[0].id == "doc7"
     assert not (tmp_path / "idx.reindex").exists()
-    # A crash between the swap's two renames: the next run finishes it.
+    # A crash between the swap's two renames (the copy was marked complete before the first):
+    # the next run finishes it. tests/test_index_concurrency.py crashes at every step.
+    shutil.copytree(tmp_path / "idx", tmp_path / ".idx.old-999")  # stands for the original
     (tmp_path / "idx").rename(tmp_path / "idx.reindex")
-    (tmp_path / ".idx.old-999").mkdir()
+    mark_complete(tmp_path / "idx.reindex", {})
     report = build_index([src], tmp_path / "idx", other)
     assert (report.added, report.count) == (0, 50)
     assert not (tmp_path / ".idx.old-999").exists() and not (tmp_path / "idx.reindex").exists()
+    assert not (tmp_path / "idx" / SWAP_MARKER).exists()
 
 
 _CHILD = """

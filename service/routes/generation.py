@@ -11,13 +11,20 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from service.deps import GenerationDep
-from service.generation import GenerationEngine, Sampling
+from service.generation import GenerationEngine, Sampling, Slot
 from service.openai_schemas import ChatCompletionRequest, CompletionRequest
-from service.schemas import GenerateRequest, GenerateResponse, GenerateUsage
+from service.schemas import (
+    NATIVE_ERRORS,
+    OPENAI_ERRORS,
+    GenerateRequest,
+    GenerateResponse,
+    GenerateUsage,
+)
 from service.streaming import sse_event, sse_response, until_disconnected
 
-router = APIRouter(tags=["generation"])
+router = APIRouter(tags=["generation"], responses=NATIVE_ERRORS)
 
+_NATIVE_DEFAULT_MAX_TOKENS = 128
 _COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 _CHAT_DEFAULT_MAX_TOKENS = 512  # OpenAI's is "up to the context"; this keeps CPU replies bounded
 
@@ -31,10 +38,13 @@ async def generate(
     body: GenerateRequest, request: Request, engine: GenerationDep
 ) -> GenerateResponse | StreamingResponse:
     messages = [m.model_dump() for m in body.messages] if body.messages is not None else None
-    prompt_ids = engine.prompt_ids(body.prompt, messages)
-    sampling = body.sampling()
+    sampling = body.sampling(engine.default_max_new_tokens(_NATIVE_DEFAULT_MAX_TOKENS))
+    prompt_ids = await engine.prepare(body.prompt, messages, sampling)
     if body.stream:
-        return sse_response(native_events(engine, prompt_ids, sampling))
+        slot = engine.reserve()  # 429 now, before the 200 goes out
+        return sse_response(
+            native_events(engine, prompt_ids, sampling, slot), request, slot.release_unused
+        )
     done = await until_disconnected(request, engine.complete(prompt_ids, sampling))
     return GenerateResponse(
         text=done.text,
@@ -47,10 +57,10 @@ async def generate(
 
 
 async def native_events(
-    engine: GenerationEngine, prompt_ids: list[int], sampling: Sampling
+    engine: GenerationEngine, prompt_ids: list[int], sampling: Sampling, slot: Slot
 ) -> AsyncIterator[str]:
     """`{"text": delta}` per token, then `{"text", "finish_reason", "usage"}` last (TGI-like)."""
-    async for delta in engine.stream(prompt_ids, sampling):
+    async for delta in engine.stream(prompt_ids, sampling, slot):
         event: dict[str, Any] = {"text": delta.text}
         if delta.finish_reason is not None:
             usage = delta.usage or {}
@@ -83,32 +93,37 @@ def _response_meta(id_prefix: str, kind: str, model: str) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/completions")
+@router.post("/v1/completions", responses=OPENAI_ERRORS)
 async def completions(body: CompletionRequest, request: Request, engine: GenerationDep) -> Any:
-    prompt_ids = engine.prompt_ids(body.prompt, None)
-    sampling = body.sampling(_COMPLETIONS_DEFAULT_MAX_TOKENS)
+    sampling = body.sampling(engine.default_max_new_tokens(_COMPLETIONS_DEFAULT_MAX_TOKENS))
+    prompt_ids = await engine.prepare(body.prompt, None, sampling)
     meta = _response_meta("cmpl", "text_completion", body.model or engine.model_id)
     if body.stream:
-        return sse_response(
-            _openai_events(engine, prompt_ids, sampling, meta, body.include_usage, chat=False)
+        slot = engine.reserve()
+        events = _openai_events(
+            engine, prompt_ids, sampling, slot, meta, body.include_usage, chat=False
         )
+        return sse_response(events, request, slot.release_unused)
     done = await until_disconnected(request, engine.complete(prompt_ids, sampling))
     choice = {"index": 0, "text": done.text, "logprobs": None, "finish_reason": done.finish_reason}
     return {**meta, "choices": [choice], "usage": _openai_usage(done.usage)}
 
 
-@router.post("/v1/chat/completions")
+@router.post("/v1/chat/completions", responses=OPENAI_ERRORS)
 async def chat_completions(
     body: ChatCompletionRequest, request: Request, engine: GenerationDep
 ) -> Any:
-    prompt_ids = engine.prompt_ids(None, [m.model_dump() for m in body.messages])
-    sampling = body.sampling(_CHAT_DEFAULT_MAX_TOKENS)
+    sampling = body.sampling(engine.default_max_new_tokens(_CHAT_DEFAULT_MAX_TOKENS))
+    messages = [m.model_dump() for m in body.messages]
+    prompt_ids = await engine.prepare(None, messages, sampling)
     meta = _response_meta("chatcmpl", "chat.completion", body.model or engine.model_id)
     if body.stream:
+        slot = engine.reserve()
         chunk_meta = {**meta, "object": "chat.completion.chunk"}
-        return sse_response(
-            _openai_events(engine, prompt_ids, sampling, chunk_meta, body.include_usage, chat=True)
+        events = _openai_events(
+            engine, prompt_ids, sampling, slot, chunk_meta, body.include_usage, chat=True
         )
+        return sse_response(events, request, slot.release_unused)
     done = await until_disconnected(request, engine.complete(prompt_ids, sampling))
     choice = {
         "index": 0,
@@ -123,6 +138,7 @@ async def _openai_events(
     engine: GenerationEngine,
     prompt_ids: list[int],
     sampling: Sampling,
+    slot: Slot,
     meta: dict[str, Any],
     include_usage: bool,
     *,
@@ -148,7 +164,7 @@ async def _openai_events(
         first["choices"][0]["delta"] = {"role": "assistant", "content": ""}
         yield sse_event(first)
     usage: dict[str, int] = {}
-    async for delta in engine.stream(prompt_ids, sampling):
+    async for delta in engine.stream(prompt_ids, sampling, slot):
         if delta.text:
             yield sse_event(chunk(delta.text, None))
         if delta.finish_reason is not None:

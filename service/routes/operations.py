@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from service import __version__
 from service.deps import ModelsDep, SettingsDep, require_api_key
-from service.schemas import Health, Info
+from service.schemas import NATIVE_ERRORS, Health, Info
+from service.settings import REQUEST_LIMITS
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], responses=NATIVE_ERRORS)
 
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
@@ -17,7 +20,8 @@ async def health(models: ModelsDep) -> JSONResponse:
     if models.ready:
         return JSONResponse(Health(status="ok").model_dump(exclude_none=True))
     if models.load_error is not None:
-        body = Health(status="failed", detail=str(models.load_error))
+        # Open to unauthenticated probes: the cause (paths, settings) stays in the log and /info.
+        body = Health(status="failed", detail="loading the models failed; see the server log")
     else:
         body = Health(status="loading")
     return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
@@ -25,18 +29,17 @@ async def health(models: ModelsDep) -> JSONResponse:
 
 @router.get("/info", response_model=Info, dependencies=[Depends(require_api_key)])
 async def info(models: ModelsDep, settings: SettingsDep) -> Info:
-    engine = models.require_embedding()
+    engine = models.require_embedding()  # a failed start answers 503 with its cause (keyed)
     collection = models.require_collection()
     return Info(
-        index=collection.info(),
+        index=await asyncio.to_thread(collection.info),  # a count and a directory listing
         version=__version__,
         model_id=engine.model_id,
         encoder=engine.embedder.fingerprint(),
         decoder=models.generation.generator.fingerprint() if models.generation else None,
         limits={
-            "max_client_batch_size": settings.max_client_batch_size,
             "max_input_length": engine.max_length,
-            "max_batch_tokens": settings.max_batch_tokens,
+            **{name: getattr(settings, name) for name in REQUEST_LIMITS},
         },
     )
 
@@ -52,5 +55,5 @@ async def metrics(request: Request, models: ModelsDep) -> Response:
     if models.embedding is not None:
         registry.queue_depth.set(models.embedding.batcher.queue_depth)
     if models.collection is not None:
-        registry.index_documents.set(models.collection.count())
+        registry.index_documents.set(await asyncio.to_thread(models.collection.count))
     return registry.render()

@@ -9,13 +9,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from service.deps import CollectionDep, EmbeddingDep, GenerationDep, SettingsDep
-from service.generation import GenerationEngine, Sampling
+from service.generation import GenerationEngine, Sampling, Slot
+from service.offload import run_sized
 from service.rag import rag_messages
 from service.routes.generation import native_events
-from service.schemas import GenerateUsage, RagRequest, RagResponse, Source
+from service.schemas import NATIVE_ERRORS, GenerateUsage, RagRequest, RagResponse, Source
 from service.streaming import sse_event, sse_response, until_disconnected
 
-router = APIRouter(tags=["generation"])
+router = APIRouter(tags=["generation"], responses=NATIVE_ERRORS)
+
+_DEFAULT_MAX_TOKENS = 128
 
 
 @router.post(
@@ -29,16 +32,24 @@ async def rag(
     collection: CollectionDep,
     generation: GenerationDep,
 ) -> RagResponse | StreamingResponse:
-    sampling = body.sampling()
+    sampling = body.sampling(generation.default_max_new_tokens(_DEFAULT_MAX_TOKENS))
+    generation.check_sampling(sampling)  # before the work of a search
     query = (await embedding.embed([body.query], normalize=True, truncate=True)).vectors[0]
     hits = await asyncio.to_thread(
         collection.search, query, body.k, body.filter, body.score_threshold
     )
+    # Retrieved texts go in as plain text (never control tokens) and clipped, so the prompt's
+    # size is bounded by k x SEMSEARCH_RAG_MAX_SOURCE_CHARS plus the query.
     messages = rag_messages(body.query, hits, settings.rag_max_source_chars)
-    prompt_ids = generation.prompt_ids(None, messages)
+    prompt_ids = await run_sized(
+        sum(len(m["content"]) for m in messages), generation.prompt_ids, None, messages
+    )
     sources = [Source(id=h.id, score=h.score, text=h.text) for h in hits]
     if body.stream:
-        return sse_response(_events(generation, prompt_ids, sampling, sources))
+        slot = generation.reserve()
+        return sse_response(
+            _events(generation, prompt_ids, sampling, sources, slot), request, slot.release_unused
+        )
     done = await until_disconnected(request, generation.complete(prompt_ids, sampling))
     return RagResponse(
         answer=done.text,
@@ -52,9 +63,13 @@ async def rag(
 
 
 async def _events(
-    engine: GenerationEngine, prompt_ids: list[int], sampling: Sampling, sources: list[Source]
+    engine: GenerationEngine,
+    prompt_ids: list[int],
+    sampling: Sampling,
+    sources: list[Source],
+    slot: Slot,
 ) -> AsyncIterator[str]:
     """The sources first, then the events of `/generate`'s stream."""
     yield sse_event({"sources": [s.model_dump() for s in sources]})
-    async for event in native_events(engine, prompt_ids, sampling):
+    async for event in native_events(engine, prompt_ids, sampling, slot):
         yield event

@@ -3,26 +3,46 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from typing import Any
 
-from fastapi import APIRouter
+import numpy as np
+from fastapi import APIRouter, Response
 
+from index import Collection
 from service.deps import CollectionDep, EmbeddingDep
-from service.schemas import Hit, SearchRequest, SearchResponse
+from service.errors import ValidationFailed
+from service.schemas import NATIVE_ERRORS, SearchRequest, SearchResponse
 
-router = APIRouter(tags=["search"])
+router = APIRouter(tags=["search"], responses=NATIVE_ERRORS)
 
 
 @router.post("/search", response_model=SearchResponse)
-async def search(
-    body: SearchRequest, engine: EmbeddingDep, collection: CollectionDep
-) -> SearchResponse:
+async def search(body: SearchRequest, engine: EmbeddingDep, collection: CollectionDep) -> Response:
     started = time.perf_counter()
+    check_k(body.k, engine.settings.max_search_k)
     query = (await engine.embed([body.query], normalize=True, truncate=True)).vectors[0]
-    hits = await asyncio.to_thread(
-        collection.search, query, body.k, body.filter, body.score_threshold
-    )
-    return SearchResponse(
-        hits=[Hit(id=h.id, score=h.score, text=h.text, metadata=h.metadata) for h in hits],
-        took_ms=(time.perf_counter() - started) * 1000,
-    )
+    # The search and the answer's JSON (up to k x SEMSEARCH_MAX_DOCUMENT_CHARS) off the loop.
+    payload = await asyncio.to_thread(_search_json, collection, query, body, started)
+    return Response(payload, media_type="application/json")
+
+
+def _search_json(
+    collection: Collection, query: np.ndarray, body: SearchRequest, started: float
+) -> bytes:
+    hits = collection.search(query, body.k, body.filter, body.score_threshold)
+    answer: dict[str, Any] = {
+        "hits": [h.to_dict() for h in hits],
+        "took_ms": (time.perf_counter() - started) * 1000,
+    }
+    return json.dumps(answer, ensure_ascii=False, allow_nan=False).encode()
+
+
+def check_k(k: int, limit: int) -> None:
+    """Hits per search are bounded: k x the largest document bounds the size of an answer."""
+    if k > limit:
+        raise ValidationFailed(
+            f"k={k} is more than the maximum of {limit} hits per search (SEMSEARCH_MAX_SEARCH_K)",
+            param="k",
+        )

@@ -2,34 +2,62 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import APIRouter, Response
 
 from service.deps import EmbeddingDep
 from service.engine import check_input_count
-from service.schemas import Token, TokenizeRequest
+from service.errors import PayloadTooLarge
+from service.offload import run_sized
+from service.schemas import NATIVE_ERRORS, Token, TokenizeRequest
 
-router = APIRouter(tags=["embeddings"])
+router = APIRouter(tags=["embeddings"], responses=NATIVE_ERRORS)
 
 
 @router.post("/tokenize", response_model=list[list[Token]])
-async def tokenize(body: TokenizeRequest, engine: EmbeddingDep) -> list[list[Token]]:
+async def tokenize(body: TokenizeRequest, engine: EmbeddingDep) -> Response:
     texts = body.texts()
+    limit = engine.settings.max_input_chars
     check_input_count(len(texts), engine.settings.max_client_batch_size, "inputs")
+    chars = engine.check_inputs(texts)
+    # Nothing truncates here, so the answer grows with the input: bound the request as a whole.
+    if chars > limit:
+        raise PayloadTooLarge(
+            f"the inputs have {chars} characters together, more than the limit of {limit} "
+            "(SEMSEARCH_MAX_INPUT_CHARS); split the request"
+        )
     tokenizer = engine.embedder.tokenizer
+    # Tokens and their JSON are built off the loop: a long input makes tens of thousands.
+    payload = await run_sized(chars, _tokens_json, tokenizer, texts, body.add_special_tokens)
+    return Response(payload, media_type="application/json")
+
+
+def _tokens_json(tokenizer: Any, texts: Sequence[str], add_special_tokens: bool) -> bytes:
+    """The answer's JSON (the `Token` shape) for every input."""
     out = []
     for text in texts:
-        enc = tokenizer.encode(text, add_special_tokens=body.add_special_tokens)
-        tokens = []
+        enc = tokenizer.encode(text, add_special_tokens=add_special_tokens)
+        tokens: list[dict[str, Any]] = []
         for token_id, (start, stop), added in zip(
             enc.ids, enc.offsets, enc.special_tokens_mask, strict=True
         ):
             if added:  # [CLS]/[SEP] the tokenizer added: no span in the input
+                text_of = tokenizer.id_to_token[token_id]
                 tokens.append(
-                    Token(id=token_id, text=tokenizer.id_to_token[token_id], special=True)
+                    {"id": token_id, "text": text_of, "special": True, "start": None, "stop": None}
                 )
             else:
                 tokens.append(
-                    Token(id=token_id, text=text[start:stop], special=False, start=start, stop=stop)
+                    {
+                        "id": token_id,
+                        "text": text[start:stop],
+                        "special": False,
+                        "start": start,
+                        "stop": stop,
+                    }
                 )
         out.append(tokens)
-    return out
+    return json.dumps(out, ensure_ascii=False).encode()
