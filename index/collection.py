@@ -20,7 +20,6 @@ swap the directory under it; and opening first finishes or undoes a swap a crash
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -30,20 +29,19 @@ import numpy as np
 
 from index import filters
 from index.background import Worker
-from index.config import IndexConfig, normalize_type
+from index.building import advance, build_from_store, empty_index_for
+from index.config import IndexConfig
 from index.documents import Doc, Hit
 from index.errors import (
     Busy,
     DimensionMismatch,
-    FingerprintMismatch,
     InvalidArgument,
-    LockTimeout,
-    NotFound,
     ReadOnlyError,
 )
 from index.faiss_index import FaissIndex
 from index.limits import Limits
-from index.locking import OpenHold, RWLock, hold_open, writer_lock
+from index.locking import OpenHold, RWLock, writer_lock
+from index.opening import hold_directory, resolve_manifest
 from index.persistence import (
     DATABASE,
     FORMAT_VERSION,
@@ -52,8 +50,6 @@ from index.persistence import (
     bytes_on_disk,
     read_manifest,
     read_snapshot,
-    recover_swap,
-    remove_stale_temps,
     write_manifest,
     write_snapshot,
 )
@@ -121,75 +117,22 @@ class Collection:
         """
         directory = Path(directory)
         limits = limits or Limits()
-        hold = _hold_directory(directory, read_only, limits.lock_timeout_s)
+        hold = hold_directory(directory, read_only, limits.lock_timeout_s)
         try:
-            return cls._open_held(
-                directory,
-                hold,
-                dim,
-                encoder_fingerprint,
-                index_type,
-                config,
-                read_only,
-                index_options,
-                limits,
-                background,
-            )
+            manifest, settings = resolve_manifest(
+                directory, dim, encoder_fingerprint, index_type, config, read_only,
+                index_options, limits,
+            )  # fmt: skip
+            col = cls(directory, manifest, settings, read_only, limits, background, hold)
         except BaseException:
             hold.release()
             raise
-
-    @classmethod
-    def _open_held(
-        cls,
-        directory: Path,
-        hold: OpenHold,
-        dim: int | None,
-        encoder_fingerprint: dict[str, Any] | None,
-        index_type: str | None,
-        config: IndexConfig | None,
-        read_only: bool,
-        index_options: dict[str, Any] | None,
-        limits: Limits,
-        background: bool,
-    ) -> Collection:
-        if read_only:
-            manifest = read_manifest(directory)
-            if manifest is None:
-                raise NotFound(f"no collection in {directory} (no {directory / 'manifest.json'})")
-            _check(manifest, directory, dim, encoder_fingerprint)
-        else:
-            with writer_lock(directory, limits.lock_timeout_s):
-                remove_stale_temps(directory)
-                on_disk = read_manifest(directory)
-                manifest = on_disk or Manifest(index=(config or IndexConfig()).to_dict())
-                before = manifest.to_json() if on_disk else b""
-                _check(manifest, directory, dim, encoder_fingerprint)
-                manifest.dim = manifest.dim or dim
-                manifest.encoder_fingerprint = manifest.encoder_fingerprint or encoder_fingerprint
-                if config is not None:
-                    manifest.index = config.to_dict()
-                if index_type is not None:
-                    manifest.index = {**manifest.index, "index_type": normalize_type(index_type)}
-                if index_options:
-                    unknown = set(index_options) - set(IndexConfig.__dataclass_fields__)
-                    if unknown:
-                        raise InvalidArgument(f"unknown index options {sorted(unknown)}")
-                    merged = IndexConfig.from_dict({**manifest.index, **index_options})
-                    manifest.index = merged.to_dict()  # validated by IndexConfig
-                if manifest.to_json() != before:
-                    write_manifest(directory, manifest)
-        # A read-only handle may still tune its own searches (ef_search, nprobe) through `config`.
-        settings = config if read_only and config is not None else manifest.index
-        if isinstance(settings, dict):
-            settings = IndexConfig.from_dict(settings)
-        col = cls(directory, manifest, settings, read_only, limits, background, hold)
         try:
             with col._rw.write():
                 col._load()
         except BaseException:
-            col._hold = None  # released by `open`
             col.store.close()
+            hold.release()
             raise
         col._worker.run_pending()
         return col
@@ -218,30 +161,21 @@ class Collection:
             log.warning("snapshot in %s does not match the store; rebuilding", self.directory)
         elif last:
             log.info("no usable snapshot in %s; rebuilding the index from SQLite", self.directory)
-        self._index, self._seq = self._build_index()
+        self._index, self._seq = self._build()
         if not self.read_only:
             self._worker.request(SNAPSHOT_JOB)
 
     # -- keeping the index in step with the store ----------------------------------------------
 
-    def _advance(self, index: FaissIndex, seq: int) -> int | None:
-        """Apply store writes after `seq` to `index`; the sequence it is at now, or None (and
-        `index` untouched) when tombstones it would need have been pruned."""
-        with self.store.snapshot():
-            last = self.store.last_seq()
-            if last == seq:
-                return seq
-            if self.store.pruned_through() > seq:
-                return None
-            index.remove(self.store.tombstones_after(seq))
-            for vids, vectors in self.store.iter_vectors(index.dim, after=seq):
-                index.add(vids, vectors)
-            return last
+    def _build(self) -> tuple[FaissIndex, int]:
+        """A new index over the store's live vectors (no lock needed), and its sequence."""
+        assert self.manifest.dim is not None
+        return build_from_store(self.store, self.manifest.dim, self.config, self.directory)
 
     def _catch_up(self) -> None:
         """Apply store writes newer than the index (caller holds the write lock)."""
         assert self._index is not None
-        seq = self._advance(self._index, self._seq)
+        seq = advance(self.store, self._index, self._seq)
         if seq is None:
             # A newer snapshot was saved and the tombstones we need pruned: reload that.
             self._load_snapshot_or_rebuild()
@@ -255,11 +189,11 @@ class Collection:
         snap = read_snapshot(self.directory / SNAPSHOT)
         if snap is not None and int(snap[0].get("seq", -1)) >= self.store.pruned_through():
             index = FaissIndex.from_bytes(snap[0], snap[1], self.config)
-            seq = self._advance(index, int(snap[0]["seq"]))
+            seq = advance(self.store, index, int(snap[0]["seq"]))
             if seq is not None:
                 self._index, self._seq = index, seq
                 return
-        self._index, self._seq = self._build_index()
+        self._index, self._seq = self._build()
 
     def _wants_rebuild(self) -> bool:
         """A different index type is due (size crossed a threshold, IVF became trainable...)."""
@@ -279,34 +213,6 @@ class Collection:
         limit = max(self.config.compact_min, self.config.compact_ratio * self._index.ntotal)
         return self._index.tombstones > limit
 
-    def _build_index(self) -> tuple[FaissIndex, int]:
-        """A new index over every live vector in the store, and the sequence it reflects.
-
-        Reads one consistent state of the store and touches nothing shared: no lock needed."""
-        dim = self.manifest.dim
-        assert dim is not None
-        with self.store.snapshot():
-            n = self.store.count()
-            factory = self.config.factory_for(n)
-            index = FaissIndex(dim, factory, self.config)
-            if index.needs_training:
-                nlist = self.config.nlist_for(n)
-                index.train(self.store.sample_vectors(min(n, 256 * nlist), dim))
-            for vids, vectors in self.store.iter_vectors(dim):
-                index.add(vids, vectors)
-            seq = self.store.last_seq()
-        log.info("built %s index over %d vectors in %s", factory, n, self.directory)
-        return index, seq
-
-    def _empty_index_for(self, vectors: np.ndarray) -> FaissIndex:
-        """An empty index of the type `len(vectors)` vectors call for, trained on them if IVF."""
-        n = len(vectors)
-        index = FaissIndex(vectors.shape[1], self.config.factory_for(n), self.config)
-        if index.needs_training:
-            want = min(n, 256 * self.config.nlist_for(n))
-            index.train(vectors[:: max(1, n // want)][:want])
-        return index
-
     # -- maintenance (the background thread, or inline after a write) --------------------------
 
     def _maintain(self, job: str) -> None:
@@ -320,12 +226,12 @@ class Collection:
         if self._index is None:
             return
         for _ in range(_REBUILD_TRIES):
-            index, seq = self._build_index()
-            caught = self._advance(index, seq)  # most of the backlog, still without a lock
+            index, seq = self._build()
+            caught = advance(self.store, index, seq)  # most of the backlog, still without a lock
             if caught is None:
                 continue
             with self._rw.write():
-                caught = self._advance(index, caught)  # the last few writes: a short pause
+                caught = advance(self.store, index, caught)  # the last few writes: a short pause
                 if caught is None:
                     continue
                 self._index, self._seq = index, caught
@@ -381,7 +287,7 @@ class Collection:
             self._catch_up()
             if self._index.ntotal == 0 and not self._index.tombstones:
                 # Nothing to migrate yet: start with the type this batch calls for, no rebuild.
-                self._index = self._empty_index_for(vectors)
+                self._index = empty_index_for(vectors, self.config)
             vids, dead = self.store.write(items, vectors)
             self._index.remove(dead)
             self._index.add(vids, vectors)
@@ -429,7 +335,7 @@ class Collection:
                 f"{self.manifest.dim}; use the encoder it was built with or rebuild it"
             )
         elif self._index is None:
-            self._index, self._seq = self._build_index()
+            self._index, self._seq = self._build()
 
     def _check_writable(self) -> None:
         if self.read_only:
@@ -495,7 +401,7 @@ class Collection:
                 self.manifest = on_disk
             with self._rw.write():
                 if self._index is None:  # the first vectors, written by another process
-                    self._index, self._seq = self._build_index()
+                    self._index, self._seq = self._build()
             return
         if self.store.last_seq() != self._seq:
             with self._rw.write():
@@ -579,40 +485,3 @@ class Collection:
             "bytes_on_disk": bytes_on_disk(self.directory),
             "directory": str(self.directory),
         }
-
-
-def _hold_directory(directory: Path, read_only: bool, timeout_s: float) -> OpenHold:
-    """Recover an interrupted swap, then share `open.lock` (see the module docstring).
-
-    Looped: a crash mid-swap can make the directory vanish between the two steps."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        recover_swap(directory, max(0.0, deadline - time.monotonic()), read_only)
-        if read_only and read_manifest(directory) is None:
-            raise NotFound(f"no collection in {directory} (no {directory / 'manifest.json'})")
-        if not read_only:
-            directory.mkdir(parents=True, exist_ok=True)
-        hold = hold_open(directory, max(0.0, deadline - time.monotonic()))
-        if hold is not None:
-            return hold
-        if time.monotonic() >= deadline:
-            raise LockTimeout(f"{directory} kept vanishing while being opened (a reindex swap?)")
-
-
-def _check(
-    manifest: Manifest, directory: Path, dim: int | None, fingerprint: dict[str, Any] | None
-) -> None:
-    if dim is not None and manifest.dim is not None and dim != manifest.dim:
-        raise DimensionMismatch(
-            f"the collection in {directory} holds {manifest.dim}-dimensional vectors, the encoder "
-            f"makes {dim}; use the encoder it was built with, or rebuild it with --reindex"
-        )
-    old = manifest.encoder_fingerprint
-    if fingerprint is not None and old is not None and fingerprint != old:
-        keys = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
-        diff = ", ".join(f"{k}: {old.get(k)!r} -> {fingerprint.get(k)!r}" for k in keys)
-        raise FingerprintMismatch(
-            f"the collection in {directory} was built with another encoder ({diff}); its vectors "
-            "are not comparable. Use the original encoder, or re-embed with "
-            "`semsearch index build --reindex`."
-        )

@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     # longer only delays a lone request (bench/bench_service.py: +2 ms at concurrency 1).
     max_wait_ms: float = Field(0.0, ge=0.0)
     max_queue_requests: int = Field(512, ge=1)  # a full queue answers 429
+    # How long a thread may hold the GIL before another gets it (Python's default is 5 ms): the
+    # event loop waits at most this per switch behind a tokenizer thread.
+    switch_interval_ms: float = Field(1.0, gt=0, le=100)
 
     def onnx_options(self) -> OnnxOptions:
         """The encoder's ONNX options (`encoder.load_embedder(onnx_options=...)`)."""

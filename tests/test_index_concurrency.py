@@ -22,7 +22,7 @@ import pytest
 from test_index_build import FakeEmbedder, docs, write_jsonl
 
 from index import Collection, Doc, FormatError, IndexConfig, Limits, LockTimeout, persistence
-from index import collection as collection_module
+from index import building as building_module
 from index.locking import writer_lock
 from index.persistence import SWAP_MARKER, Manifest, old_copies, reindex_dir, write_manifest
 from service.indexing import BuildOptions, build_index
@@ -328,7 +328,7 @@ class _GatedIndexes:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.armed, self.inside, self.go = threading.Event(), threading.Event(), threading.Event()
         self.built_off_main = 0
-        gate, real = self, collection_module.FaissIndex
+        gate, real = self, building_module.FaissIndex
 
         class Gated(real):  # type: ignore[misc, valid-type]
             def __init__(self, *args: object, **kwargs: object) -> None:
@@ -340,7 +340,7 @@ class _GatedIndexes:
                         assert gate.go.wait(30)
                 super().__init__(*args, **kwargs)
 
-        monkeypatch.setattr(collection_module, "FaissIndex", Gated)
+        monkeypatch.setattr(building_module, "FaissIndex", Gated)
 
 
 HNSW = IndexConfig(index_type="HNSW32", compact_min=50, compact_ratio=0.1)

@@ -91,6 +91,7 @@ def build(path: Path, config: IndexConfig, texts, vectors: np.ndarray) -> Collec
             Doc(str(i), texts[i], {"bucket": i % 10}) for i in range(start, min(stop, len(texts)))
         ]
         col.upsert(docs, vectors[start:stop])
+    col.wait_idle()  # a rebuild to another index type runs in the background
     return col
 
 

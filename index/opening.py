@@ -1,0 +1,112 @@
+"""Opening a collection directory: finish or undo an interrupted swap, share `open.lock`, and
+settle the manifest (dimension, encoder fingerprint, index settings) before any index is loaded.
+
+Kept apart from `Collection` so that the class holds the running state and this file the rules
+for what a directory may contain when it is opened.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from index.config import IndexConfig, normalize_type
+from index.errors import (
+    DimensionMismatch,
+    FingerprintMismatch,
+    InvalidArgument,
+    LockTimeout,
+    NotFound,
+)
+from index.limits import Limits
+from index.locking import OpenHold, hold_open, writer_lock
+from index.persistence import (
+    Manifest,
+    read_manifest,
+    recover_swap,
+    remove_stale_temps,
+    write_manifest,
+)
+
+
+def hold_directory(directory: Path, read_only: bool, timeout_s: float) -> OpenHold:
+    """Recover an interrupted swap, then share `open.lock` (see the module docstring).
+
+    Looped: a crash mid-swap can make the directory vanish between the two steps."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        recover_swap(directory, max(0.0, deadline - time.monotonic()), read_only)
+        if read_only and read_manifest(directory) is None:
+            raise NotFound(f"no collection in {directory} (no {directory / 'manifest.json'})")
+        if not read_only:
+            directory.mkdir(parents=True, exist_ok=True)
+        hold = hold_open(directory, max(0.0, deadline - time.monotonic()))
+        if hold is not None:
+            return hold
+        if time.monotonic() >= deadline:
+            raise LockTimeout(f"{directory} kept vanishing while being opened (a reindex swap?)")
+
+
+def check_compatible(
+    manifest: Manifest, directory: Path, dim: int | None, fingerprint: dict[str, Any] | None
+) -> None:
+    if dim is not None and manifest.dim is not None and dim != manifest.dim:
+        raise DimensionMismatch(
+            f"the collection in {directory} holds {manifest.dim}-dimensional vectors, the encoder "
+            f"makes {dim}; use the encoder it was built with, or rebuild it with --reindex"
+        )
+    old = manifest.encoder_fingerprint
+    if fingerprint is not None and old is not None and fingerprint != old:
+        keys = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
+        diff = ", ".join(f"{k}: {old.get(k)!r} -> {fingerprint.get(k)!r}" for k in keys)
+        raise FingerprintMismatch(
+            f"the collection in {directory} was built with another encoder ({diff}); its vectors "
+            "are not comparable. Use the original encoder, or re-embed with "
+            "`semsearch index build --reindex`."
+        )
+
+
+def resolve_manifest(
+    directory: Path,
+    dim: int | None,
+    encoder_fingerprint: dict[str, Any] | None,
+    index_type: str | None,
+    config: IndexConfig | None,
+    read_only: bool,
+    index_options: dict[str, Any] | None,
+    limits: Limits,
+) -> tuple[Manifest, IndexConfig]:
+    """The manifest (checked against `dim` and `encoder_fingerprint`, updated with the requested
+    settings and written back when it changed) and the index settings this handle uses."""
+    if read_only:
+        manifest = read_manifest(directory)
+        if manifest is None:
+            raise NotFound(f"no collection in {directory} (no {directory / 'manifest.json'})")
+        check_compatible(manifest, directory, dim, encoder_fingerprint)
+    else:
+        with writer_lock(directory, limits.lock_timeout_s):
+            remove_stale_temps(directory)
+            on_disk = read_manifest(directory)
+            manifest = on_disk or Manifest(index=(config or IndexConfig()).to_dict())
+            before = manifest.to_json() if on_disk else b""
+            check_compatible(manifest, directory, dim, encoder_fingerprint)
+            manifest.dim = manifest.dim or dim
+            manifest.encoder_fingerprint = manifest.encoder_fingerprint or encoder_fingerprint
+            if config is not None:
+                manifest.index = config.to_dict()
+            if index_type is not None:
+                manifest.index = {**manifest.index, "index_type": normalize_type(index_type)}
+            if index_options:
+                unknown = set(index_options) - set(IndexConfig.__dataclass_fields__)
+                if unknown:
+                    raise InvalidArgument(f"unknown index options {sorted(unknown)}")
+                merged = IndexConfig.from_dict({**manifest.index, **index_options})
+                manifest.index = merged.to_dict()  # validated by IndexConfig
+            if manifest.to_json() != before:
+                write_manifest(directory, manifest)
+    # A read-only handle may still tune its own searches (ef_search, nprobe) through `config`.
+    settings = config if read_only and config is not None else manifest.index
+    if isinstance(settings, dict):
+        settings = IndexConfig.from_dict(settings)
+    return manifest, settings
