@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from index.errors import InvalidDocument
+from index.errors import InvalidDocument, shown
 
 MAX_ID_CHARS = 512
 CHUNK_MARK = "#chunk-"
@@ -53,7 +53,7 @@ def chunk_id(parent_id: str, n: int) -> str:
 def check_user_id(doc_id: object) -> None:
     """Raise InvalidDocument unless `doc_id` is acceptable as a user's document id (see above)."""
     if not isinstance(doc_id, str) or not doc_id:
-        raise InvalidDocument(f"document id must be a non-empty string, got {doc_id!r}")
+        raise InvalidDocument(f"document id must be a non-empty string, got {shown(doc_id)}")
     if len(doc_id) > MAX_ID_CHARS:
         raise InvalidDocument(
             f"document id is {len(doc_id)} characters long; at most {MAX_ID_CHARS} are allowed"
@@ -61,10 +61,10 @@ def check_user_id(doc_id: object) -> None:
     bad = _CONTROL.search(doc_id)
     if bad is not None:
         raise InvalidDocument(
-            f"document id {doc_id!r} contains the control character {bad.group()!r}"
+            f"document id {shown(doc_id)} contains the control character {bad.group()!r}"
         )
     if _RESERVED.search(doc_id):
         raise InvalidDocument(
-            f"document id {doc_id!r} ends in '{CHUNK_MARK}<number>', which is reserved for the "
-            "chunks the indexer makes of long documents; choose another id"
+            f"document id {shown(doc_id)} ends in '{CHUNK_MARK}<number>', which is reserved for "
+            "the chunks the indexer makes of long documents; choose another id"
         )

@@ -8,14 +8,15 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from index.errors import InvalidDocument
+from index.errors import InvalidDocument, shown
 from index.limits import Limits
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what SQLite (and its JSON functions) hold exactly
 
 
 def _where(path: tuple[str | int, ...]) -> str:
-    return "metadata" + "".join(f"[{p!r}]" for p in path)
+    where = "metadata" + "".join(f"[{p!r}]" for p in path)
+    return where if len(where) <= 200 else where[:199] + "…"
 
 
 def _valid_unicode(text: str) -> bool:
@@ -29,7 +30,9 @@ def _valid_unicode(text: str) -> bool:
 
 def _check_string(doc_id: str, path: tuple[str | int, ...], text: str, what: str) -> None:
     if not _valid_unicode(text):
-        raise InvalidDocument(f"document {doc_id!r}: {what} {_where(path)} is not valid Unicode")
+        raise InvalidDocument(
+            f"document {shown(doc_id)}: {what} {_where(path)} is not valid Unicode"
+        )
 
 
 def check_metadata(doc_id: str, metadata: dict[str, Any], limits: Limits) -> None:
@@ -51,7 +54,7 @@ def check_metadata(doc_id: str, metadata: dict[str, Any], limits: Limits) -> Non
         if isinstance(value, dict | list | tuple):
             if depth > limits.max_metadata_depth:
                 raise InvalidDocument(
-                    f"document {doc_id!r}: {_where(path)} nests deeper than "
+                    f"document {shown(doc_id)}: {_where(path)} nests deeper than "
                     f"{limits.max_metadata_depth} levels (SEMSEARCH_MAX_METADATA_DEPTH)"
                 )
             budget -= 2 + max(len(value) - 1, 0)  # brackets and commas
@@ -59,8 +62,8 @@ def check_metadata(doc_id: str, metadata: dict[str, Any], limits: Limits) -> Non
                 for key, item in value.items():
                     if not isinstance(key, str):
                         raise InvalidDocument(
-                            f"document {doc_id!r}: metadata keys must be strings; "
-                            f"{_where(path)} has the key {key!r}"
+                            f"document {shown(doc_id)}: metadata keys must be strings; "
+                            f"{_where(path)} has the key {shown(key)}"
                         )
                     _check_string(doc_id, (*path, key), key, "the key of")
                     budget -= len(key) + 3  # "key":
@@ -71,7 +74,7 @@ def check_metadata(doc_id: str, metadata: dict[str, Any], limits: Limits) -> Non
             _check_string(doc_id, path, value, "the string at")
             if "\x00" in value:
                 raise InvalidDocument(
-                    f"document {doc_id!r}: {_where(path)} contains a NUL character, which "
+                    f"document {shown(doc_id)}: {_where(path)} contains a NUL character, which "
                     "SQLite's JSON functions cannot compare"
                 )
             budget -= len(value) + 2
@@ -80,20 +83,20 @@ def check_metadata(doc_id: str, metadata: dict[str, Any], limits: Limits) -> Non
         elif isinstance(value, int):
             if not INT64_MIN <= value <= INT64_MAX:
                 raise InvalidDocument(
-                    f"document {doc_id!r}: {_where(path)} = {value} is outside the signed "
+                    f"document {shown(doc_id)}: {_where(path)} = {value} is outside the signed "
                     "64-bit range that SQLite stores exactly"
                 )
             budget -= 1
         elif isinstance(value, float):
             if not math.isfinite(value):
                 raise InvalidDocument(
-                    f"document {doc_id!r}: {_where(path)} is {value!r}; NaN and infinity are "
-                    "not JSON"
+                    f"document {shown(doc_id)}: {_where(path)} is {shown(value)}; "
+                    "NaN and infinity are not JSON"
                 )
             budget -= 1
         else:
             raise InvalidDocument(
-                f"document {doc_id!r}: {_where(path)} is a {type(value).__name__}; metadata "
+                f"document {shown(doc_id)}: {_where(path)} is a {type(value).__name__}; metadata "
                 "values must be JSON (objects, lists, strings, numbers, booleans, null)"
             )
         if budget < 0:
@@ -106,7 +109,7 @@ def check_metadata(doc_id: str, metadata: dict[str, Any], limits: Limits) -> Non
         too_big = True
     if too_big:
         raise InvalidDocument(
-            f"document {doc_id!r}: metadata is larger than {limits.max_metadata_bytes} bytes "
+            f"document {shown(doc_id)}: metadata is larger than {limits.max_metadata_bytes} bytes "
             "of JSON (SEMSEARCH_MAX_METADATA_BYTES)"
         )
 
@@ -130,15 +133,18 @@ class Doc:
         if doc_id is None:
             doc_id = uuid.uuid4().hex
         if not isinstance(doc_id, str) or not doc_id or not _valid_unicode(doc_id):
-            raise InvalidDocument(f"document id must be a non-empty string, got {doc_id!r}")
+            raise InvalidDocument(f"document id must be a non-empty string, got {shown(doc_id)}")
         if not isinstance(text, str):
-            raise InvalidDocument(f"document {doc_id!r}: 'text' must be a string, got {text!r}")
+            raise InvalidDocument(
+                f"document {shown(doc_id)}: 'text' must be a string, got {shown(text)}"
+            )
         if not _valid_unicode(text):
-            raise InvalidDocument(f"document {doc_id!r}: 'text' is not valid Unicode")
+            raise InvalidDocument(f"document {shown(doc_id)}: 'text' is not valid Unicode")
         metadata = metadata or {}
         if not isinstance(metadata, dict):
             raise InvalidDocument(
-                f"document {doc_id!r}: 'metadata' must be an object, got {type(metadata).__name__}"
+                f"document {shown(doc_id)}: 'metadata' must be an object, "
+                f"got {type(metadata).__name__}"
             )
         check_metadata(doc_id, metadata, limits or Limits())
         if isinstance(obj, Doc) and obj.id is doc_id and obj.metadata is metadata:

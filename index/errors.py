@@ -6,6 +6,21 @@ bases (ValueError, KeyError) keep plain-Python callers working with the usual `e
 
 from __future__ import annotations
 
+from typing import Any
+
+_SHOWN_CHARS = 80
+
+
+def shown(value: Any) -> str:
+    """`repr(value)` cut short: messages name what was wrong without echoing a megabyte back.
+
+    A container's repr is built lazily on a bounded copy, so a 900-level nest costs nothing."""
+    if isinstance(value, dict | list):
+        kind = "object" if isinstance(value, dict) else "list"
+        return f"<a {kind} of {len(value)} items>"
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 1] + "…"
+
 
 class CollectionError(Exception):
     """Base class for every error raised by `index/`."""

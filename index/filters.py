@@ -18,7 +18,7 @@ import math
 from typing import Any
 
 from index.documents import INT64_MAX, INT64_MIN
-from index.errors import FilterError
+from index.errors import FilterError, shown
 from index.limits import Limits
 from index.store import json_key_path
 
@@ -30,7 +30,7 @@ _NUMBER = "IN ('integer', 'real')"  # json_type of a JSON number
 
 
 def _bad_value(field: str, op: str, value: Any) -> FilterError:
-    return FilterError(f"filter on {field!r}: {op!r} cannot take {value!r}")
+    return FilterError(f"filter on {shown(field)}: {shown(op)} cannot take {shown(value)}")
 
 
 def _check_value(field: str, op: str, value: Any) -> None:
@@ -41,11 +41,13 @@ def _check_value(field: str, op: str, value: Any) -> None:
     if isinstance(value, int):
         if not INT64_MIN <= value <= INT64_MAX:
             raise FilterError(
-                f"filter on {field!r}: {value} is outside the signed 64-bit integer range"
+                f"filter on {shown(field)}: {value} is outside the signed 64-bit integer range"
             )
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise FilterError(f"filter on {field!r}: {op!r} takes finite numbers, got {value!r}")
+            raise FilterError(
+                f"filter on {shown(field)}: {shown(op)} takes finite numbers, got {shown(value)}"
+            )
     elif isinstance(value, str):
         try:
             value.encode("utf-8")
@@ -56,22 +58,22 @@ def _check_value(field: str, op: str, value: Any) -> None:
 def _check_scalar(field: str, op: str, value: Any) -> None:
     if value is not None and not isinstance(value, str | int | float | bool):
         raise FilterError(
-            f"filter on {field!r}: {op!r} takes a string, number, boolean or null, "
-            f"got {type(value).__name__} {value!r}"
+            f"filter on {shown(field)}: {shown(op)} takes a string, number, boolean or null, "
+            f"got {type(value).__name__} {shown(value)}"
         )
     _check_value(field, op, value)
 
 
 def _check_field(field: Any) -> None:
     if not isinstance(field, str) or not field:
-        raise FilterError(f"filter field names must be non-empty strings, got {field!r}")
+        raise FilterError(f"filter field names must be non-empty strings, got {shown(field)}")
     if len(field) > MAX_FIELD_CHARS:
         raise FilterError(
-            f"filter field {field[:40]!r}... is longer than {MAX_FIELD_CHARS} characters"
+            f"filter field {shown(field)} is longer than {MAX_FIELD_CHARS} characters"
         )
     if json_key_path(field) is None:
         raise FilterError(
-            f"filter field {field!r} cannot be addressed by this SQLite's JSON paths "
+            f"filter field {shown(field)} cannot be addressed by this SQLite's JSON paths "
             "(a key holding both '\"' and '.' or '[' needs SQLite 3.45 or later)"
         )
 
@@ -84,7 +86,7 @@ def normalize(flt: Any, max_conditions: int | None = None) -> list[tuple[str, st
     if flt is None:
         return []
     if not isinstance(flt, dict):
-        raise FilterError(f"a filter must be a JSON object of field conditions, got {flt!r}")
+        raise FilterError(f"a filter must be a JSON object of field conditions, got {shown(flt)}")
     limit = Limits().max_filter_conditions if max_conditions is None else max_conditions
     clauses: list[tuple[str, str, Any]] = []
     count = 0
@@ -106,17 +108,18 @@ def normalize(flt: Any, max_conditions: int | None = None) -> list[tuple[str, st
             clauses.append((field, "eq", cond))
             continue
         if not cond:
-            raise FilterError(f"filter on {field!r}: empty condition object")
+            raise FilterError(f"filter on {shown(field)}: empty condition object")
         for op, value in cond.items():
             if op not in OPERATORS:
                 raise FilterError(
-                    f"filter on {field!r}: unknown operator {op!r}; "
+                    f"filter on {shown(field)}: unknown operator {shown(op)}; "
                     f"use one of {', '.join(OPERATORS)}"
                 )
             if op in ("in", "nin"):
                 if not isinstance(value, list) or not value:
                     raise FilterError(
-                        f"filter on {field!r}: {op!r} takes a non-empty list, got {value!r}"
+                        f"filter on {shown(field)}: {shown(op)} takes a non-empty list, "
+                        f"got {shown(value)}"
                     )
                 counted(len(value))
                 for item in value:
@@ -125,7 +128,8 @@ def normalize(flt: Any, max_conditions: int | None = None) -> list[tuple[str, st
                 counted(1)
                 if isinstance(value, bool) or not isinstance(value, int | float | str):
                     raise FilterError(
-                        f"filter on {field!r}: {op!r} takes a number or a string, got {value!r}"
+                        f"filter on {shown(field)}: {shown(op)} takes a number or a string, "
+                        f"got {shown(value)}"
                     )
                 _check_value(field, op, value)
             else:
