@@ -42,10 +42,11 @@ logger = logging.getLogger(__name__)
 
 CONTROL = 3  # llama.cpp's LLAMA_TOKEN_TYPE_CONTROL
 PRE_TOKENIZERS = ("gpt2", "smollm")
-CACHE_MAX_PIECES = 200_000
-# Pieces longer than this (in characters) are not cached: real words are far shorter, and caching
-# long ones would let a few requests pin megabytes (200k entries x 64k characters).
-CACHE_MAX_PIECE_CHARS = 256
+# The piece cache: at most this many pieces (emptied when full, so junk sent once cannot keep the
+# real words out for good) of at most this many characters (real words are far shorter). Values
+# are tuples: untracked by the garbage collector, whose full passes then stay short. ~10 MB full.
+CACHE_MAX_PIECES = 50_000
+CACHE_MAX_PIECE_CHARS = 64
 
 
 @lru_cache(maxsize=1)
@@ -188,7 +189,7 @@ class BPETokenizer:
         # SmolLM2's vocabulary has no token for 21 bytes (0x04, 0x06, 0x13, 0x14, 0x16, 0x1d,
         # 0xc0, 0xc1, 0xf1, 0xf2, 0xf5..0xff): each becomes `unk_id`, or is skipped (see `_bpe`).
         self.missing_bytes = {b for b, c in self.byte_encoder.items() if c not in self.vocab}
-        self._cache: dict[str, list[int]] = {}
+        self._cache: dict[str, tuple[int, ...]] = {}
 
     @property
     def vocab_size(self) -> int:
@@ -196,15 +197,17 @@ class BPETokenizer:
 
     # -- encoding -------------------------------------------------------------------------------
 
-    def _bpe(self, piece: str) -> list[int]:
+    def _bpe(self, piece: str) -> Sequence[int]:
         """The ids of one pre-token: its bytes as byte-characters, merged by rank (`merge_symbols`),
         a byte with no token as `unk_id` (or skipped first when there is none)."""
         cached = self._cache.get(piece)
         if cached is not None:
             return cached
         ids = self.word_ids("".join(self.byte_encoder[b] for b in piece.encode("utf-8")))
-        if len(piece) <= CACHE_MAX_PIECE_CHARS and len(self._cache) < CACHE_MAX_PIECES:
-            self._cache[piece] = ids
+        if len(piece) <= CACHE_MAX_PIECE_CHARS:
+            if len(self._cache) >= CACHE_MAX_PIECES:
+                self._cache.clear()
+            self._cache[piece] = tuple(ids)
         return ids
 
     def word_ids(self, word: str) -> list[int]:

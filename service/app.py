@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 
 from service import __version__
-from service.deps import require_api_key
+from service.auth import ApiKeyGate
 from service.errors import install_error_handlers
 from service.limits import BodySizeLimit
 from service.metrics import Metrics, RequestMetrics
@@ -54,13 +54,14 @@ def create_app(
     app.state.models = models
     app.state.metrics = metrics
     install_error_handlers(app)
+    # Outermost last: request id -> metrics -> API key (headers only) -> body limits -> routes.
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
+    )
+    app.add_middleware(ApiKeyGate, api_key=settings.api_key)
     app.add_middleware(RequestMetrics, metrics=metrics)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestId)  # outermost: every answer, a 413 included, carries the id
+    app.add_middleware(RequestId)  # every answer, a 401 or 413 included, carries the id
 
-    app.include_router(operations.router)  # /health is open to probes; /info checks the key
-    protected = [Depends(require_api_key)]
-    routers = (embeddings, tokenize, documents, search, generation, rag)
-    for router in (r.router for r in routers):
-        app.include_router(router, dependencies=protected)
+    for module in (operations, embeddings, tokenize, documents, search, generation, rag):
+        app.include_router(module.router)
     return app

@@ -33,7 +33,13 @@ def _serve(args: argparse.Namespace) -> int:
     # Tokenizer threads hold the GIL for Python's default 5 ms at a time; handing it back sooner
     # keeps the event loop (and /health) responsive while they run (bench/bench_health.py).
     sys.setswitchinterval(settings.switch_interval_ms / 1000)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level.lower())
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level.lower(),
+        limit_concurrency=settings.max_connections,
+    )
     return 0
 
 

@@ -134,13 +134,19 @@ class EmbeddingEngine:
     async def embed_many(self, texts: Sequence[str]) -> np.ndarray:
         """Normalized, truncated vectors for any number of texts, queued in client-sized pieces."""
         step = self.settings.max_client_batch_size
-        parts = await asyncio.gather(
-            *(
-                self.embed(piece, normalize=True, truncate=True, chars=sum(map(len, piece)))
-                for piece in (texts[i : i + step] for i in range(0, len(texts), step))
-            )
-        )
-        return np.concatenate([p.vectors for p in parts])
+        # A task group: when one piece fails (a full queue) or the caller leaves, the others are
+        # cancelled and leave the queue too.
+        try:
+            async with asyncio.TaskGroup() as group:
+                parts = [
+                    group.create_task(
+                        self.embed(piece, normalize=True, truncate=True, chars=sum(map(len, piece)))
+                    )
+                    for piece in (texts[i : i + step] for i in range(0, len(texts), step))
+                ]
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None  # the first cause, as one request would raise it
+        return np.concatenate([p.result().vectors for p in parts])
 
     def close(self) -> None:
         self.batcher.stop()

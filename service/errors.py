@@ -7,6 +7,7 @@ this module alone decides which status each becomes.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -14,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope, Send
 
 import index
 from service.request_id import request_id
@@ -60,6 +62,10 @@ class Unauthorized(ApiError):
     status, kind = 401, "Unauthorized"
 
 
+class RequestTimeout(ApiError):
+    status, kind = 408, "Validation"
+
+
 class Unhealthy(ApiError):
     status, kind = 503, "Unhealthy"
 
@@ -87,6 +93,7 @@ _LIBRARY_ERRORS: list[tuple[type[BaseException], type[ApiError]]] = [
 _OPENAI_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
+    408: "invalid_request_error",
     404: "not_found_error",
     413: "invalid_request_error",
     422: "invalid_request_error",
@@ -98,6 +105,15 @@ _OPENAI_TYPES = {
 def to_api_error(exc: BaseException) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, index.Busy):
+        # Its message names the collection's directory: for the log, not for the client.
+        log.warning("collection busy: %s", exc)
+        what = (
+            "a query ran out of time"
+            if isinstance(exc, index.QueryTimeout)
+            else ("another process is writing to the collection")
+        )
+        return Busy(f"{what}; retry later (SEMSEARCH_QUERY_TIMEOUT_S, SEMSEARCH_LOCK_TIMEOUT_S)")
     for library_type, api_type in _LIBRARY_ERRORS:
         if isinstance(exc, library_type):
             return api_type(str(exc))
@@ -140,6 +156,16 @@ def error_response(request: Request, error: ApiError) -> JSONResponse:
     return JSONResponse(
         error_body(request.url.path, error, rid), status_code=error.status, headers=headers
     )
+
+
+async def send_error(scope: Scope, send: Send, error: ApiError) -> None:
+    """Answer `error` from ASGI middleware, before any route (or FastAPI) has seen the request."""
+    rid = request_id(scope)
+    payload = json.dumps(error_body(scope.get("path", ""), error, rid)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(payload))]
+    headers += [(k.lower().encode(), v.encode()) for k, v in error_headers(error.status).items()]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
 
 
 def _describe_validation(exc: RequestValidationError) -> tuple[str, str | None]:

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 
 SEED_MAX = 2**64 - 1  # torch's generator takes a 64-bit seed
+_TEMPLATE_CHARS = 32  # about what ChatML writes around one message
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,10 @@ class GenerationEngine:
     def model_id(self) -> str:
         return "SmolLM2-135M-Instruct"
 
+    @property
+    def context_length(self) -> int:
+        return int(self.generator.context_length)
+
     def default_max_new_tokens(self, route_default: int) -> int:
         """A route's default length, within this server's SEMSEARCH_MAX_NEW_TOKENS."""
         return min(route_default, self.settings.max_new_tokens)
@@ -146,14 +151,25 @@ class GenerationEngine:
         self.check_sampling(sampling)
         if (prompt is None) == (messages is None):
             raise ValidationFailed("give exactly one of `prompt` and `messages`")
+        if messages is not None and len(messages) > self.settings.max_chat_messages:
+            raise PayloadTooLarge(
+                f"{len(messages)} messages, more than the limit of "
+                f"{self.settings.max_chat_messages} (SEMSEARCH_MAX_CHAT_MESSAGES)"
+            )
         texts = [prompt] if prompt is not None else [m["content"] for m in messages or ()]
-        chars = sum(map(len, texts))
+        # Each message adds its template markers: count them, so many empty messages are not
+        # mistaken for a small prompt and tokenized on the loop.
+        chars = sum(map(len, texts)) + _TEMPLATE_CHARS * len(messages or ())
         if chars > self.settings.max_prompt_chars:
             raise PayloadTooLarge(
                 f"the prompt has {chars} characters, more than the limit of "
                 f"{self.settings.max_prompt_chars} (SEMSEARCH_MAX_PROMPT_CHARS)"
             )
         return await run_sized(chars, self.prompt_ids, prompt, messages)
+
+    def chat_ids(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        """Chat messages to ids with the model's template, content as plain text (no checks)."""
+        return self.generator.chat_ids(list(messages), add_generation_prompt=True)
 
     def prompt_ids(
         self, prompt: str | None, messages: Sequence[dict[str, str]] | None
@@ -169,7 +185,7 @@ class GenerationEngine:
         if messages is not None:
             if not messages:
                 raise ValidationFailed("`messages` must contain at least one message")
-            ids = self.generator.chat_ids(list(messages), add_generation_prompt=True)
+            ids = self.chat_ids(messages)
         else:
             assert prompt is not None
             ids = self.generator.tokenizer.encode(prompt)

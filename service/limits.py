@@ -1,23 +1,27 @@
-"""A request-body size limit, enforced before any route parses the body.
+"""Limits on a request body, enforced before any route parses it: its size and how long it takes.
 
-Checked on `Content-Length` when the client sends one, and on the bytes actually received
-otherwise (chunked uploads), so an oversized body is refused with 413 without being buffered.
+The size is checked on `Content-Length` when the client sends one, and on the bytes actually
+received otherwise (chunked uploads), so an oversized body is refused with 413 without being
+buffered. A body that trickles in (or stops one byte short) is refused with 408 once
+`timeout_s` has passed since its first byte was awaited, so a slow client cannot hold memory and a
+connection for ever.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import PayloadTooLarge, error_body
-from service.request_id import request_id
+from service.errors import ApiError, PayloadTooLarge, RequestTimeout, send_error
 
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -25,25 +29,43 @@ class BodySizeLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, send)
+            await send_error(scope, send, self._too_large())
             return
         received = 0
         refused = False
+        body_done = False
+        deadline: float | None = None
+
+        async def refuse(error: ApiError) -> Message:
+            # Answer now, then tell the app the client left so it stops reading.
+            nonlocal refused
+            refused = True
+            await send_error(scope, send, error)
+            return {"type": "http.disconnect"}
 
         async def limited_receive() -> Message:
-            nonlocal received, refused
-            message = await receive()
+            nonlocal received, body_done, deadline
+            if body_done or refused:  # after the body: waiting for a disconnect is not bounded
+                return await receive()
+            deadline = deadline or time.monotonic() + self.timeout_s
+            try:
+                message = await asyncio.wait_for(receive(), deadline - time.monotonic())
+            except TimeoutError:
+                return await refuse(
+                    RequestTimeout(
+                        f"the request body did not arrive within {self.timeout_s:g} s "
+                        "(SEMSEARCH_BODY_TIMEOUT_S)"
+                    )
+                )
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes and not refused:
-                    # Answer now, then tell the app the client left so it stops reading.
-                    refused = True
-                    await self._refuse(scope, send)
-                    return {"type": "http.disconnect"}
+                if received > self.max_bytes:
+                    return await refuse(self._too_large())
+                body_done = not message.get("more_body", False)
             return message
 
         async def guarded_send(message: Message) -> None:
-            if not refused:  # after a refusal the 413 is the whole response
+            if not refused:  # after a refusal the error is the whole response
                 await send(message)
 
         try:
@@ -52,20 +74,7 @@ class BodySizeLimit:
             if not refused:
                 raise
 
-    async def _refuse(self, scope: Scope, send: Send) -> None:
-        error = PayloadTooLarge(
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(
             f"request body larger than {self.max_bytes} bytes (SEMSEARCH_MAX_BODY_BYTES)"
         )
-        body = error_body(scope.get("path", ""), error, request_id(scope))
-        payload = json.dumps(body).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": error.status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(payload)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})

@@ -11,12 +11,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from service.generation import SEED_MAX, Sampling, stop_list
+from service.schemas import StopList, Texts
+from service.settings import MAX_LIST_ITEMS
 
 
 class OpenAIEmbeddingRequest(BaseModel):
     """`/v1/embeddings`."""
 
-    input: str | list[str]
+    input: str | Texts
     model: str | None = None
     encoding_format: Literal["float", "base64"] = "float"
 
@@ -56,7 +58,7 @@ class OpenAISampling(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=0, le=8192)
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    stop: str | list[str] | None = None
+    stop: str | StopList | None = None
     seed: int | None = Field(None, ge=0, le=SEED_MAX)
     stream: bool = False
     stream_options: dict[str, Any] | None = None
@@ -92,4 +94,4 @@ class ChatCompletionMessage(BaseModel):
 
 
 class ChatCompletionRequest(OpenAISampling):
-    messages: list[ChatCompletionMessage] = Field(min_length=1)
+    messages: list[ChatCompletionMessage] = Field(min_length=1, max_length=MAX_LIST_ITEMS)

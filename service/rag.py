@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from service.errors import PayloadTooLarge
 
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered sources below. Cite the sources you use as "
@@ -31,3 +33,25 @@ def rag_messages(query: str, hits: Sequence[Any], max_source_chars: int) -> list
         {"role": "system", "content": f"{SYSTEM_PROMPT}\n\nSources:\n{sources}"},
         {"role": "user", "content": query},
     ]
+
+
+def fit_prompt(
+    query: str,
+    hits: Sequence[Any],
+    max_source_chars: int,
+    room: int,
+    to_ids: Callable[[list[dict[str, str]]], list[int]],
+) -> tuple[list[int], int]:
+    """The prompt's ids with as many of the best hits as fit in `room` tokens, and how many.
+
+    Sources are clipped by characters, but a character can be several tokens (CJK, emoji), so the
+    lowest-ranked sources are dropped until the prompt fits: the answer then cites fewer sources
+    instead of failing. 413 when even the question alone does not fit."""
+    for n in range(len(hits), -1, -1):
+        ids = to_ids(rag_messages(query, hits[:n], max_source_chars))
+        if len(ids) <= room:
+            return ids, n
+    raise PayloadTooLarge(
+        f"the question alone takes {len(ids)} tokens, more than the {room} the model's context "
+        "leaves beside the answer's max_new_tokens; shorten it"
+    )

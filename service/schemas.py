@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.generation import SEED_MAX, Sampling, stop_list
+from service.settings import MAX_LIST_ITEMS, MAX_STOP_ITEMS
+
+# Lists the parser refuses past a ceiling before validating any item (the limits in Settings, a
+# 413 naming the setting, are checked after parsing).
+Texts = Annotated[list[str], Field(max_length=MAX_LIST_ITEMS)]
+StopList = Annotated[list[str], Field(max_length=MAX_STOP_ITEMS)]
 
 
 class ErrorResponse(BaseModel):
@@ -50,7 +56,7 @@ class EmbedRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    inputs: str | list[str]
+    inputs: str | Texts
     normalize: bool = True
     truncate: bool = True
 
@@ -83,7 +89,7 @@ class DocumentIn(BaseModel):
 class UpsertRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    documents: list[DocumentIn]
+    documents: Annotated[list[DocumentIn], Field(max_length=MAX_LIST_ITEMS)]
 
 
 class UpsertResponse(BaseModel):
@@ -127,7 +133,7 @@ class TokenizeRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    inputs: str | list[str]
+    inputs: str | Texts
     add_special_tokens: bool = True
 
     def texts(self) -> list[str]:
@@ -154,7 +160,7 @@ class SamplingFields(BaseModel):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     top_k: int = Field(0, ge=0, description="0 = off")
     repetition_penalty: float = Field(1.0, gt=0.0, le=10.0)
-    stop: str | list[str] | None = None
+    stop: str | StopList | None = None
     seed: int | None = Field(None, ge=0, le=SEED_MAX)
     stream: bool = False
 
@@ -181,7 +187,7 @@ class GenerateRequest(SamplingFields):
     model_config = ConfigDict(extra="forbid")
 
     prompt: str | None = None
-    messages: list[ChatMessage] | None = None
+    messages: Annotated[list[ChatMessage], Field(max_length=MAX_LIST_ITEMS)] | None = None
 
 
 class GenerateUsage(BaseModel):

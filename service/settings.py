@@ -17,6 +17,11 @@ if TYPE_CHECKING:
     from encoder.onnx_embedder import OnnxOptions
     from index import Limits
 
+# Ceilings the request parser enforces on list lengths before it looks at a single item (a body
+# of 900k bad items must not cost 900k error objects); the settings below stay under them.
+MAX_LIST_ITEMS = 4096
+MAX_STOP_ITEMS = 64
+
 Backend = Literal["torch", "onnx", "onnx-int8"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
 # The settings that bound one request's work; `/info` reports them.
@@ -24,11 +29,14 @@ REQUEST_LIMITS = (
     "max_client_batch_size",
     "max_documents_per_request",
     "max_body_bytes",
+    "body_timeout_s",
+    "max_connections",
     "max_input_chars",
     "max_document_chars",
     "max_search_k",
     "max_prompt_chars",
     "max_new_tokens",
+    "max_chat_messages",
     "max_stop_sequences",
     "max_stop_chars",
     "max_concurrent_generations",
@@ -38,6 +46,7 @@ REQUEST_LIMITS = (
     "max_metadata_bytes",
     "max_metadata_depth",
     "query_timeout_s",
+    "max_pending_searches",
     "lock_timeout_s",
 )
 
@@ -77,22 +86,27 @@ class Settings(BaseSettings):
 
     # Request limits (TEI's names where it has them). Each bounds the work one request can cause;
     # past a limit the answer is 413 (too much) or 422 (malformed), naming the setting.
-    max_client_batch_size: int = Field(32, ge=1)  # inputs per /embed request; more -> 413
-    max_documents_per_request: int = Field(1024, ge=1)
+    max_client_batch_size: int = Field(32, ge=1, le=MAX_LIST_ITEMS)  # inputs per /embed request
+    max_documents_per_request: int = Field(1024, ge=1, le=MAX_LIST_ITEMS)
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+    body_timeout_s: float = Field(30.0, gt=0)  # for a request body to arrive in full; then 408
+    max_connections: int = Field(512, ge=1)  # open connections and tasks; more -> 503 (uvicorn)
     # Characters of one embedding / tokenize input, a search or RAG query.
     max_input_chars: int = Field(100_000, ge=1)
     max_document_chars: int = Field(100_000, ge=1)  # stored text of one document
     max_search_k: int = Field(100, ge=1)  # hits per /search (k x document size bounds a reply)
     max_prompt_chars: int = Field(65_536, ge=1)  # a prompt, or all chat messages together
     max_new_tokens: int = Field(2048, ge=1)  # tokens one generation may add
-    max_stop_sequences: int = Field(8, ge=0)
+    max_chat_messages: int = Field(256, ge=1, le=MAX_LIST_ITEMS)
+    max_stop_sequences: int = Field(8, ge=0, le=MAX_STOP_ITEMS)
     max_stop_chars: int = Field(128, ge=1)  # characters of one stop sequence
     # The collection (index.Limits): filters, metadata, SQL time, another process's write lock.
     max_filter_conditions: int = Field(256, ge=1)  # an `in` list's items count one each
     max_metadata_bytes: int = Field(65_536, ge=1)  # one document's metadata as compact JSON
     max_metadata_depth: int = Field(32, ge=1)  # nesting of objects and lists in metadata
     query_timeout_s: float = Field(5.0, gt=0)  # one SQL query of a search; then 503
+    search_threads: int = Field(2, ge=1)  # threads that run searches (not reads or writes)
+    max_pending_searches: int = Field(64, ge=1)  # searches running or waiting; more -> 429
     lock_timeout_s: float = Field(10.0, gt=0)  # waiting for another process's writer; then 503
 
     # Dynamic batching
@@ -135,8 +149,15 @@ class Settings(BaseSettings):
 
     @field_validator("api_key")
     @classmethod
-    def _empty_key_is_none(cls, value: str | None) -> str | None:
-        return value or None
+    def _key_is_visible_ascii(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # empty: no key
+        if not all("!" <= c <= "~" for c in value):
+            raise ValueError(
+                "SEMSEARCH_API_KEY must be visible ASCII characters (no spaces): HTTP headers "
+                "carry nothing else reliably"
+            )
+        return value
 
 
 def _repo_root() -> Path:

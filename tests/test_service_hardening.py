@@ -4,9 +4,13 @@ and nothing already stored is lost. Real encoder, real decoder, real collection 
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import json
 import logging
+import os
 import re
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -140,9 +144,26 @@ def test_health_does_not_tell_unauthenticated_callers_why_loading_failed(tmp_pat
 
 
 def test_a_422_lists_a_few_problems_not_every_one(client):
-    response = client.post("/embed", json={"inputs": list(range(20_000))})
+    response = client.post("/embed", json={"inputs": list(range(3_000))})
     body = assert_error(response, 422, "more problems")
     assert len(body["error"]) < 3_000
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/embed", {"inputs": [1] * 500_000}),
+        ("/documents", {"documents": [{}] * 300_000}),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": ""}] * 50_000}),
+    ],
+)
+def test_a_huge_list_is_refused_before_its_items_are_validated(gen_client, path, body):
+    """Validating 500k bad items one by one held the event loop for seconds."""
+    started = time.perf_counter()
+    response = gen_client.post(path, json=body)
+    elapsed = time.perf_counter() - started
+    assert_error(response, 422, "4096")
+    assert elapsed < 2.0, f"{elapsed:.2f} s"
 
 
 # --- limits --------------------------------------------------------------------------------------
@@ -362,3 +383,71 @@ def test_the_readme_lists_every_request_limit_with_its_default():
         names = re.findall(r"`(SEMSEARCH_\w+)`", row[1])
         defaults = re.findall(r"`([^`]*)`", row[2])
         assert defaults[names.index(variable)] == str(Settings.model_fields[name].default)
+
+
+def test_head_health_and_a_key_that_headers_cannot_carry(client):
+    assert client.head("/health").status_code == 200
+    with pytest.raises(ValueError, match="visible ASCII"):
+        Settings(api_key="clé secrète")
+
+
+def test_too_many_chat_messages(embedder, generator, tmp_path):
+    with make_client(embedder, tmp_path, generator, max_chat_messages=3) as client:
+        messages = [{"role": "user", "content": "hi"}] * 4
+        assert_error(
+            client.post("/generate", json={"messages": messages}), 413, "MAX_CHAT_MESSAGES"
+        )
+
+
+def test_rag_keeps_only_the_sources_that_fit_the_context(gen_client, generator):
+    # Characters past the BMP: 1,200 of them (one clipped source) are thousands of tokens.
+    dense = "".join(chr(0x10000 + i * 37) for i in range(1_300))
+    docs = [{"id": f"dense{i}", "text": f"cat facts {i} {dense}"} for i in range(4)]
+    assert gen_client.post("/documents", json={"documents": docs}).status_code == 200
+    body = {"query": "cat facts", "k": 4, "max_new_tokens": 64}
+    response = gen_client.post("/rag", json=body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert 1 <= len(answer["sources"]) < 4
+    assert answer["usage"]["prompt_tokens"] + 64 <= generator.context_length
+
+
+def test_a_collection_busy_in_another_process_is_a_503_that_names_no_path(embedder, tmp_path):
+    with make_client(embedder, tmp_path, lock_timeout_s=0.3) as client:
+        fd = os.open(tmp_path / "index" / "write.lock", os.O_RDWR | os.O_CREAT)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # what a snapshotting `semsearch index build` holds
+        try:
+            doc = {"id": "a", "text": "blocked"}
+            response = client.post("/documents", json={"documents": [doc]})
+            body = assert_error(response, 503, "retry later")
+            assert response.headers["retry-after"] == "1"
+            assert str(tmp_path) not in body["error"]
+            # A delete of an id that is not there does not wait for the lock.
+            started = time.perf_counter()
+            assert client.delete("/documents/missing").status_code == 404
+            assert time.perf_counter() - started < 0.3
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+        assert client.post("/documents", json={"documents": [doc]}).status_code == 200
+
+
+def test_searches_past_their_pool_are_a_429_while_reads_go_on(embedder, tmp_path):
+    with make_client(embedder, tmp_path, search_threads=1, max_pending_searches=1) as client:
+        client.post("/documents", json={"documents": [{"id": "a", "text": "alpha"}]})
+        pool = client.app.state.models.searches
+        release = threading.Event()
+        pending = threading.Thread(target=lambda: asyncio.run(pool.run(release.wait, 30)))
+        pending.start()  # a slow search holds the only place
+        try:
+            deadline = time.monotonic() + 10
+            while pool._pending == 0:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            response = client.post("/search", json={"query": "alpha"})
+            assert_error(response, 429, "MAX_PENDING_SEARCHES")
+            assert client.get("/documents/a").status_code == 200  # reads have their own threads
+        finally:
+            release.set()
+            pending.join()
+        assert client.post("/search", json={"query": "alpha"}).status_code == 200

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from index import Doc
 from index.chunking import check_user_id
@@ -18,13 +18,14 @@ from service.schemas import (
     UpsertRequest,
     UpsertResponse,
 )
+from service.streaming import until_disconnected
 
 router = APIRouter(prefix="/documents", tags=["documents"], responses=NATIVE_ERRORS)
 
 
 @router.post("", response_model=UpsertResponse, response_model_exclude_none=True)
 async def upsert_documents(
-    body: UpsertRequest, engine: EmbeddingDep, collection: CollectionDep
+    body: UpsertRequest, request: Request, engine: EmbeddingDep, collection: CollectionDep
 ) -> UpsertResponse:
     settings = engine.settings
     check_input_count(len(body.documents), settings.max_documents_per_request, "documents")
@@ -40,7 +41,7 @@ async def upsert_documents(
     docs = await asyncio.to_thread(
         lambda: [Doc.coerce(d.model_dump(), collection.limits) for d in body.documents]
     )
-    vectors = await engine.embed_many(texts)
+    vectors = await until_disconnected(request, engine.embed_many(texts))
     ids = await asyncio.to_thread(collection.upsert, docs, vectors)
     generated = any(d.id is None for d in body.documents)
     return UpsertResponse(upserted=len(ids), ids=ids if generated else None)
@@ -58,6 +59,9 @@ async def get_document(doc_id: str, collection: CollectionDep) -> DocumentOut:
 
 @router.delete("/{doc_id:path}", response_model=DeleteResponse)
 async def delete_document(doc_id: str, collection: CollectionDep) -> DeleteResponse:
-    if await asyncio.to_thread(collection.delete, [doc_id]) == 0:
+    # An id that is not there is a 404 at once, without waiting for the writer lock.
+    if await asyncio.to_thread(collection.get, doc_id) is None or (
+        await asyncio.to_thread(collection.delete, [doc_id]) == 0
+    ):
         raise NotFound(f"no document with id {doc_id[:200]!r}")
     return DeleteResponse(deleted=doc_id)

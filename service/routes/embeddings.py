@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 
 import numpy as np
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from service.deps import EmbeddingDep
 from service.engine import check_input_count
@@ -16,26 +16,30 @@ from service.openai_schemas import (
     OpenAIUsage,
 )
 from service.schemas import NATIVE_ERRORS, OPENAI_ERRORS, EmbedRequest
+from service.streaming import until_disconnected
 
 router = APIRouter(tags=["embeddings"], responses=NATIVE_ERRORS)
 
 
 @router.post("/embed", response_model=list[list[float]])
-async def embed(body: EmbedRequest, engine: EmbeddingDep) -> list[list[float]]:
+async def embed(body: EmbedRequest, request: Request, engine: EmbeddingDep) -> list[list[float]]:
     texts = body.texts()
     check_input_count(len(texts), engine.settings.max_client_batch_size, "inputs")
-    result = await engine.embed(texts, normalize=body.normalize, truncate=body.truncate)
+    # A client that leaves takes its queued work with it (the batcher skips cancelled requests).
+    result = await until_disconnected(
+        request, engine.embed(texts, normalize=body.normalize, truncate=body.truncate)
+    )
     return result.vectors.tolist()
 
 
 @router.post("/v1/embeddings", response_model=OpenAIEmbeddingResponse, responses=OPENAI_ERRORS)
 async def openai_embeddings(
-    body: OpenAIEmbeddingRequest, engine: EmbeddingDep
+    body: OpenAIEmbeddingRequest, request: Request, engine: EmbeddingDep
 ) -> OpenAIEmbeddingResponse:
     # OpenAI truncates nothing silently either: too long is an error, as with `truncate: false`.
     texts = body.texts()
     check_input_count(len(texts), engine.settings.max_client_batch_size, "input")
-    result = await engine.embed(texts, normalize=True, truncate=False)
+    result = await until_disconnected(request, engine.embed(texts, normalize=True, truncate=False))
     data = []
     for i, vector in enumerate(result.vectors):
         if body.encoding_format == "base64":

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from service import __version__
-from service.deps import ModelsDep, SettingsDep, require_api_key
+from service.deps import ModelsDep, SettingsDep
 from service.schemas import NATIVE_ERRORS, Health, Info
 from service.settings import REQUEST_LIMITS
 
 router = APIRouter(tags=["operations"], responses=NATIVE_ERRORS)
 
 
-@router.get("/health", response_model=Health, responses={503: {"model": Health}})
+@router.api_route(
+    "/health", methods=["GET", "HEAD"], response_model=Health, responses={503: {"model": Health}}
+)
 async def health(models: ModelsDep) -> JSONResponse:
     if models.ready:
         return JSONResponse(Health(status="ok").model_dump(exclude_none=True))
@@ -27,7 +29,7 @@ async def health(models: ModelsDep) -> JSONResponse:
     return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
 
 
-@router.get("/info", response_model=Info, dependencies=[Depends(require_api_key)])
+@router.get("/info", response_model=Info)
 async def info(models: ModelsDep, settings: SettingsDep) -> Info:
     engine = models.require_embedding()  # a failed start answers 503 with its cause (keyed)
     collection = models.require_collection()
@@ -47,7 +49,6 @@ async def info(models: ModelsDep, settings: SettingsDep) -> Info:
 @router.get(
     "/metrics",
     response_class=Response,
-    dependencies=[Depends(require_api_key)],
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
 )
 async def metrics(request: Request, models: ModelsDep) -> Response:

@@ -8,10 +8,16 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from service.deps import CollectionDep, EmbeddingDep, GenerationDep, SettingsDep
+from service.deps import (
+    CollectionDep,
+    EmbeddingDep,
+    GenerationDep,
+    SearchPoolDep,
+    SettingsDep,
+)
+from service.engine import check_text_lengths
 from service.generation import GenerationEngine, Sampling, Slot
-from service.offload import run_sized
-from service.rag import rag_messages
+from service.rag import fit_prompt
 from service.routes.generation import native_events
 from service.schemas import NATIVE_ERRORS, GenerateUsage, RagRequest, RagResponse, Source
 from service.streaming import sse_event, sse_response, until_disconnected
@@ -31,20 +37,28 @@ async def rag(
     embedding: EmbeddingDep,
     collection: CollectionDep,
     generation: GenerationDep,
+    searches: SearchPoolDep,
 ) -> RagResponse | StreamingResponse:
     sampling = body.sampling(generation.default_max_new_tokens(_DEFAULT_MAX_TOKENS))
     generation.check_sampling(sampling)  # before the work of a search
-    query = (await embedding.embed([body.query], normalize=True, truncate=True)).vectors[0]
-    hits = await asyncio.to_thread(
-        collection.search, query, body.k, body.filter, body.score_threshold
+    check_text_lengths(
+        [body.query], settings.max_prompt_chars, "SEMSEARCH_MAX_PROMPT_CHARS", "query"
     )
-    # Retrieved texts go in as plain text (never control tokens) and clipped, so the prompt's
-    # size is bounded by k x SEMSEARCH_RAG_MAX_SOURCE_CHARS plus the query.
-    messages = rag_messages(body.query, hits, settings.rag_max_source_chars)
-    prompt_ids = await run_sized(
-        sum(len(m["content"]) for m in messages), generation.prompt_ids, None, messages
+    embedded = embedding.embed([body.query], normalize=True, truncate=True)
+    query = (await until_disconnected(request, embedded)).vectors[0]
+    hits = await searches.run(collection.search, query, body.k, body.filter, body.score_threshold)
+    # Retrieved texts go in as plain text (never control tokens), clipped, and only as many as
+    # fit beside the answer in the model's context: the prompt is bounded by construction.
+    room = generation.context_length - sampling.max_new_tokens
+    prompt_ids, used = await asyncio.to_thread(
+        fit_prompt,
+        body.query,
+        hits,
+        settings.rag_max_source_chars,
+        room,
+        generation.chat_ids,
     )
-    sources = [Source(id=h.id, score=h.score, text=h.text) for h in hits]
+    sources = [Source(id=h.id, score=h.score, text=h.text) for h in hits[:used]]
     if body.stream:
         slot = generation.reserve()
         return sse_response(

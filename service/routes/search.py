@@ -2,29 +2,36 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from index import Collection
-from service.deps import CollectionDep, EmbeddingDep
+from service.deps import CollectionDep, EmbeddingDep, SearchPoolDep
 from service.errors import ValidationFailed
 from service.schemas import NATIVE_ERRORS, SearchRequest, SearchResponse
+from service.streaming import until_disconnected
 
 router = APIRouter(tags=["search"], responses=NATIVE_ERRORS)
 
 
 @router.post("/search", response_model=SearchResponse)
-async def search(body: SearchRequest, engine: EmbeddingDep, collection: CollectionDep) -> Response:
+async def search(
+    body: SearchRequest,
+    request: Request,
+    engine: EmbeddingDep,
+    collection: CollectionDep,
+    searches: SearchPoolDep,
+) -> Response:
     started = time.perf_counter()
     check_k(body.k, engine.settings.max_search_k)
-    query = (await engine.embed([body.query], normalize=True, truncate=True)).vectors[0]
+    embedded = engine.embed([body.query], normalize=True, truncate=True)
+    query = (await until_disconnected(request, embedded)).vectors[0]
     # The search and the answer's JSON (up to k x SEMSEARCH_MAX_DOCUMENT_CHARS) off the loop.
-    payload = await asyncio.to_thread(_search_json, collection, query, body, started)
+    payload = await searches.run(_search_json, collection, query, body, started)
     return Response(payload, media_type="application/json")
 
 
