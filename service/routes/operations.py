@@ -15,9 +15,9 @@ from service.settings import REQUEST_LIMITS
 router = APIRouter(tags=["operations"], responses=NATIVE_ERRORS)
 
 
-@router.api_route(
-    "/health", methods=["GET", "HEAD"], response_model=Health, responses={503: {"model": Health}}
-)
+# HEAD as well: load balancers probe with it. Kept out of the schema (the same answer as GET).
+@router.head("/health", include_in_schema=False)
+@router.get("/health", response_model=Health, responses={503: {"model": Health}})
 async def health(models: ModelsDep) -> JSONResponse:
     if models.ready:
         return JSONResponse(Health(status="ok").model_dump(exclude_none=True))

@@ -1,0 +1,32 @@
+"""docs/API.md is the contract: every route the app publishes is in it, and nothing else is."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from service.app import create_app
+from service.settings import Settings
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "API.md"
+ROUTE = re.compile(r"`(GET|POST|DELETE|HEAD) (/[^`\s]*)`")
+
+
+def _shape(path: str) -> str:
+    return re.sub(r"\{[^}]*\}", "{}", path)  # `{id}` in the docs is `{doc_id}` in the code
+
+
+def test_every_published_route_is_documented_and_every_documented_route_exists():
+    paths = create_app(Settings(decoder="off")).openapi()["paths"]
+    published = {(m.upper(), _shape(p)) for p, methods in paths.items() for m in methods}
+    documented = {(m, _shape(p)) for m, p in ROUTE.findall(DOCS.read_text())}
+    assert published - documented == set(), "published but not in docs/API.md"
+    assert documented - published == set(), "in docs/API.md but not published"
+
+
+def test_no_text_in_the_repo_points_outside_it():
+    root = DOCS.parents[1]
+    outside = re.compile(r"\.\./shared|steering repo|[Ii]ssue #?\d+")
+    for path in [root / "README.md", *root.glob("docs/*.md")]:
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            assert not outside.search(line), f"{path.name}:{number}: {line}"
