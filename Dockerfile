@@ -12,7 +12,7 @@ WORKDIR /src
 # PyPI's Linux torch wheel is a CUDA build of several GB; the CPU build is all an export needs.
 ARG PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
 ENV PIP_EXTRA_INDEX_URL=${PIP_EXTRA_INDEX_URL}
-COPY pyproject.toml Makefile README.md ./
+COPY pyproject.toml Makefile README.md LICENSE ./
 COPY encoder encoder
 COPY decoder decoder
 COPY index index
@@ -22,7 +22,7 @@ RUN make artifacts PYTHON=python3
 # --- runtime: onnxruntime + the service; torch is not installed (checked below) ---
 FROM python:3.11-slim AS runtime
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY encoder encoder
 COPY decoder decoder
 COPY index index

@@ -63,6 +63,7 @@ setup: $(STAMP) $(GGUF) $(ONNX_INT8)
 
 lint: setup
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 test: setup lint
 	$(PY) -m pytest

@@ -34,9 +34,14 @@ import torch  # noqa: E402
 from decoder import DEFAULT_GGUF, load_generator  # noqa: E402
 from service.corpus import real_texts  # noqa: E402
 
-CHATS = ["What is the capital of France?", "Write a haiku about autumn.",
-         "Give me three tips for learning Python.", "Why is the sky blue?",
-         "Explain recursion to a child.", "List the planets in order from the sun."]
+CHATS = [
+    "What is the capital of France?",
+    "Write a haiku about autumn.",
+    "Give me three tips for learning Python.",
+    "Why is the sky blue?",
+    "Explain recursion to a child.",
+    "List the planets in order from the sun.",
+]
 
 
 def _mb(value: float | None) -> str:
@@ -77,10 +82,12 @@ print(loaded - base, rss("VmHWM:") - base)
 
 def memory_in_child(system: str, n_prompt: int, n_new: int) -> tuple[float, float]:
     """(+RSS after loading, +peak RSS by the end of one generation), MB, in a fresh process."""
-    code = _MEMORY_CHILD.format(root=str(Path(__file__).resolve().parents[1]), system=system,
-                                n_prompt=n_prompt, n_new=n_new)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.split()
+    code = _MEMORY_CHILD.format(
+        root=str(Path(__file__).resolve().parents[1]), system=system, n_prompt=n_prompt, n_new=n_new
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
     return float(out[-2]), float(out[-1])
 
 
@@ -94,6 +101,7 @@ def ours_runner(gen: Any, prompt: list[int]) -> Any:
     def run(n: int, use_cache: bool = True) -> None:
         out = gen.generate(prompt, max_new_tokens=n, stop_at_eos=False, use_cache=use_cache)
         assert len(out) == n
+
     return run
 
 
@@ -102,9 +110,11 @@ def ref_runner(model: Any, prompt: list[int]) -> Any:
 
     def run(n: int) -> None:
         with torch.inference_mode():
-            out = model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False,
-                                 pad_token_id=2)
+            out = model.generate(
+                ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=2
+            )
         assert out.shape[1] == len(prompt) + n
+
     return run
 
 
@@ -113,8 +123,15 @@ def ref_kv_runner(model: Any, prompt: list[int]) -> Any:
 
     def run(n: int, use_cache: bool = True) -> None:
         with torch.inference_mode():
-            model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False,
-                           pad_token_id=2, use_cache=use_cache)
+            model.generate(
+                ids,
+                max_new_tokens=n,
+                min_new_tokens=n,
+                do_sample=False,
+                pad_token_id=2,
+                use_cache=use_cache,
+            )
+
     return run
 
 
@@ -125,8 +142,9 @@ def speeds(run: Any, n_prompt: int, n_new: int) -> tuple[float, float]:
     return n_prompt / t1, (n_new - 1) / max(tn - t1, 1e-9)
 
 
-def divergence(fp32: Any, reference: list[list[int]], other: Any, prompts: list[list[int]],
-               n: int) -> dict[str, Any]:
+def divergence(
+    fp32: Any, reference: list[list[int]], other: Any, prompts: list[list[int]], n: int
+) -> dict[str, Any]:
     """Greedy n tokens of `other` vs fp32's (`reference`); at each first divergence, the fp32
     model's top-2 logit margin and its logit gap between the two chosen tokens."""
     same, details = 0, []
@@ -139,9 +157,15 @@ def divergence(fp32: Any, reference: list[list[int]], other: Any, prompts: list[
         with torch.inference_mode():
             logits = fp32.model(torch.tensor([p + a[:i]]), last_only=True)[0, -1]  # (V,)
         top2 = logits.topk(2).values
-        details.append({"position": i, "fp32_margin": round(float(top2[0] - top2[1]), 4),
-                        "fp32_token": a[i], "other_token": b[i],
-                        "fp32_logit_gap_to_other": round(float(logits[a[i]] - logits[b[i]]), 4)})
+        details.append(
+            {
+                "position": i,
+                "fp32_margin": round(float(top2[0] - top2[1]), 4),
+                "fp32_token": a[i],
+                "other_token": b[i],
+                "fp32_logit_gap_to_other": round(float(logits[a[i]] - logits[b[i]]), 4),
+            }
+        )
     return {"identical": same, "prompts": len(prompts), "divergences": details}
 
 
@@ -154,8 +178,11 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--kv-new", default="32,128,256", help="'' to skip the KV-cache speed-up")
     ap.add_argument("--kv-prompt-tokens", type=int, default=32)
-    ap.add_argument("--kv-transformers", action="store_true",
-                    help="also time transformers' generate with use_cache=False (slow)")
+    ap.add_argument(
+        "--kv-transformers",
+        action="store_true",
+        help="also time transformers' generate with use_cache=False (slow)",
+    )
     ap.add_argument("--divergence-prompts", type=int, default=20)
     ap.add_argument("--no-transformers", action="store_true")
     ap.add_argument("--no-memory", action="store_true", help="skip the per-system RSS children")
@@ -171,16 +198,19 @@ def main() -> None:
         for name in names:
             key = "transformers fp32" if name == "transformers" else f"ours {name}"
             memory[key] = memory_in_child(name, args.prompt_tokens, args.new_tokens)
-            print(f"memory {key}: +{memory[key][0]:.0f} MB loaded, +{memory[key][1]:.0f} MB "
-                  "peak after one generation", flush=True)
+            print(
+                f"memory {key}: +{memory[key][0]:.0f} MB loaded, +{memory[key][1]:.0f} MB "
+                "peak after one generation",
+                flush=True,
+            )
     gens = {w: load_generator(threads=args.threads, weights=w) for w in formats}
     ref = None
     if not args.no_transformers:
         from transformers import AutoModelForCausalLM
 
-        ref = AutoModelForCausalLM.from_pretrained(str(DEFAULT_GGUF.parent),
-                                                   gguf_file=DEFAULT_GGUF.name,
-                                                   dtype=torch.float32).eval()
+        ref = AutoModelForCausalLM.from_pretrained(
+            str(DEFAULT_GGUF.parent), gguf_file=DEFAULT_GGUF.name, dtype=torch.float32
+        ).eval()
 
     any_gen = next(iter(gens.values()))
     text = " ".join(real_texts(400))
@@ -192,8 +222,7 @@ def main() -> None:
     for run in systems.values():  # warm-up
         run(2)
 
-    results: dict[str, dict[str, list[float]]] = {s: {"prefill": [], "decode": []}
-                                                  for s in systems}
+    results: dict[str, dict[str, list[float]]] = {s: {"prefill": [], "decode": []} for s in systems}
     loads = []
     for r in range(args.rounds):
         for name, run in systems.items():
@@ -204,25 +233,33 @@ def main() -> None:
         print(f"round {r + 1}/{args.rounds} done, load average {loads[-1]}", flush=True)
 
     base = "transformers fp32" if ref is not None else None
-    print(f"\n{len(prompt)}-token prompt, {args.new_tokens} new tokens, {args.threads} thread(s), "
-          f"medians of {args.rounds} alternating rounds")
-    print(f"{'system':<20}{'prefill tok/s':>14}{'decode tok/s':>14}{'prefill x':>11}"
-          f"{'decode x':>10}{'+RSS MB':>9}{'+peak MB':>10}")
+    print(
+        f"\n{len(prompt)}-token prompt, {args.new_tokens} new tokens, {args.threads} thread(s), "
+        f"medians of {args.rounds} alternating rounds"
+    )
+    print(
+        f"{'system':<20}{'prefill tok/s':>14}{'decode tok/s':>14}{'prefill x':>11}"
+        f"{'decode x':>10}{'+RSS MB':>9}{'+peak MB':>10}"
+    )
     table = {}
     for name, res in results.items():
-        row = {"prefill_tok_s": statistics.median(res["prefill"]),
-               "decode_tok_s": statistics.median(res["decode"]),
-               "rss_mb": memory[name][0] if name in memory else None,
-               "peak_rss_mb": memory[name][1] if name in memory else None}
+        row = {
+            "prefill_tok_s": statistics.median(res["prefill"]),
+            "decode_tok_s": statistics.median(res["decode"]),
+            "rss_mb": memory[name][0] if name in memory else None,
+            "peak_rss_mb": memory[name][1] if name in memory else None,
+        }
         if base:
             for k in ("prefill", "decode"):
                 ratios = [o / b for o, b in zip(res[k], results[base][k], strict=True)]
                 row[f"{k}_ratio"] = statistics.median(ratios)
         table[name] = row
-        print(f"{name:<20}{row['prefill_tok_s']:>14.1f}{row['decode_tok_s']:>14.1f}"
-              f"{row.get('prefill_ratio', float('nan')):>11.2f}"
-              f"{row.get('decode_ratio', float('nan')):>10.2f}"
-              f"{_mb(row['rss_mb']):>9}{_mb(row['peak_rss_mb']):>10}")
+        print(
+            f"{name:<20}{row['prefill_tok_s']:>14.1f}{row['decode_tok_s']:>14.1f}"
+            f"{row.get('prefill_ratio', float('nan')):>11.2f}"
+            f"{row.get('decode_ratio', float('nan')):>10.2f}"
+            f"{_mb(row['rss_mb']):>9}{_mb(row['peak_rss_mb']):>10}"
+        )
 
     kv: dict[str, dict[str, float]] = {}
     kv_new = [int(n) for n in args.kv_new.split(",") if n]
@@ -237,35 +274,54 @@ def main() -> None:
             with_cache = timed(lambda n=n, run=run: run(n))
             without = timed(lambda n=n, run=run: run(n, use_cache=False))
             kv[name][str(n)] = without / with_cache
-            print(f"  {n:>4} new tokens: {with_cache:6.2f} s with, {without:7.2f} s without "
-                  f"-> {kv[name][str(n)]:.1f}x  (load {load_avg()})", flush=True)
+            print(
+                f"  {n:>4} new tokens: {with_cache:6.2f} s with, {without:7.2f} s without "
+                f"-> {kv[name][str(n)]:.1f}x  (load {load_avg()})",
+                flush=True,
+            )
 
     div: dict[str, Any] = {}
     if "fp32" in gens and args.divergence_prompts:
         tok = any_gen.tokenizer
-        chats = [tok.encode(any_gen.apply_chat_template([{"role": "user", "content": c}]))
-                 for c in CHATS]
-        plain = [tok.encode(t)[:48] for t in real_texts(200)[:: 7]]
+        chats = [
+            tok.encode(any_gen.apply_chat_template([{"role": "user", "content": c}])) for c in CHATS
+        ]
+        plain = [tok.encode(t)[:48] for t in real_texts(200)[::7]]
         prompts = (chats + [p for p in plain if len(p) >= 8])[: args.divergence_prompts]
-        reference = [gens["fp32"].generate(p, max_new_tokens=32, stop_at_eos=False)
-                     for p in prompts]
+        reference = [
+            gens["fp32"].generate(p, max_new_tokens=32, stop_at_eos=False) for p in prompts
+        ]
         for w in formats:
             if w == "fp32":
                 continue
             div[w] = divergence(gens["fp32"], reference, gens[w], prompts, 32)
             d = div[w]
             margins = [x["fp32_margin"] for x in d["divergences"]]
-            print(f"\n{w}: greedy 32 tokens identical to fp32 on {d['identical']}/{d['prompts']} "
-                  f"prompts; divergences at positions {[x['position'] for x in d['divergences']]}"
-                  f", fp32 top-2 margins there {margins}")
+            print(
+                f"\n{w}: greedy 32 tokens identical to fp32 on {d['identical']}/{d['prompts']} "
+                f"prompts; divergences at positions {[x['position'] for x in d['divergences']]}"
+                f", fp32 top-2 margins there {margins}"
+            )
 
     if args.json:
-        args.json.write_text(json.dumps({
-            "threads": args.threads, "prompt_tokens": len(prompt), "new_tokens": args.new_tokens,
-            "rounds": args.rounds, "load_averages": loads, "table": table, "raw": results,
-            "kv_cache_speedup": kv, "kv_prompt_tokens": args.kv_prompt_tokens,
-            "divergence": div, "torch": torch.__version__,
-        }, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "threads": args.threads,
+                    "prompt_tokens": len(prompt),
+                    "new_tokens": args.new_tokens,
+                    "rounds": args.rounds,
+                    "load_averages": loads,
+                    "table": table,
+                    "raw": results,
+                    "kv_cache_speedup": kv,
+                    "kv_prompt_tokens": args.kv_prompt_tokens,
+                    "divergence": div,
+                    "torch": torch.__version__,
+                },
+                indent=2,
+            )
+        )
         print(f"wrote {args.json}")
 
 

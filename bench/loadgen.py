@@ -23,7 +23,6 @@ import itertools
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import time
 from collections.abc import Sequence
@@ -60,10 +59,6 @@ class LoadResult:
         ordered = sorted(self.latencies)
         rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
         return ordered[rank] * 1000
-
-    @property
-    def mean_ms(self) -> float:
-        return statistics.fmean(self.latencies) * 1000 if self.latencies else float("nan")
 
 
 def check_local(url: str) -> None:

@@ -21,18 +21,36 @@ if TYPE_CHECKING:
     from decoder.generate import Generator, StreamEvent
     from decoder.sampling import SAMPLING_EPS, SamplingParams
 
-__all__ = ["DEFAULT_GGUF", "SAMPLING_EPS", "BPETokenizer", "ChatTemplate", "Generator",
-           "SamplingParams", "StreamEvent", "load_generator"]
+__all__ = [
+    "DEFAULT_GGUF",
+    "SAMPLING_EPS",
+    "BPETokenizer",
+    "ChatTemplate",
+    "Generator",
+    "SamplingParams",
+    "StreamEvent",
+    "load_generator",
+]
 
 # Imported on first use: generate and sampling pull in torch.
-_LAZY = {"Generator": "generate", "StreamEvent": "generate", "BPETokenizer": "bpe",
-         "ChatTemplate": "bpe", "SamplingParams": "sampling", "SAMPLING_EPS": "sampling"}
+_LAZY = {
+    "Generator": "generate",
+    "StreamEvent": "generate",
+    "BPETokenizer": "bpe",
+    "ChatTemplate": "bpe",
+    "SamplingParams": "sampling",
+    "SAMPLING_EPS": "sampling",
+}
 
 DEFAULT_GGUF = Path(__file__).resolve().parents[1] / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def load_generator(gguf_path: str | Path | None = None, threads: int | None = None,
-                   weights: str = "fp32", pre_tokenizer: str | None = None) -> Generator:
+def load_generator(
+    gguf_path: str | Path | None = None,
+    threads: int | None = None,
+    weights: str = "fp32",
+    pre_tokenizer: str | None = None,
+) -> Generator:
     """Load the decoder. `gguf_path` None = the bundled SmolLM2 GGUF under models/.
 
     `threads` sets torch's intra-op threads (process-wide) when given. `weights`: "fp32" (the

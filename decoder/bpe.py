@@ -52,8 +52,11 @@ CACHE_MAX_PIECE_CHARS = 64
 @lru_cache(maxsize=1)
 def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's table: every byte to a printable character; printable bytes map to themselves."""
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-            *range(ord("®"), ord("ÿ") + 1)]
+    keep = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
     table = {b: chr(b) for b in keep}
     n = 0
     for b in range(256):
@@ -73,8 +76,11 @@ def _ranges(flags: list[bool]) -> str:
             start = cp
         elif not ok and start >= 0:
             end = cp - 1
-            parts.append(re.escape(chr(start)) if start == end
-                         else f"{re.escape(chr(start))}-{re.escape(chr(end))}")
+            parts.append(
+                re.escape(chr(start))
+                if start == end
+                else f"{re.escape(chr(start))}-{re.escape(chr(end))}"
+            )
             start = -1
     return "".join(parts)
 
@@ -153,9 +159,14 @@ class BPETokenizer:
     `unk_id`: the id a byte with no token becomes (the GGUF's `tokenizer.ggml.unknown_token_id`);
     None skips such bytes, as transformers' GGUF conversion does (see the module docstring)."""
 
-    def __init__(self, tokens: Sequence[str], merges: Iterable[str],
-                 token_types: Sequence[int] | None = None, pre: str = "smollm",
-                 unk_id: int | None = None) -> None:
+    def __init__(
+        self,
+        tokens: Sequence[str],
+        merges: Iterable[str],
+        token_types: Sequence[int] | None = None,
+        pre: str = "smollm",
+        unk_id: int | None = None,
+    ) -> None:
         if pre not in PRE_TOKENIZERS:
             raise ValueError(f"unknown pre-tokenizer {pre!r}; known: {', '.join(PRE_TOKENIZERS)}")
         self.pre = pre
@@ -182,8 +193,9 @@ class BPETokenizer:
         self.special_ids = {i for i, t in enumerate(types) if t == CONTROL}
         self.special_tokens = {self.id_to_token[i]: i for i in sorted(self.special_ids)}
         alternatives = sorted(self.special_tokens, key=len, reverse=True)  # longest first
-        self._special_re = re.compile("(" + "|".join(map(re.escape, alternatives)) + ")") \
-            if alternatives else None
+        self._special_re = (
+            re.compile("(" + "|".join(map(re.escape, alternatives)) + ")") if alternatives else None
+        )
         self.byte_encoder = bytes_to_unicode()
         self.byte_decoder = {c: b for b, c in self.byte_encoder.items()}
         # SmolLM2's vocabulary has no token for 21 bytes (0x04, 0x06, 0x13, 0x14, 0x16, 0x1d,
@@ -337,14 +349,21 @@ class ChatTemplate:
             raise ValueError(f"message {i}: content must be a string, got {type(content).__name__}")
         # A role is written where the template expects a name: a line break or a marker in it
         # would let the caller start a turn of their own.
-        if (not isinstance(role, str) or not role or not role.isprintable()
-                or any(t in role for t in self._forbidden_in_role)):
-            raise ValueError(f"message {i}: role must be a non-empty single line of printable "
-                             f"text with no special tokens, got {role!r}")
+        if (
+            not isinstance(role, str)
+            or not role
+            or not role.isprintable()
+            or any(t in role for t in self._forbidden_in_role)
+        ):
+            raise ValueError(
+                f"message {i}: role must be a non-empty single line of printable "
+                f"text with no special tokens, got {role!r}"
+            )
         return role, content
 
-    def render_segments(self, messages: Sequence[Mapping[str, str]],
-                        add_generation_prompt: bool = True) -> list[tuple[str, bool]]:
+    def render_segments(
+        self, messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = True
+    ) -> list[tuple[str, bool]]:
         """The rendered prompt as (text, is_template) segments, in order: True for the markers,
         newlines and default system prompt the template writes, False for each role and content."""
         parts: list[tuple[str, bool]] = []
@@ -352,13 +371,19 @@ class ChatTemplate:
             role, content = self._message(i, message)
             if i == 0 and role != "system" and self.default_system is not None:
                 parts.append((f"{IM_START}system\n{self.default_system}{IM_END}\n", True))
-            parts += [(IM_START, True), (role, False), ("\n", True), (content, False),
-                      (f"{IM_END}\n", True)]
+            parts += [
+                (IM_START, True),
+                (role, False),
+                ("\n", True),
+                (content, False),
+                (f"{IM_END}\n", True),
+            ]
         if add_generation_prompt:
             parts.append((f"{IM_START}assistant\n", True))
         return parts
 
-    def render(self, messages: Sequence[Mapping[str, str]],
-               add_generation_prompt: bool = True) -> str:
+    def render(
+        self, messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = True
+    ) -> str:
         """The prompt text, as the GGUF's Jinja template renders it."""
         return "".join(text for text, _ in self.render_segments(messages, add_generation_prompt))

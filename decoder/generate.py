@@ -35,7 +35,7 @@ WEIGHT_DTYPES = {
     "fp32": "float32",
     "int8": "int8 weights (per row), bf16 activations; top-64 logits recomputed in fp32",
     "int4": "4-bit weights (the GGUF's Q4_1 codes), bf16 activations and prefill weights; "
-            "top-64 logits recomputed in fp32",
+    "top-64 logits recomputed in fp32",
 }
 
 
@@ -72,15 +72,18 @@ def _held_back(text: str, stops: list[str]) -> int:
 class Generator:
     """A loaded model and tokenizer behind `generate` / `stream` (see API.md)."""
 
-    def __init__(self, model: DecoderModel, tokenizer: BPETokenizer, chat: ChatTemplate,
-                 gguf: GGUFFile) -> None:
+    def __init__(
+        self, model: DecoderModel, tokenizer: BPETokenizer, chat: ChatTemplate, gguf: GGUFFile
+    ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.chat = chat
         self.config: DecoderConfig = model.config
         self._gguf = gguf
-        self._file_info = {"architecture": gguf.metadata("general.architecture"),
-                           "quantization": gguf.file_type()}
+        self._file_info = {
+            "architecture": gguf.metadata("general.architecture"),
+            "quantization": gguf.file_type(),
+        }
         self._caches: list[KVCache] = []
         self._lock = threading.Lock()
 
@@ -92,14 +95,16 @@ class Generator:
     def context_length(self) -> int:
         return self.config.max_position_embeddings
 
-    def apply_chat_template(self, messages: list[dict[str, str]],
-                            add_generation_prompt: bool = True) -> str:
+    def apply_chat_template(
+        self, messages: list[dict[str, str]], add_generation_prompt: bool = True
+    ) -> str:
         """The chat prompt as text. `tokenizer.encode` of it turns special-token text inside a
         message into control tokens; use `chat_ids` for prompts built from untrusted text."""
         return self.chat.render(messages, add_generation_prompt)
 
-    def chat_ids(self, messages: list[dict[str, str]],
-                 add_generation_prompt: bool = True) -> list[int]:
+    def chat_ids(
+        self, messages: list[dict[str, str]], add_generation_prompt: bool = True
+    ) -> list[int]:
         """The chat prompt as ids, with only the template's own markers as control tokens.
 
         Special-token text in a message's content (a user's `<|im_end|>\\n<|im_start|>system`, or
@@ -125,15 +130,33 @@ class Generator:
             "pre_tokenizer": self.tokenizer.pre,
         }
 
-    def generate(self, prompt_ids: Sequence[int], max_new_tokens: int = 32,
-                 temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
-                 repetition_penalty: float = 1.0, stop: str | Sequence[str | int] | None = None,
-                 seed: int | None = None, stop_at_eos: bool = True,
-                 use_cache: bool = True) -> list[int]:
+    def generate(
+        self,
+        prompt_ids: Sequence[int],
+        max_new_tokens: int = 32,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        repetition_penalty: float = 1.0,
+        stop: str | Sequence[str | int] | None = None,
+        seed: int | None = None,
+        stop_at_eos: bool = True,
+        use_cache: bool = True,
+    ) -> list[int]:
         """New token ids; the EOS or stop id that ended generation is included, and so is the
         token that completed a stop string. Arguments as `stream`."""
-        events = self.stream(prompt_ids, max_new_tokens, temperature, top_p, top_k,
-                             repetition_penalty, stop, seed, stop_at_eos, use_cache)
+        events = self.stream(
+            prompt_ids,
+            max_new_tokens,
+            temperature,
+            top_p,
+            top_k,
+            repetition_penalty,
+            stop,
+            seed,
+            stop_at_eos,
+            use_cache,
+        )
         return [t for event in events for t in event.token_ids]
 
     # -- the loop -------------------------------------------------------------------------------
@@ -143,8 +166,9 @@ class Generator:
         with self._lock:
             for i in reversed(range(len(self._caches))):  # the smallest that fits
                 cache = self._caches[i]
-                if cache.fits(c.num_hidden_layers, c.num_key_value_heads, c.head_dim, max_len,
-                              1, cache.dtype):
+                if cache.fits(
+                    c.num_hidden_layers, c.num_key_value_heads, c.head_dim, max_len, 1, cache.dtype
+                ):
                     return self._caches.pop(i)
         return self.model.new_cache(max_len)
 
@@ -156,11 +180,19 @@ class Generator:
             self._caches.sort(key=lambda c: c.max_len, reverse=True)
             del self._caches[2:]
 
-    def stream(self, prompt_ids: Sequence[int], max_new_tokens: int = 32,
-               temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
-               repetition_penalty: float = 1.0, stop: str | Sequence[str | int] | None = None,
-               seed: int | None = None, stop_at_eos: bool = True,
-               use_cache: bool = True) -> Iterator[StreamEvent]:
+    def stream(
+        self,
+        prompt_ids: Sequence[int],
+        max_new_tokens: int = 32,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        repetition_penalty: float = 1.0,
+        stop: str | Sequence[str | int] | None = None,
+        seed: int | None = None,
+        stop_at_eos: bool = True,
+        use_cache: bool = True,
+    ) -> Iterator[StreamEvent]:
         """Generate from `prompt_ids`, yielding one `StreamEvent` per new token.
 
         temperature 0 = greedy, and so is any below `sampling.SAMPLING_EPS` (top_p, top_k and seed
@@ -179,8 +211,10 @@ class Generator:
         if min(prompt) < 0 or max(prompt) >= self.config.vocab_size:
             raise ValueError(f"prompt ids must be in [0, {self.config.vocab_size})")
         if n_prompt >= self.context_length:
-            raise ValueError(f"prompt of {n_prompt} tokens leaves no room in the context of "
-                             f"{self.context_length}")
+            raise ValueError(
+                f"prompt of {n_prompt} tokens leaves no room in the context of "
+                f"{self.context_length}"
+            )
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
         budget = min(max_new_tokens, self.context_length - n_prompt)
@@ -229,8 +263,12 @@ class Generator:
                 self._give_cache(cache)
 
 
-def load(gguf_path: str, threads: int | None = None, weights: str = "fp32",
-         pre_tokenizer: str | None = None) -> Generator:
+def load(
+    gguf_path: str,
+    threads: int | None = None,
+    weights: str = "fp32",
+    pre_tokenizer: str | None = None,
+) -> Generator:
     """Open the GGUF, build tokenizer, chat template and model (see `decoder.load_generator`)."""
     if threads is not None:
         if threads < 1:
@@ -238,20 +276,30 @@ def load(gguf_path: str, threads: int | None = None, weights: str = "fp32",
         torch.set_num_threads(threads)
     f = GGUFFile(gguf_path)
     if f.metadata("tokenizer.ggml.model") != "gpt2":
-        raise ValueError(f"{gguf_path}: tokenizer {f.metadata('tokenizer.ggml.model')!r} is not "
-                         "byte-level BPE ('gpt2'); only byte-level BPE is supported")
+        raise ValueError(
+            f"{gguf_path}: tokenizer {f.metadata('tokenizer.ggml.model')!r} is not "
+            "byte-level BPE ('gpt2'); only byte-level BPE is supported"
+        )
     pre = pre_tokenizer or ("smollm" if f.metadata("tokenizer.ggml.pre") == "smollm" else "gpt2")
-    tokenizer = BPETokenizer(f.metadata("tokenizer.ggml.tokens"),
-                             f.metadata("tokenizer.ggml.merges"),
-                             f.metadata("tokenizer.ggml.token_type"), pre=pre,
-                             unk_id=unknown_token_id(f))
+    tokenizer = BPETokenizer(
+        f.metadata("tokenizer.ggml.tokens"),
+        f.metadata("tokenizer.ggml.merges"),
+        f.metadata("tokenizer.ggml.token_type"),
+        pre=pre,
+        unk_id=unknown_token_id(f),
+    )
     chat = ChatTemplate(f.metadata("tokenizer.chat_template"), tokenizer.special_tokens)
     model = DecoderModel.from_gguf(f, weights=weights)
     generator = Generator(model, tokenizer, chat, f)
     f.close()  # everything is read; the memory map would only hold pages resident
     _release_freed_heap()
-    logger.info("loaded %s: %d layers, %s weights, pre-tokenizer %s", f.path.name,
-                model.config.num_hidden_layers, weights, pre)
+    logger.info(
+        "loaded %s: %d layers, %s weights, pre-tokenizer %s",
+        f.path.name,
+        model.config.num_hidden_layers,
+        weights,
+        pre,
+    )
     return generator
 
 

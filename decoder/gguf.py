@@ -177,8 +177,14 @@ class LlamaStateDict(Mapping[str, np.ndarray]):
     (Q/K rows un-permuted), so a loader holds one tensor's temporaries at a time, not the model's.
     """
 
-    def __init__(self, f: GGUFFile, n_layers: int, n_heads: int, n_kv_heads: int,
-                 undo_permutation: bool = True) -> None:
+    def __init__(
+        self,
+        f: GGUFFile,
+        n_layers: int,
+        n_heads: int,
+        n_kv_heads: int,
+        undo_permutation: bool = True,
+    ) -> None:
         stored = f.tensors()
         wanted: dict[str, str] = {}
         for gguf_name, hf_name in LLAMA_NAMES.items():
@@ -216,8 +222,9 @@ class LlamaStateDict(Mapping[str, np.ndarray]):
         return len(self._names)
 
 
-def llama_state_dict(f: GGUFFile, n_layers: int, n_heads: int, n_kv_heads: int,
-                     undo_permutation: bool = True) -> LlamaStateDict:
+def llama_state_dict(
+    f: GGUFFile, n_layers: int, n_heads: int, n_kv_heads: int, undo_permutation: bool = True
+) -> LlamaStateDict:
     """Every llama tensor as fp32 under its Hugging Face name (lazily), Q/K rows un-permuted.
 
     Raises one ValueError listing every expected tensor that is missing and every unexpected one.

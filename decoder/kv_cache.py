@@ -12,8 +12,15 @@ import torch
 class KVCache:
     """Keys and values for positions [0, length) of every layer; `length` advances per step."""
 
-    def __init__(self, n_layers: int, n_kv_heads: int, head_dim: int, max_len: int,
-                 batch_size: int = 1, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        n_layers: int,
+        n_kv_heads: int,
+        head_dim: int,
+        max_len: int,
+        batch_size: int = 1,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
         shape = (n_layers, batch_size, n_kv_heads, max_len, head_dim)  # (L, B, KV, S, D)
         self.k = torch.zeros(shape, dtype=dtype)
         self.v = torch.zeros(shape, dtype=dtype)
@@ -35,11 +42,23 @@ class KVCache:
         """Forget every position; the buffers are kept and overwritten by the next prefill."""
         self.length = 0
 
-    def fits(self, n_layers: int, n_kv_heads: int, head_dim: int, max_len: int,
-             batch_size: int, dtype: torch.dtype) -> bool:
+    def fits(
+        self,
+        n_layers: int,
+        n_kv_heads: int,
+        head_dim: int,
+        max_len: int,
+        batch_size: int,
+        dtype: torch.dtype,
+    ) -> bool:
         L, B, KV, S, D = self.k.shape
-        return (L, B, KV, D, self.dtype) == (n_layers, batch_size, n_kv_heads, head_dim, dtype) \
-            and S >= max_len
+        return (L, B, KV, D, self.dtype) == (
+            n_layers,
+            batch_size,
+            n_kv_heads,
+            head_dim,
+            dtype,
+        ) and S >= max_len
 
     def write(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor) -> None:
         """Store k, v of shape (B, KV, T, D) at positions start .. start + T - 1."""

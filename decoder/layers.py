@@ -83,8 +83,10 @@ class Int4Linear(nn.Module):
         super().__init__()
         N, K = weight.shape
         if K % group_size or N % 16:
-            raise ValueError(f"int4 needs in_features ({K}) a multiple of the group size "
-                             f"({group_size}) and out_features ({N}) a multiple of 16")
+            raise ValueError(
+                f"int4 needs in_features ({K}) a multiple of the group size "
+                f"({group_size}) and out_features ({N}) a multiple of 16"
+            )
         groups = weight.reshape(N, K // group_size, group_size)  # (N, K/G, G)
         lo, hi = groups.amin(dim=-1), groups.amax(dim=-1)  # (N, K/G) each
         scale = ((hi - lo) / 15).clamp(min=1e-12)
@@ -92,8 +94,9 @@ class Int4Linear(nn.Module):
         q = q.reshape(N, K).to(torch.int32)
         zero = lo + 8 * scale  # the kernel computes (q - 8) * scale + zero
         sz = torch.stack([scale, zero], dim=-1).transpose(0, 1)  # (K/G, N, 2)
-        self.register_buffer("weight", torch._convert_weight_to_int4pack_for_cpu(q, 1),
-                             persistent=False)
+        self.register_buffer(
+            "weight", torch._convert_weight_to_int4pack_for_cpu(q, 1), persistent=False
+        )
         self.register_buffer("scale_zero", sz.contiguous().to(torch.bfloat16), persistent=False)
         dense = weight.to(torch.bfloat16) if keep_dense else None
         self.register_buffer("dense", dense, persistent=False)
@@ -136,8 +139,9 @@ class Attention(nn.Module):
         self.qkv = qkv  # (H + 2 KV) * D outputs: q rows, then k rows, then v rows
         self.o_proj = o_proj
 
-    def forward(self, x: torch.Tensor, rope: RotaryEmbedding, start: int,
-                cache: KVCache | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, rope: RotaryEmbedding, start: int, cache: KVCache | None
+    ) -> torch.Tensor:
         """x (B, T, C) at positions start .. start+T-1 -> (B, T, C)."""
         B, T, C = x.shape
         H, KV, D = self.n_head, self.n_kv, self.head_dim
@@ -159,8 +163,7 @@ class Attention(nn.Module):
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, H * D)
         return self.o_proj(y)
 
-    def decode(self, x: torch.Tensor, pos: int, cache: KVCache,
-               rot: torch.Tensor) -> torch.Tensor:
+    def decode(self, x: torch.Tensor, pos: int, cache: KVCache, rot: torch.Tensor) -> torch.Tensor:
         """One new token per sequence: x (B, C) at position `pos` -> (B, C) in the linear
         layers' compute dtype. `rot` is RoPE at `pos` as a (D, D) matrix (`RotaryEmbedding`).
 
@@ -208,13 +211,13 @@ class Block(nn.Module):
         self.post_attention_layernorm = post_norm
         self.mlp = mlp
 
-    def forward(self, x: torch.Tensor, rope: RotaryEmbedding, start: int,
-                cache: KVCache | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, rope: RotaryEmbedding, start: int, cache: KVCache | None
+    ) -> torch.Tensor:
         x = x + self.self_attn(self.input_layernorm(x), rope, start, cache)
         return x + self.mlp(self.post_attention_layernorm(x))
 
-    def decode(self, x: torch.Tensor, pos: int, cache: KVCache,
-               rot: torch.Tensor) -> torch.Tensor:
+    def decode(self, x: torch.Tensor, pos: int, cache: KVCache, rot: torch.Tensor) -> torch.Tensor:
         """One-token step on x (B, C); the residual stream stays fp32."""
         x = x + self.self_attn.decode(self.input_layernorm(x), pos, cache, rot)
         return x + self.mlp.decode(self.post_attention_layernorm(x))

@@ -30,8 +30,12 @@ RERANK_TOP = 64  # quantized heads: logits recomputed in fp32 for this many best
 
 
 class DecoderModel(nn.Module):
-    def __init__(self, config: DecoderConfig, state: Mapping[str, torch.Tensor | np.ndarray],
-                 weights: str = "fp32") -> None:
+    def __init__(
+        self,
+        config: DecoderConfig,
+        state: Mapping[str, torch.Tensor | np.ndarray],
+        weights: str = "fp32",
+    ) -> None:
         """`state`: fp32 tensors under Hugging Face names (Q/K rows in HF order).
 
         `weights`: "fp32"; "int8" for weight-only int8 linear layers and output head; "int4"
@@ -57,26 +61,35 @@ class DecoderModel(nn.Module):
         blocks = []
         for i in range(c.num_hidden_layers):
             p = f"model.layers.{i}."
-            qkv = torch.cat([  # (H D + 2 KV D, C)
-                get(p + "self_attn.q_proj.weight", (c.num_attention_heads * D, C)),
-                get(p + "self_attn.k_proj.weight", (c.num_key_value_heads * D, C)),
-                get(p + "self_attn.v_proj.weight", (c.num_key_value_heads * D, C)),
-            ])
-            gate_up = torch.cat([  # (2 F_, C)
-                get(p + "mlp.gate_proj.weight", (F_, C)), get(p + "mlp.up_proj.weight", (F_, C)),
-            ])
+            qkv = torch.cat(
+                [  # (H D + 2 KV D, C)
+                    get(p + "self_attn.q_proj.weight", (c.num_attention_heads * D, C)),
+                    get(p + "self_attn.k_proj.weight", (c.num_key_value_heads * D, C)),
+                    get(p + "self_attn.v_proj.weight", (c.num_key_value_heads * D, C)),
+                ]
+            )
+            gate_up = torch.cat(
+                [  # (2 F_, C)
+                    get(p + "mlp.gate_proj.weight", (F_, C)),
+                    get(p + "mlp.up_proj.weight", (F_, C)),
+                ]
+            )
             o_proj = get(p + "self_attn.o_proj.weight", (C, c.num_attention_heads * D))
             attn = Attention(c, linear(qkv), linear(o_proj), layer=i)
             mlp = MLP(linear(gate_up), linear(get(p + "mlp.down_proj.weight", (C, F_))), F_)
-            blocks.append(Block(RMSNorm(get(p + "input_layernorm.weight", (C,)), c.rms_norm_eps),
-                                attn,
-                                RMSNorm(get(p + "post_attention_layernorm.weight", (C,)),
-                                        c.rms_norm_eps),
-                                mlp))
+            blocks.append(
+                Block(
+                    RMSNorm(get(p + "input_layernorm.weight", (C,)), c.rms_norm_eps),
+                    attn,
+                    RMSNorm(get(p + "post_attention_layernorm.weight", (C,)), c.rms_norm_eps),
+                    mlp,
+                )
+            )
         self.layers = nn.ModuleList(blocks)
         self.norm = RMSNorm(get("model.norm.weight", (C,)), c.rms_norm_eps)
-        head = self.embed_tokens if c.tie_word_embeddings \
-            else get("lm_head.weight", (c.vocab_size, C))
+        head = (
+            self.embed_tokens if c.tie_word_embeddings else get("lm_head.weight", (c.vocab_size, C))
+        )
         if weights == "int4" and c.tie_word_embeddings and c.vocab_size % 16 == 0:
             # 4 bits only pick candidates; `_head` recomputes the best 64 from the fp32 embedding
             self.lm_head: nn.Module = Int4Linear(head, keep_dense=False)
@@ -87,28 +100,37 @@ class DecoderModel(nn.Module):
         self.rope = RotaryEmbedding(D, c.rope_theta, c.max_position_embeddings)
 
     @classmethod
-    def from_gguf(cls, f: GGUFFile, config: DecoderConfig | None = None,
-                  weights: str = "fp32") -> DecoderModel:
+    def from_gguf(
+        cls, f: GGUFFile, config: DecoderConfig | None = None, weights: str = "fp32"
+    ) -> DecoderModel:
         config = config or DecoderConfig.from_gguf(f)
-        state = llama_state_dict(f, config.num_hidden_layers, config.num_attention_heads,
-                                 config.num_key_value_heads)
+        state = llama_state_dict(
+            f, config.num_hidden_layers, config.num_attention_heads, config.num_key_value_heads
+        )
         return cls(config, state, weights=weights)
 
     def new_cache(self, max_len: int, batch_size: int = 1) -> KVCache:
         c = self.config
         if max_len > c.max_position_embeddings:
-            raise ValueError(f"max_len {max_len} exceeds the context length "
-                             f"{c.max_position_embeddings}")
-        return KVCache(c.num_hidden_layers, c.num_key_value_heads, c.head_dim, max_len,
-                       batch_size)
+            raise ValueError(
+                f"max_len {max_len} exceeds the context length {c.max_position_embeddings}"
+            )
+        return KVCache(c.num_hidden_layers, c.num_key_value_heads, c.head_dim, max_len, batch_size)
 
-    def forward(self, ids: torch.Tensor, start: int = 0, cache: KVCache | None = None,
-                last_only: bool = False) -> torch.Tensor:
+    def forward(
+        self,
+        ids: torch.Tensor,
+        start: int = 0,
+        cache: KVCache | None = None,
+        last_only: bool = False,
+    ) -> torch.Tensor:
         """ids (B, T) at positions start .. start+T-1 -> logits (B, T, V), or (B, 1, V)."""
         B, T = ids.shape
         if start + T > self.config.max_position_embeddings:
-            raise ValueError(f"positions up to {start + T} exceed the context length "
-                             f"{self.config.max_position_embeddings}")
+            raise ValueError(
+                f"positions up to {start + T} exceed the context length "
+                f"{self.config.max_position_embeddings}"
+            )
         if cache is not None and start != cache.length:
             raise ValueError(f"cache holds {cache.length} positions but start is {start}")
         if T == 1 and cache is not None:

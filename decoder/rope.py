@@ -34,8 +34,9 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 class RotaryEmbedding:
     """cos/sin tables for positions [0, max_positions), and per-position rotation matrices."""
 
-    def __init__(self, head_dim: int, theta: float, max_positions: int,
-                 dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self, head_dim: int, theta: float, max_positions: int, dtype: torch.dtype = torch.float32
+    ) -> None:
         self.head_dim = head_dim
         inv = inv_frequencies(head_dim, theta)  # (D/2,)
         t = torch.arange(max_positions, dtype=torch.float32)

@@ -40,8 +40,9 @@ class SamplingParams:
         if not (_is_int(self.top_k) and self.top_k >= 0):
             raise ValueError(f"top_k must be an integer >= 0 (0 = off), got {self.top_k!r}")
         if not (_finite(self.repetition_penalty) and self.repetition_penalty > 0):
-            raise ValueError("repetition_penalty must be a finite number > 0, "
-                             f"got {self.repetition_penalty}")
+            raise ValueError(
+                f"repetition_penalty must be a finite number > 0, got {self.repetition_penalty}"
+            )
         # torch wraps a negative seed modulo 2**64 and overflows past it: both would surprise.
         if self.seed is not None and not (_is_int(self.seed) and 0 <= self.seed < SEED_LIMIT):
             raise ValueError(f"seed must be an integer in [0, 2**64), got {self.seed!r}")
@@ -68,8 +69,9 @@ def _is_int(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor,
-                             penalty: float) -> torch.Tensor:
+def apply_repetition_penalty(
+    logits: torch.Tensor, seen: torch.Tensor, penalty: float
+) -> torch.Tensor:
     """logits (V,), seen (N,) ids: a seen token's logit is divided by `penalty` if positive,
     multiplied by it if negative (CTRL's penalty, as transformers applies it). Returns a copy."""
     if penalty == 1.0 or seen.numel() == 0:
@@ -101,8 +103,12 @@ def top_p_mask(logits: torch.Tensor, p: float) -> torch.Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
-def next_token(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator,
-               seen: torch.Tensor | None = None) -> int:
+def next_token(
+    logits: torch.Tensor,
+    params: SamplingParams,
+    generator: torch.Generator,
+    seen: torch.Tensor | None = None,
+) -> int:
     """One token id from last-position logits (V,)."""
     logits = logits.float()
     if seen is not None:

@@ -20,9 +20,8 @@ if TYPE_CHECKING:
 
 # Every backend the public contract names, and the ones this version implements.
 BACKENDS = ("torch", "onnx", "onnx-int8")
-AVAILABLE_BACKENDS = ("torch", "onnx", "onnx-int8")
 
-__all__ = ["AVAILABLE_BACKENDS", "BACKENDS", "WordPieceTokenizer", "load_embedder"]
+__all__ = ["BACKENDS", "WordPieceTokenizer", "load_embedder"]
 
 
 def load_embedder(
@@ -37,12 +36,9 @@ def load_embedder(
     threads (None: all cores); None leaves torch's default. The ONNX backends serve the artifacts
     of `semsearch export` (`make artifacts`), located and run as `onnx_options` says.
     """
-    if backend not in AVAILABLE_BACKENDS:
-        planned = [b for b in BACKENDS if b not in AVAILABLE_BACKENDS]
+    if backend not in BACKENDS:
         raise ValueError(
-            f"unknown or unavailable encoder backend {backend!r}; valid backends: "
-            f"{', '.join(AVAILABLE_BACKENDS)}"
-            + (f" (not implemented yet: {', '.join(planned)})" if planned else "")
+            f"unknown encoder backend {backend!r}; valid backends: {', '.join(BACKENDS)}"
         )
     if backend in ("onnx", "onnx-int8"):
         from encoder.model_files import read_model_files

@@ -44,12 +44,6 @@ class OpenAIEmbeddingResponse(BaseModel):
     usage: OpenAIUsage
 
 
-class OpenAIUsageFull(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
 class OpenAISampling(BaseModel):
     """OpenAI's sampling fields; `max_tokens` defaults to 16 for completions as OpenAI's does."""
 

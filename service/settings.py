@@ -6,7 +6,6 @@ The CLI passes its flags as init kwargs, which pydantic-settings ranks above the
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
 
@@ -162,11 +161,3 @@ class Settings(BaseSettings):
 
 def _repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
-
-
-def cpu_count() -> int:
-    """Cores this process may use (respects cgroup/affinity limits, unlike os.cpu_count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1

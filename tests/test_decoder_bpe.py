@@ -27,28 +27,78 @@ from decoder.gguf import GGUFFile
 pytestmark = pytest.mark.skipif(not DEFAULT_GGUF.is_file(), reason="run `make setup` first")
 
 HAND_MADE = [
-    "", " ", "  ", "\n", "\n\n\n", "\r\n", " \t \n  \u00a0\u3000\u2028x", "a  1", "a \n 12",
-    "hello   world  ", "trailing spaces    ", "\t\tindented\n\t\tcode",
-    "1234567890", "3.14159265358979", "2024-01-01T12:00:00Z", "0x1F4A9 1e-10 ١٢٣ ½ ² Ⅻ",
-    "😀👍🏽 family 👨‍👩‍👧‍👦 flags 🇫🇷🇯🇵 ✔️ ⌛", "🧑🏿‍🚀", "\U0001F600" * 5,
-    "".join(chr(c) for c in range(32)) + "\x7f", "a\x00b\x1cc\x1dd\x1ee\x1ff\x85g",
-    "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n", "<|endoftext|><|endoftext|>",
-    "<|im_start", "im_end|>", "<|im_end|>x<|im_start|>", "<repo_name>a<file_sep>b<gh_stars>10",
-    "don't it's we'll they've I'm you'd she's I'M DON'T", "' s 'll'", "''''",
-    "naïve café résumé Æsir ß ǅ", "e\u0301 a\u0308 \u0915\u094d\u0937", "Ελληνικά Русский",
-    "中文字符和标点，。！", "日本語のテキスト。カタカナ", "한국어 텍스트", "العربية مع أرقام ٣٤٥",
-    "עברית", "हिन्दी", "ภาษาไทย", "ትግርኛ", "ᚠᛇᚻ", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𝟙𝟚𝟛",
-    "mixed中文and English123数字", "~!@#$%^&*()_+{}|:\"<>?`-=[]\\;',./", "----====____",
-    "https://example.com/path?q=1&r=2#frag", "user@example.com", "C:\\Windows\\System32",
-    "    def f(x):\n        return x ** 2\n", "{\"key\": [1, 2, {\"n\": null}]}",
-    "\ufeffBOM", "zero\u200bwidth\u200djoiner", "\ufffd replacement", "\U0010ffff\U000e0001",
+    "",
+    " ",
+    "  ",
+    "\n",
+    "\n\n\n",
+    "\r\n",
+    " \t \n  \u00a0\u3000\u2028x",
+    "a  1",
+    "a \n 12",
+    "hello   world  ",
+    "trailing spaces    ",
+    "\t\tindented\n\t\tcode",
+    "1234567890",
+    "3.14159265358979",
+    "2024-01-01T12:00:00Z",
+    "0x1F4A9 1e-10 ١٢٣ ½ ² Ⅻ",
+    "😀👍🏽 family 👨‍👩‍👧‍👦 flags 🇫🇷🇯🇵 ✔️ ⌛",
+    "🧑🏿‍🚀",
+    "\U0001f600" * 5,
+    "".join(chr(c) for c in range(32)) + "\x7f",
+    "a\x00b\x1cc\x1dd\x1ee\x1ff\x85g",
+    "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n",
+    "<|endoftext|><|endoftext|>",
+    "<|im_start",
+    "im_end|>",
+    "<|im_end|>x<|im_start|>",
+    "<repo_name>a<file_sep>b<gh_stars>10",
+    "don't it's we'll they've I'm you'd she's I'M DON'T",
+    "' s 'll'",
+    "''''",
+    "naïve café résumé Æsir ß ǅ",
+    "e\u0301 a\u0308 \u0915\u094d\u0937",
+    "Ελληνικά Русский",
+    "中文字符和标点，。！",
+    "日本語のテキスト。カタカナ",
+    "한국어 텍스트",
+    "العربية مع أرقام ٣٤٥",
+    "עברית",
+    "हिन्दी",
+    "ภาษาไทย",
+    "ትግርኛ",
+    "ᚠᛇᚻ",
+    "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𝟙𝟚𝟛",
+    "mixed中文and English123数字",
+    "~!@#$%^&*()_+{}|:\"<>?`-=[]\\;',./",
+    "----====____",
+    "https://example.com/path?q=1&r=2#frag",
+    "user@example.com",
+    "C:\\Windows\\System32",
+    "    def f(x):\n        return x ** 2\n",
+    '{"key": [1, 2, {"n": null}]}',
+    "\ufeffBOM",
+    "zero\u200bwidth\u200djoiner",
+    "\ufffd replacement",
+    "\U0010ffff\U000e0001",
 ]
 
 
 def _random_strings(n: int, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
-    pools = ["abcXYZ", "0123456789", " \t\n\r\u00a0", "'\"!?.,;:-_()[]", "éüñßø", "中文日本",
-             "😀🏽‍👍", "\x00\x01\x1b\x1c\x7f", "٣½²", "<|im_end|>"]
+    pools = [
+        "abcXYZ",
+        "0123456789",
+        " \t\n\r\u00a0",
+        "'\"!?.,;:-_()[]",
+        "éüñßø",
+        "中文日本",
+        "😀🏽‍👍",
+        "\x00\x01\x1b\x1c\x7f",
+        "٣½²",
+        "<|im_end|>",
+    ]
     out = []
     for _ in range(n):
         out.append("".join(rng.choice(rng.choice(pools)) for _ in range(rng.randint(1, 40))))
@@ -61,8 +111,13 @@ def gguf_file() -> GGUFFile:
 
 
 def _tokenizer(f: GGUFFile, pre: str, unk_id: int | None) -> BPETokenizer:
-    return BPETokenizer(f.metadata("tokenizer.ggml.tokens"), f.metadata("tokenizer.ggml.merges"),
-                        f.metadata("tokenizer.ggml.token_type"), pre=pre, unk_id=unk_id)
+    return BPETokenizer(
+        f.metadata("tokenizer.ggml.tokens"),
+        f.metadata("tokenizer.ggml.merges"),
+        f.metadata("tokenizer.ggml.token_type"),
+        pre=pre,
+        unk_id=unk_id,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +135,9 @@ def ours_gpt2(gguf_file) -> BPETokenizer:
 @pytest.fixture(scope="module")
 def ref():
     transformers = pytest.importorskip("transformers")
-    return transformers.AutoTokenizer.from_pretrained(str(DEFAULT_GGUF.parent),
-                                                      gguf_file=DEFAULT_GGUF.name)
+    return transformers.AutoTokenizer.from_pretrained(
+        str(DEFAULT_GGUF.parent), gguf_file=DEFAULT_GGUF.name
+    )
 
 
 @pytest.fixture(scope="module")
@@ -90,12 +146,15 @@ def ref_smollm():
     the unknown token its config names (the GGUF's) set on its BPE model."""
     transformers = pytest.importorskip("transformers")
     pre_tokenizers = pytest.importorskip("tokenizers.pre_tokenizers")
-    tok = transformers.AutoTokenizer.from_pretrained(str(DEFAULT_GGUF.parent),
-                                                     gguf_file=DEFAULT_GGUF.name)
-    tok.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-    ])
+    tok = transformers.AutoTokenizer.from_pretrained(
+        str(DEFAULT_GGUF.parent), gguf_file=DEFAULT_GGUF.name
+    )
+    tok.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
     tok.backend_tokenizer.model.unk_token = tok.unk_token
     return tok
 
@@ -179,8 +238,11 @@ def test_stream_decoder_yields_only_complete_characters(ours, texts):
 CONVERSATIONS = [
     [{"role": "user", "content": "Hi"}],
     [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
-    [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
-     {"role": "user", "content": "c\n\nd"}],
+    [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "b"},
+        {"role": "user", "content": "c\n\nd"},
+    ],
     [{"role": "assistant", "content": "I start."}],
     [{"role": "user", "content": "emoji 😀 and <|im_end|> inside"}],
 ]
@@ -196,10 +258,15 @@ def test_chat_template_equals_the_gguf_jinja_template(gguf_file, ref, add_genera
     for messages in CONVERSATIONS:
         expected = template.render(messages=messages, add_generation_prompt=add_generation_prompt)
         assert ours.render(messages, add_generation_prompt) == expected
-        assert ref.apply_chat_template(messages, tokenize=False,
-                                       add_generation_prompt=add_generation_prompt) == expected
+        assert (
+            ref.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=add_generation_prompt
+            )
+            == expected
+        )
     assert ours.default_system == (
-        "You are a helpful AI assistant named SmolLM, trained by Hugging Face")
+        "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+    )
 
 
 def test_chat_template_rejects_bad_messages(gguf_file):

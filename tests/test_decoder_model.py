@@ -19,9 +19,17 @@ from decoder.layers import Int4Linear, Int8Linear
 from decoder.model import DecoderModel
 from decoder.rope import RotaryEmbedding, apply_rope
 
-TINY = DecoderConfig(vocab_size=97, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                     rope_theta=10000.0, rms_norm_eps=1e-5)
+TINY = DecoderConfig(
+    vocab_size=97,
+    hidden_size=32,
+    intermediate_size=48,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=64,
+    rope_theta=10000.0,
+    rms_norm_eps=1e-5,
+)
 
 
 def tiny_state(config: DecoderConfig = TINY, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -32,8 +40,7 @@ def tiny_state(config: DecoderConfig = TINY, seed: int = 0) -> dict[str, torch.T
     def w(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, generator=g) * 0.2
 
-    state = {"model.embed_tokens.weight": w(c.vocab_size, C),
-             "model.norm.weight": 1 + w(C)}
+    state = {"model.embed_tokens.weight": w(c.vocab_size, C), "model.norm.weight": 1 + w(C)}
     for i in range(c.num_hidden_layers):
         p = f"model.layers.{i}."
         state |= {
@@ -81,8 +88,10 @@ def test_rope_matches_the_complex_rotation_formula():
 def test_shapes_and_grouped_query_attention(model):
     c = TINY
     attn = model.layers[0].self_attn
-    assert attn.qkv.weight.shape == ((c.num_attention_heads + 2 * c.num_key_value_heads)
-                                     * c.head_dim, c.hidden_size)
+    assert attn.qkv.weight.shape == (
+        (c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim,
+        c.hidden_size,
+    )
     assert model(ids(7, B=3)).shape == (3, 7, c.vocab_size)
     assert model(ids(7, B=3), last_only=True).shape == (3, 1, c.vocab_size)
     cache = model.new_cache(16, batch_size=3)
@@ -112,10 +121,17 @@ def test_logits_equal_transformers_llama_with_the_same_weights(model):
     transformers = pytest.importorskip("transformers")
     c = TINY
     hf_config = transformers.LlamaConfig(
-        vocab_size=c.vocab_size, hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
-        num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
-        num_key_value_heads=c.num_key_value_heads, max_position_embeddings=64,
-        rope_theta=c.rope_theta, rms_norm_eps=c.rms_norm_eps, tie_word_embeddings=True)
+        vocab_size=c.vocab_size,
+        hidden_size=c.hidden_size,
+        intermediate_size=c.intermediate_size,
+        num_hidden_layers=c.num_hidden_layers,
+        num_attention_heads=c.num_attention_heads,
+        num_key_value_heads=c.num_key_value_heads,
+        max_position_embeddings=64,
+        rope_theta=c.rope_theta,
+        rms_norm_eps=c.rms_norm_eps,
+        tie_word_embeddings=True,
+    )
     ref = transformers.LlamaForCausalLM(hf_config).eval()
     state = tiny_state()
     state["lm_head.weight"] = state["model.embed_tokens.weight"]
@@ -164,11 +180,19 @@ def q4_1_round(w: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("weights", ["int8", "int4"])
 def test_quantized_weights_stay_close(weights):
-    config = DecoderConfig(vocab_size=96, hidden_size=64, intermediate_size=128,
-                           num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                           max_position_embeddings=64)
-    state = {k: q4_1_round(v) if v.ndim == 2 and "embed" not in k else v
-             for k, v in tiny_state(config).items()}  # as in the GGUF: Q4_1 linear weights
+    config = DecoderConfig(
+        vocab_size=96,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
+    state = {
+        k: q4_1_round(v) if v.ndim == 2 and "embed" not in k else v
+        for k, v in tiny_state(config).items()
+    }  # as in the GGUF: Q4_1 linear weights
     fp32 = DecoderModel(config, state).eval()
     quant = DecoderModel(config, state, weights=weights).eval()
     kind = Int8Linear if weights == "int8" else Int4Linear
@@ -194,8 +218,9 @@ def test_int4_recovers_q4_1_codes():
     w = (d * q + m).to(torch.bfloat16).float()  # bf16-exact scales, as the kernel stores them
     lin = Int4Linear(w)
     x = torch.eye(64)[:8]  # fewer rows than `dense_rows`: the 4-bit kernel
-    torch.testing.assert_close(lin(x), (x.bfloat16() @ w.T.bfloat16()).float(), atol=2e-2,
-                               rtol=1e-2)
+    torch.testing.assert_close(
+        lin(x), (x.bfloat16() @ w.T.bfloat16()).float(), atol=2e-2, rtol=1e-2
+    )
     with pytest.raises(ValueError, match="weights"):
         DecoderModel(TINY, tiny_state(), weights="int3")
 
@@ -238,8 +263,9 @@ def test_dequantization_matches_gguf_package():
         np.testing.assert_array_equal(t.to_numpy(), expected.reshape(t.shape))
     assert {tensors[n].qtype for n in tensors} == {"Q4_1", "Q8_0", "F32"}
     half = np.random.default_rng(0).standard_normal((4, 64)).astype(np.float16)
-    np.testing.assert_array_equal(dequantize(half.view(np.uint8), "F16", (4, 64)),
-                                  half.astype(np.float32))
+    np.testing.assert_array_equal(
+        dequantize(half.view(np.uint8), "F16", (4, 64)), half.astype(np.float32)
+    )
     with pytest.raises(ValueError, match="not supported"):
         dequantize(half, "Q5_K", (4, 64))
 
@@ -259,8 +285,14 @@ def test_config_from_the_gguf():
 
 @pytest.mark.parametrize("weights", ["int8", "int4"])
 def test_quantized_head_recomputes_the_top_logits_exactly(weights):
-    config = DecoderConfig(vocab_size=96, hidden_size=64, intermediate_size=128,
-                           num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2)
+    config = DecoderConfig(
+        vocab_size=96,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
     model = DecoderModel(config, tiny_state(config), weights=weights)
     h = torch.randn(2, config.hidden_size)
     exact = h @ model.embed_tokens.T  # (2, V): the fp32 tied head

@@ -62,8 +62,11 @@ def test_greedy_seed_and_masks_in_next_token():
     hot = SamplingParams(temperature=1.5, seed=11)
     a = [next_token(logits, hot, g) for g in [hot.torch_generator()] for _ in range(30)]
     b = [next_token(logits, hot, g) for g in [hot.torch_generator()] for _ in range(30)]
-    c = [next_token(logits, hot, g) for g in [SamplingParams(1.5, seed=12).torch_generator()]
-         for _ in range(30)]
+    c = [
+        next_token(logits, hot, g)
+        for g in [SamplingParams(1.5, seed=12).torch_generator()]
+        for _ in range(30)
+    ]
     assert a == b and a != c
     top3 = set(logits.topk(3).indices.tolist())
     k3 = SamplingParams(temperature=5.0, top_k=3, seed=0)
@@ -73,16 +76,31 @@ def test_greedy_seed_and_masks_in_next_token():
     assert next_token(logits, tiny_p, tiny_p.torch_generator()) == int(logits.argmax())
 
 
-@pytest.mark.parametrize("bad", [
-    {"temperature": -1}, {"top_p": 0}, {"top_p": 1.5}, {"top_k": -1}, {"repetition_penalty": 0},
-    # non-finite values: NaN fails every comparison, inf passed the old `>= 0` / `> 0` checks
-    {"temperature": math.nan}, {"temperature": math.inf}, {"top_p": math.nan},
-    {"repetition_penalty": math.nan}, {"repetition_penalty": math.inf},
-    {"top_k": 2.5}, {"temperature": "0.5"},
-    # torch's manual_seed wraps negatives modulo 2**64 and overflows at 2**64
-    {"seed": -1}, {"seed": -(2**63)}, {"seed": 2**64}, {"seed": 2**70}, {"seed": 1.5},
-    {"seed": True},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"temperature": -1},
+        {"top_p": 0},
+        {"top_p": 1.5},
+        {"top_k": -1},
+        {"repetition_penalty": 0},
+        # non-finite values: NaN fails every comparison, inf passed the old `>= 0` / `> 0` checks
+        {"temperature": math.nan},
+        {"temperature": math.inf},
+        {"top_p": math.nan},
+        {"repetition_penalty": math.nan},
+        {"repetition_penalty": math.inf},
+        {"top_k": 2.5},
+        {"temperature": "0.5"},
+        # torch's manual_seed wraps negatives modulo 2**64 and overflows at 2**64
+        {"seed": -1},
+        {"seed": -(2**63)},
+        {"seed": 2**64},
+        {"seed": 2**70},
+        {"seed": 1.5},
+        {"seed": True},
+    ],
+)
 def test_sampling_params_are_validated(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         SamplingParams(**bad)
@@ -92,8 +110,10 @@ def test_sampling_params_are_validated(bad):
 def test_every_64_bit_seed_is_accepted_and_reproducible(seed):
     logits = torch.randn(300, generator=torch.Generator().manual_seed(3))
     params = SamplingParams(temperature=1.0, seed=seed)
-    draws = [[next_token(logits, params, g) for _ in range(20)]
-             for g in (params.torch_generator(), params.torch_generator())]
+    draws = [
+        [next_token(logits, params, g) for _ in range(20)]
+        for g in (params.torch_generator(), params.torch_generator())
+    ]
     assert draws[0] == draws[1]
     assert params.torch_generator().initial_seed() == seed
 
@@ -119,14 +139,17 @@ def test_temperature_at_eps_and_above_samples():
     assert len({next_token(logits, params, rng) for _ in range(200)}) > 1
 
 
-@pytest.mark.parametrize("params", [
-    SamplingParams(temperature=100.0, seed=0),
-    SamplingParams(temperature=100.0, top_p=1e-9, seed=0),
-    SamplingParams(temperature=SAMPLING_EPS, seed=0),
-    SamplingParams(temperature=1.0, top_p=1e-300, top_k=1, seed=0),
-    SamplingParams(temperature=2.0, repetition_penalty=10.0, seed=0),
-    SamplingParams(temperature=100.0, top_p=0.5, top_k=3, repetition_penalty=10.0, seed=0),
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        SamplingParams(temperature=100.0, seed=0),
+        SamplingParams(temperature=100.0, top_p=1e-9, seed=0),
+        SamplingParams(temperature=SAMPLING_EPS, seed=0),
+        SamplingParams(temperature=1.0, top_p=1e-300, top_k=1, seed=0),
+        SamplingParams(temperature=2.0, repetition_penalty=10.0, seed=0),
+        SamplingParams(temperature=100.0, top_p=0.5, top_k=3, repetition_penalty=10.0, seed=0),
+    ],
+)
 def test_extreme_valid_values_never_give_nan(params):
     """Random logits at several scales, some already -inf, every id seen: each draw is a valid id
     (torch.multinomial raises on NaN or inf probabilities)."""
@@ -159,8 +182,13 @@ class Scripted(nn.Module):
     def new_cache(self, max_len: int) -> KVCache:
         return KVCache(1, 1, 2, max_len)
 
-    def forward(self, ids: torch.Tensor, start: int = 0, cache: KVCache | None = None,
-                last_only: bool = False) -> torch.Tensor:
+    def forward(
+        self,
+        ids: torch.Tensor,
+        start: int = 0,
+        cache: KVCache | None = None,
+        last_only: bool = False,
+    ) -> torch.Tensor:
         i = start + ids.shape[1] - self.prompt_len
         logits = torch.zeros(1, 1, self.config.vocab_size)
         logits[0, 0, self.script[i]] = 10.0
@@ -175,13 +203,17 @@ def parts():
     from decoder.gguf import GGUFFile
 
     f = GGUFFile(DEFAULT_GGUF)
-    tok = BPETokenizer(f.metadata("tokenizer.ggml.tokens"), f.metadata("tokenizer.ggml.merges"),
-                       f.metadata("tokenizer.ggml.token_type"))
+    tok = BPETokenizer(
+        f.metadata("tokenizer.ggml.tokens"),
+        f.metadata("tokenizer.ggml.merges"),
+        f.metadata("tokenizer.ggml.token_type"),
+    )
     return tok, ChatTemplate(f.metadata("tokenizer.chat_template")), f
 
 
-def scripted(parts, text: str, prompt: list[int], context: int = 8192,
-             tail: list[int] | None = None) -> Generator:
+def scripted(
+    parts, text: str, prompt: list[int], context: int = 8192, tail: list[int] | None = None
+) -> Generator:
     tok, chat, f = parts
     script = tok.encode(text) + (tail or []) + [tok.encode(".")[0]] * 64
     config = DecoderConfig(max_position_embeddings=context)
@@ -216,8 +248,7 @@ def test_stop_ids_eos_and_length(parts):
     assert events[-1].finish_reason == "stop" and "".join(e.text for e in events) == "a b c"
     longer = gen.generate(PROMPT, max_new_tokens=6, stop_at_eos=False)
     assert longer == tok.encode("a b c") + [2, 5, 6]
-    assert gen.generate(PROMPT, max_new_tokens=20, stop=[tok.encode(" b")[0]]) \
-        == tok.encode("a b")
+    assert gen.generate(PROMPT, max_new_tokens=20, stop=[tok.encode(" b")[0]]) == tok.encode("a b")
     events = list(gen.stream(PROMPT, max_new_tokens=2))
     assert len(events) == 2 and events[-1].finish_reason == "length"
     assert events[-1].usage == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from encoder import AVAILABLE_BACKENDS, load_embedder
+from encoder import BACKENDS, load_embedder
 from encoder.config import BertConfig
 from encoder.model_files import default_model_dir, read_model_files
 
@@ -102,10 +102,10 @@ def test_without_sentence_transformers_files_defaults_apply(model_copy):
 
 
 def test_unknown_backend_lists_valid_ones():
-    assert "torch" in AVAILABLE_BACKENDS
+    assert "torch" in BACKENDS
     with pytest.raises(ValueError, match="valid backends: torch") as info:
         load_embedder(backend="tensorflow")
-    assert all(name in str(info.value) for name in AVAILABLE_BACKENDS)
+    assert all(name in str(info.value) for name in BACKENDS)
 
 
 def test_importing_encoder_does_not_import_torch():

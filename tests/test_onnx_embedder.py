@@ -151,7 +151,7 @@ def test_missing_artifacts_say_how_to_build_them(tmp_path):
         load_embedder(backend="onnx", onnx_options=OnnxOptions(artifact_dir=tmp_path))
 
 
-BLOCKER = '''
+BLOCKER = """
 import sys
 class _NoTorch:
     def find_spec(self, name, path=None, target=None):
@@ -159,7 +159,7 @@ class _NoTorch:
             raise ImportError("torch is blocked in this process (serving must not need it)")
         return None
 sys.meta_path.insert(0, _NoTorch())
-'''
+"""
 
 CHILD = """
 import sys, numpy as np
