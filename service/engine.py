@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from service.batcher import Batcher, BatchStats
-from service.errors import PayloadTooLarge, ValidationFailed
+from service.errors import PayloadTooLarge, ValidationFailed, input_errors
 from service.offload import run_sized
 from service.settings import Settings
 
@@ -83,9 +83,10 @@ class EmbeddingEngine:
     def tokenize(self, texts: Sequence[str], truncate: bool) -> list[Any]:
         """Pre: WordPiece encodings, truncated to the model's length, or 413 when too long."""
         tokenizer = self.embedder.tokenizer
-        if truncate:
-            return tokenizer.encode_batch(texts, max_length=self.max_length)
-        encodings = tokenizer.encode_batch(texts)
+        with input_errors():
+            if truncate:
+                return tokenizer.encode_batch(texts, max_length=self.max_length)
+            encodings = tokenizer.encode_batch(texts)
         for i, enc in enumerate(encodings):
             if len(enc) > self.max_length:
                 raise PayloadTooLarge(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -87,7 +89,12 @@ _LIBRARY_ERRORS: list[tuple[type[BaseException], type[ApiError]]] = [
     (index.FingerprintMismatch, Conflict),
     (index.ReadOnlyError, Conflict),
     (index.Busy, Busy),
-    (ValueError, ValidationFailed),  # FilterError, InvalidDocument, DimensionMismatch...
+    # The library's ValueErrors that name a caller's mistake. Any other ValueError is a bug here,
+    # a 500 (its text in the log only); request text is read inside `input_errors()`.
+    (index.FilterError, ValidationFailed),
+    (index.InvalidDocument, ValidationFailed),
+    (index.InvalidArgument, ValidationFailed),
+    (index.DimensionMismatch, ValidationFailed),
 ]
 
 _OPENAI_TYPES = {
@@ -156,6 +163,16 @@ def error_response(request: Request, error: ApiError) -> JSONResponse:
     return JSONResponse(
         error_body(request.url.path, error, rid), status_code=error.status, headers=headers
     )
+
+
+@contextmanager
+def input_errors() -> Iterator[None]:
+    """Around code that reads a request's own text (tokenizers, the chat template): a ValueError
+    there is about that text (a lone surrogate, a bad role), so a 422 with its message."""
+    try:
+        yield
+    except ValueError as exc:  # UnicodeEncodeError included
+        raise ValidationFailed(str(exc)[:300]) from exc
 
 
 async def send_error(scope: Scope, send: Send, error: ApiError) -> None:

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.errors import Overloaded, PayloadTooLarge, ValidationFailed
+from service.errors import Overloaded, PayloadTooLarge, ValidationFailed, input_errors
 from service.offload import run_sized
 from service.settings import Settings
 
@@ -169,7 +169,8 @@ class GenerationEngine:
 
     def chat_ids(self, messages: Sequence[dict[str, str]]) -> list[int]:
         """Chat messages to ids with the model's template, content as plain text (no checks)."""
-        return self.generator.chat_ids(list(messages), add_generation_prompt=True)
+        with input_errors():
+            return self.generator.chat_ids(list(messages), add_generation_prompt=True)
 
     def prompt_ids(
         self, prompt: str | None, messages: Sequence[dict[str, str]] | None
@@ -188,7 +189,8 @@ class GenerationEngine:
             ids = self.chat_ids(messages)
         else:
             assert prompt is not None
-            ids = self.generator.tokenizer.encode(prompt)
+            with input_errors():
+                ids = self.generator.tokenizer.encode(prompt)
         if not ids:
             raise ValidationFailed("the prompt is empty")
         room = self.generator.context_length - len(ids)

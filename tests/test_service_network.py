@@ -26,7 +26,7 @@ def base_url(tmp_path_factory) -> Iterator[str]:
         index_dir=tmp_path_factory.mktemp("index"),
         api_key=KEY,
         decoder="off",
-        body_timeout_s=1.0,
+        body_timeout_s=3.0,
     )
     with serve_in_thread(create_app(settings, embedder=load_embedder(backend="torch"))) as url:
         yield url
@@ -56,7 +56,7 @@ def test_no_key_is_a_401_before_the_body_is_read(base_url):
     started = time.perf_counter()
     answer = raw_request(base_url, head)  # the megabyte announced is never sent
     assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
-    assert time.perf_counter() - started < 0.9  # less than the body timeout: nothing was awaited
+    assert time.perf_counter() - started < 2.5  # less than the body timeout: nothing was awaited
     assert re.search(rb"(?i)x-request-id: [0-9a-f]{32}", answer)
 
 
@@ -68,7 +68,7 @@ def test_a_body_that_never_arrives_is_a_408(base_url):
     started = time.perf_counter()
     answer = raw_request(base_url, head, b'{"inputs": ')
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
-    assert 0.9 < time.perf_counter() - started < 5
+    assert 2.9 < time.perf_counter() - started < 10
 
 
 def encoder_tokens(base_url: str) -> float:

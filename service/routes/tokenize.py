@@ -10,7 +10,7 @@ from fastapi import APIRouter, Response
 
 from service.deps import EmbeddingDep
 from service.engine import check_input_count
-from service.errors import PayloadTooLarge
+from service.errors import PayloadTooLarge, input_errors
 from service.offload import run_sized
 from service.schemas import NATIVE_ERRORS, Token, TokenizeRequest
 
@@ -39,7 +39,8 @@ def _tokens_json(tokenizer: Any, texts: Sequence[str], add_special_tokens: bool)
     """The answer's JSON (the `Token` shape) for every input."""
     out = []
     for text in texts:
-        enc = tokenizer.encode(text, add_special_tokens=add_special_tokens)
+        with input_errors():
+            enc = tokenizer.encode(text, add_special_tokens=add_special_tokens)
         tokens: list[dict[str, Any]] = []
         for token_id, (start, stop), added in zip(
             enc.ids, enc.offsets, enc.special_tokens_mask, strict=True
