@@ -2,60 +2,20 @@
 
 from __future__ import annotations
 
-import operator
 import random
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from filter_reference import reference_match
 
 from index import Collection, Doc, FilterError, IndexConfig
 from index.filters import normalize
 
 DIM = 16
 N = 1_000
-MISSING = object()
 COLORS = ["red", "green", "blue", "black", "white"]
-
-
-def _same_kind(a: Any, b: Any) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool)
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return True
-    return type(a) is type(b)
-
-
-def _eq(have: Any, want: Any) -> bool:
-    return have is not MISSING and _same_kind(have, want) and have == want
-
-
-RANGE = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
-
-
-def reference_match(metadata: dict[str, Any], flt: dict[str, Any]) -> bool:
-    """The filter semantics written out plainly (index/filters.py docstring)."""
-    for field, op, want in normalize(flt):
-        have = metadata.get(field, MISSING)
-        if op == "eq":
-            ok = _eq(have, want)
-        elif op == "ne":
-            ok = not _eq(have, want)
-        elif op == "in":
-            ok = any(_eq(have, w) for w in want)
-        elif op == "nin":
-            ok = not any(_eq(have, w) for w in want)
-        else:
-            ok = (
-                have is not MISSING
-                and have is not None
-                and _same_kind(have, want)
-                and RANGE[op](have, want)
-            )
-        if not ok:
-            return False
-    return True
 
 
 def random_metadata(rng: random.Random) -> dict[str, Any]:

@@ -5,7 +5,6 @@ answered exactly as a brute-force Python evaluation answers it; the store keeps 
 from __future__ import annotations
 
 import math
-import operator
 import sqlite3
 import tempfile
 import threading
@@ -15,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from filter_reference import RANGE, reference_match
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,8 +24,6 @@ from index.search import FilterCache
 from index.store import Store
 
 DIM = 8
-MISSING = object()
-RANGE = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
 
 # Field names: everything with a meaning in SQL, in SQLite JSON paths or in JSON strings.
 HOSTILE = ['"', "'", "$", ".", "[", "]", "*", "\x00", "\\", "a", "b", " ", "😀", "\n", "é", "#"]
@@ -41,43 +39,7 @@ def vectors(n: int, seed: int = 0) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-# --- the reference: filter semantics (index/filters.py docstring) written out plainly -----------
-
-
-def _same_kind(a: Any, b: Any) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool)
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return True
-    return type(a) is type(b)
-
-
-def _eq(have: Any, want: Any) -> bool:
-    return have is not MISSING and _same_kind(have, want) and have == want
-
-
-def reference_match(metadata: dict[str, Any], flt: dict[str, Any]) -> bool:
-    for field, cond in flt.items():
-        have = metadata.get(field, MISSING)
-        for op, want in cond.items() if isinstance(cond, dict) else [("eq", cond)]:
-            if op == "eq":
-                ok = _eq(have, want)
-            elif op == "ne":
-                ok = not _eq(have, want)
-            elif op == "in":
-                ok = any(_eq(have, w) for w in want)
-            elif op == "nin":
-                ok = not any(_eq(have, w) for w in want)
-            else:
-                ok = (
-                    have is not MISSING
-                    and isinstance(have, str | int | float)
-                    and _same_kind(have, want)
-                    and RANGE[op](have, want)
-                )
-            if not ok:
-                return False
-    return True
+# --- what the index may refuse (everything else must match tests/filter_reference.py) -----------
 
 
 def _bad_scalar(v: Any) -> bool:
