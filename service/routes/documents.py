@@ -47,8 +47,7 @@ async def upsert_documents(
     return UpsertResponse(upserted=len(ids), ids=ids if generated else None)
 
 
-# `:path`: ids may contain "/" (the folder reader makes `sub/x.txt`); the client percent-encodes
-# nothing else specially.
+# `:path`: the id is the rest of the path, "/" included (the folder reader makes `sub/x.txt`).
 @router.get("/{doc_id:path}", response_model=DocumentOut)
 async def get_document(doc_id: str, collection: CollectionDep) -> DocumentOut:
     doc = await asyncio.to_thread(collection.get, doc_id)
