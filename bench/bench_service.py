@@ -4,7 +4,8 @@ Every server runs as a subprocess on a free 127.0.0.1 port and is warmed up; the
 round, each workload is run against every system in turn (the order rotates per round), and each
 round also times the library in this process (`load_embedder(backend).encode`: batch 1 over the
 texts one by one, and one batch-32 encode). Tables show medians over rounds; ratios are medians of
-per-round ratios (2 shared cores, see shared/NOTES.md); the load average is printed with them.
+per-round ratios (2 shared cores: one busy neighbour moves absolute figures); the load average is
+printed with them.
 Server CPU per request comes from /proc (all threads, and the main thread = the event loop).
 
 Threads: every model runs `--threads` intra-op threads (default 1: stable on shared cores, and it

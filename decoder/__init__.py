@@ -1,6 +1,6 @@
 """The from-scratch Llama decoder (SmolLM2-135M-Instruct from a GGUF file).
 
-`load_generator` is the entry point (see /shared/API.md); torch and the model code are imported
+`load_generator` is the entry point (see docs/API.md); torch and the model code are imported
 only when it is called, so `import decoder` stays cheap for the service and the CLI.
 
 Prompts: `Generator.chat_ids(messages)` for chat and RAG prompts (only the template's markers

@@ -33,7 +33,7 @@ class AccuracyReportError(RuntimeError):
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Minimum figures an int8 artifact must reach (issue 3; configurable in service settings)."""
+    """Minimum figures an int8 artifact must reach (set in the service settings)."""
 
     min_cosine: float = 0.99
     mean_cosine: float = 0.997

