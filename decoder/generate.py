@@ -281,13 +281,7 @@ def load(
             "byte-level BPE ('gpt2'); only byte-level BPE is supported"
         )
     pre = pre_tokenizer or ("smollm" if f.metadata("tokenizer.ggml.pre") == "smollm" else "gpt2")
-    tokenizer = BPETokenizer(
-        f.metadata("tokenizer.ggml.tokens"),
-        f.metadata("tokenizer.ggml.merges"),
-        f.metadata("tokenizer.ggml.token_type"),
-        pre=pre,
-        unk_id=unknown_token_id(f),
-    )
+    tokenizer = gguf_tokenizer(f, pre, unknown_token_id(f))
     chat = ChatTemplate(f.metadata("tokenizer.chat_template"), tokenizer.special_tokens)
     model = DecoderModel.from_gguf(f, weights=weights)
     generator = Generator(model, tokenizer, chat, f)
@@ -301,6 +295,18 @@ def load(
         pre,
     )
     return generator
+
+
+def gguf_tokenizer(f: GGUFFile, pre: str, unk_id: int | None) -> BPETokenizer:
+    """The GGUF's byte-level BPE vocabulary with the given pre-tokenizer and unknown id (None:
+    bytes without a token are dropped, as transformers' GGUF conversion does)."""
+    return BPETokenizer(
+        f.metadata("tokenizer.ggml.tokens"),
+        f.metadata("tokenizer.ggml.merges"),
+        f.metadata("tokenizer.ggml.token_type"),
+        pre=pre,
+        unk_id=unk_id,
+    )
 
 
 def unknown_token_id(f: GGUFFile) -> int:

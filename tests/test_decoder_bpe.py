@@ -21,7 +21,7 @@ import pytest
 
 from decoder import DEFAULT_GGUF
 from decoder.bpe import BPETokenizer, ChatTemplate, bytes_to_unicode
-from decoder.generate import unknown_token_id
+from decoder.generate import gguf_tokenizer, unknown_token_id
 from decoder.gguf import GGUFFile
 
 pytestmark = pytest.mark.skipif(not DEFAULT_GGUF.is_file(), reason="run `make setup` first")
@@ -110,26 +110,16 @@ def gguf_file() -> GGUFFile:
     return GGUFFile(DEFAULT_GGUF)
 
 
-def _tokenizer(f: GGUFFile, pre: str, unk_id: int | None) -> BPETokenizer:
-    return BPETokenizer(
-        f.metadata("tokenizer.ggml.tokens"),
-        f.metadata("tokenizer.ggml.merges"),
-        f.metadata("tokenizer.ggml.token_type"),
-        pre=pre,
-        unk_id=unk_id,
-    )
-
-
 @pytest.fixture(scope="module")
 def ours(gguf_file) -> BPETokenizer:
     """As served: llama.cpp's pre-tokenizer, the GGUF's unknown id."""
-    return _tokenizer(gguf_file, "smollm", unknown_token_id(gguf_file))
+    return gguf_tokenizer(gguf_file, "smollm", unknown_token_id(gguf_file))
 
 
 @pytest.fixture(scope="module")
 def ours_gpt2(gguf_file) -> BPETokenizer:
     """As transformers converts the GGUF: GPT-2's regex, no unknown id."""
-    return _tokenizer(gguf_file, "gpt2", None)
+    return gguf_tokenizer(gguf_file, "gpt2", None)
 
 
 @pytest.fixture(scope="module")

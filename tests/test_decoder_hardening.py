@@ -20,7 +20,7 @@ from torch import nn
 from decoder import DEFAULT_GGUF
 from decoder.bpe import BPETokenizer, ChatTemplate, bytes_to_unicode, merge_symbols
 from decoder.config import DecoderConfig
-from decoder.generate import Generator, unknown_token_id
+from decoder.generate import Generator, gguf_tokenizer, unknown_token_id
 from decoder.gguf import GGUFFile
 
 pytestmark = pytest.mark.skipif(not DEFAULT_GGUF.is_file(), reason="run `make setup` first")
@@ -70,25 +70,15 @@ def gguf_file() -> GGUFFile:
     return GGUFFile(DEFAULT_GGUF)
 
 
-def _tokenizer(f: GGUFFile, unk_id: int | None, pre: str = "smollm") -> BPETokenizer:
-    return BPETokenizer(
-        f.metadata("tokenizer.ggml.tokens"),
-        f.metadata("tokenizer.ggml.merges"),
-        f.metadata("tokenizer.ggml.token_type"),
-        pre=pre,
-        unk_id=unk_id,
-    )
-
-
 @pytest.fixture(scope="module")
 def ours(gguf_file) -> BPETokenizer:
     """As `decoder.load_generator` builds it: unknown bytes -> the GGUF's unknown id."""
-    return _tokenizer(gguf_file, unknown_token_id(gguf_file))
+    return gguf_tokenizer(gguf_file, "smollm", unknown_token_id(gguf_file))
 
 
 @pytest.fixture(scope="module")
 def ours_drop(gguf_file) -> BPETokenizer:
-    return _tokenizer(gguf_file, None, pre="gpt2")
+    return gguf_tokenizer(gguf_file, "gpt2", None)
 
 
 def _reference(smollm: bool, unk: bool):
