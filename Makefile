@@ -18,8 +18,7 @@ ONNX_DIR     := models/onnx
 ONNX_INT8    := $(ONNX_DIR)/model_int8.onnx.accuracy.json
 # Artifacts are rebuilt when the encoder's math or the export code changes.
 ONNX_SOURCES := encoder/config.py encoder/layers.py encoder/model.py encoder/pooling.py \
-	encoder/weights.py encoder/onnx_export.py encoder/onnx_graph.py encoder/onnx_smooth.py \
-	encoder/onnx_quantize.py encoder/accuracy.py service/export.py
+	encoder/weights.py $(wildcard encoder/onnx/*.py) evaluation/export.py evaluation/corpus.py
 
 .PHONY: setup test test-slow serve lint bench clean artifacts
 

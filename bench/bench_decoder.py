@@ -31,8 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from decoder import DEFAULT_GGUF, load_generator  # noqa: E402
-from service.corpus import real_texts  # noqa: E402
+from semsearch.decoder import load_generator
+from semsearch.evaluation.corpus import real_texts  # noqa: E402
+from semsearch.paths import gguf_path  # noqa: E402
 
 CHATS = [
     "What is the capital of France?",
@@ -56,8 +57,9 @@ _MEMORY_CHILD = """
 import sys, torch
 sys.path.insert(0, {root!r})
 torch.set_num_threads(1)
-from decoder import DEFAULT_GGUF, load_generator
-import transformers, decoder.generate  # imports before the baseline
+from semsearch.decoder import load_generator
+from semsearch.paths import gguf_path
+import transformers, semsearch.decoder.generate  # imports before the baseline
 
 def rss(key):
     for line in open("/proc/self/status"):
@@ -67,7 +69,7 @@ def rss(key):
 base = rss("VmRSS:")
 if {system!r} == "transformers":
     m = transformers.AutoModelForCausalLM.from_pretrained(
-        str(DEFAULT_GGUF.parent), gguf_file=DEFAULT_GGUF.name, dtype=torch.float32).eval()
+        str(gguf_path().parent), gguf_file=gguf_path().name, dtype=torch.float32).eval()
     loaded = rss("VmRSS:")
     with torch.inference_mode():
         m.generate(torch.tensor([list(range(1000, 1000 + {n_prompt}))]), do_sample=False,
@@ -209,7 +211,7 @@ def main() -> None:
         from transformers import AutoModelForCausalLM
 
         ref = AutoModelForCausalLM.from_pretrained(
-            str(DEFAULT_GGUF.parent), gguf_file=DEFAULT_GGUF.name, dtype=torch.float32
+            str(gguf_path().parent), gguf_file=gguf_path().name, dtype=torch.float32
         ).eval()
 
     any_gen = next(iter(gens.values()))

@@ -51,7 +51,7 @@ class Row:
 
 def pick_workloads(embedder, n: int, seed: int = 0) -> dict[str, list[str]]:
     """Real texts from this machine, by token count (our tokenizer; truncated at max_length)."""
-    from service.corpus import long_texts, real_texts
+    from semsearch.evaluation.corpus import long_texts, real_texts
 
     pool = list(real_texts(5000))
     lengths = [len(e) for e in embedder.tokenizer.encode_batch(pool)]
@@ -114,8 +114,8 @@ def main() -> int:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from encoder import load_embedder
-    from encoder.model_files import default_model_dir
+    from semsearch.encoder import load_embedder
+    from semsearch.encoder.model_files import default_model_dir
 
     load_before = os.getloadavg()
     embedder = load_embedder(backend="torch", threads=args.threads)

@@ -3,7 +3,7 @@ stored document, and ingest docs/s against the encoder's own batch throughput on
 
     .venv/bin/python bench/bench_index.py [--docs 100000] [--queries 1000] [--json out.json]
 
-Vectors: the real all-MiniLM-L6-v2 embeddings of `service.corpus.real_texts` cached under
+Vectors: the real all-MiniLM-L6-v2 embeddings of `evaluation.corpus.real_texts` cached under
 `.cache/embeddings/` by tests/test_index_recall.py (same keys), as many as are cached; the rest are
 drawn from a Gaussian with the real vectors' mean and covariance (this machine has ~52k real texts,
 and embedding 100k on 2 shared cores takes an hour). Queries are held-out real texts. Single-query
@@ -29,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from index import Collection, Doc, IndexConfig  # noqa: E402
+from semsearch.index import Collection, Doc, IndexConfig  # noqa: E402
 
 CACHE = ROOT / ".cache" / "embeddings"
 CHUNK = 10_000
@@ -44,7 +44,7 @@ def _cached(texts: list[str] | tuple[str, ...]) -> np.ndarray | None:
 
 def real_vectors(n: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(docs, queries, doc texts): cached real embeddings, topped up with fitted Gaussian draws."""
-    from service.corpus import real_texts
+    from semsearch.evaluation.corpus import real_texts
 
     texts = list(real_texts(N_TEST_DOCS + N_TEST_QUERIES))
     parts = []
@@ -134,13 +134,13 @@ def bench_type(
 def bench_ingest(n_texts: int, rounds: int) -> dict[str, Any] | str:
     """Indexer docs/s vs `embedder.encode` docs/s on the same texts, interleaved A B A B."""
     try:
-        from encoder import load_embedder
+        from semsearch.encoder import load_embedder
 
         embedder = load_embedder(threads=1)
     except Exception as exc:  # any failure means "not usable yet": report which, and go on
         return f"skipped: the encoder is not usable yet ({type(exc).__name__}: {exc})"
-    from service.corpus import real_texts
-    from service.indexing import BuildOptions, build_index
+    from semsearch.evaluation.corpus import real_texts
+    from semsearch.index.ingest.pipeline import BuildOptions, build_index
 
     texts = list(real_texts(N_TEST_DOCS + N_TEST_QUERIES + n_texts))[-n_texts:]
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))

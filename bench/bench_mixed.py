@@ -68,7 +68,7 @@ def main() -> int:
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
-    from service.corpus import real_texts
+    from semsearch.evaluation.corpus import real_texts
 
     texts = [t for t in real_texts(3000) if 30 <= len(t) <= 90][:64]
     bodies = [json.dumps({"inputs": t}).encode() for t in texts]

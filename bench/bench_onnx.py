@@ -38,7 +38,7 @@ REFERENCE = "st-torch"
 
 
 def pick_workloads(tokenizer, n: int, seed: int = 0) -> dict[str, list[str]]:
-    from service.corpus import long_texts, real_texts
+    from semsearch.evaluation.corpus import long_texts, real_texts
 
     pool = list(real_texts(5000))
     lengths = [len(e) for e in tokenizer.encode_batch(pool)]
@@ -88,11 +88,11 @@ t = time.perf_counter()
 if {backend!r} == "st-torch":
     import torch; torch.set_num_threads({threads})
     from sentence_transformers import SentenceTransformer
-    from encoder.model_files import default_model_dir
+    from semsearch.encoder.model_files import default_model_dir
     m = SentenceTransformer(str(default_model_dir()), device="cpu")
     enc = lambda x: m.encode(x, batch_size=32)
 else:
-    from encoder import load_embedder
+    from semsearch.encoder import load_embedder
     m = load_embedder(backend={backend!r}, threads={threads})
     enc = lambda x: m.encode(x, batch_size=32)
 load = time.perf_counter() - t
@@ -130,9 +130,9 @@ def run(args: argparse.Namespace, work: Path) -> int:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from encoder import load_embedder
-    from encoder.model_files import default_model_dir
-    from encoder.onnx_embedder import ARTIFACT_FILES, default_artifact_dir
+    from semsearch.encoder import load_embedder
+    from semsearch.encoder.model_files import default_model_dir
+    from semsearch.encoder.onnx.embedder import ARTIFACT_FILES, default_artifact_dir
 
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
@@ -180,7 +180,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
             )
     import numpy as np
 
-    from encoder.accuracy import cosine_stats
+    from semsearch.encoder.onnx.accuracy import cosine_stats
 
     mixed = [t for texts in workloads.values() for t in texts]
     reference = np.asarray(encoders[REFERENCE](mixed, 32))

@@ -227,7 +227,7 @@ class Library:
     the way the server loads it (same SEMSEARCH_* ONNX options)."""
 
     def __init__(self, backend: str, threads: int, texts: list[str]) -> None:
-        from service.encoders import load_configured_embedder
+        from semsearch.service.encoders import load_configured_embedder
 
         self.embedder = load_configured_embedder(backend=backend, threads=threads)
         self.texts = texts
@@ -249,8 +249,8 @@ class Library:
 
 def short_texts(n: int, seed: int = 0) -> list[str]:
     """Real short texts of this machine (service.corpus), 10-14 tokens with [CLS]/[SEP]."""
-    from encoder.wordpiece import WordPieceTokenizer
-    from service.corpus import real_texts
+    from semsearch.encoder.wordpiece import WordPieceTokenizer
+    from semsearch.evaluation.corpus import real_texts
 
     pool = list(real_texts(5000))
     tokenizer = WordPieceTokenizer.from_dir(Path(default_model_dir()))

@@ -35,8 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from encoder.wordpiece import WordPieceTokenizer  # noqa: E402
-from service.corpus import real_texts  # noqa: E402
+from semsearch.encoder.wordpiece import WordPieceTokenizer  # noqa: E402
+from semsearch.evaluation.corpus import real_texts  # noqa: E402
 
 
 def _timed(fn: Callable[[], int]) -> tuple[int, float]:

@@ -16,13 +16,14 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from semsearch import paths
+
 if TYPE_CHECKING:
-    from decoder.bpe import BPETokenizer, ChatTemplate
-    from decoder.generate import Generator, StreamEvent
-    from decoder.sampling import SAMPLING_EPS, SamplingParams
+    from semsearch.decoder.bpe import BPETokenizer, ChatTemplate
+    from semsearch.decoder.generate import Generator, StreamEvent
+    from semsearch.decoder.sampling import SAMPLING_EPS, SamplingParams
 
 __all__ = [
-    "DEFAULT_GGUF",
     "SAMPLING_EPS",
     "BPETokenizer",
     "ChatTemplate",
@@ -42,8 +43,6 @@ _LAZY = {
     "SAMPLING_EPS": "sampling",
 }
 
-DEFAULT_GGUF = Path(__file__).resolve().parents[1] / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-
 
 def load_generator(
     gguf_path: str | Path | None = None,
@@ -51,7 +50,8 @@ def load_generator(
     weights: str = "fp32",
     pre_tokenizer: str | None = None,
 ) -> Generator:
-    """Load the decoder. `gguf_path` None = the bundled SmolLM2 GGUF under models/.
+    """Load the decoder. `gguf_path` None = SmolLM2's GGUF in the models directory
+    (`semsearch.paths.gguf_path()`).
 
     `threads` sets torch's intra-op threads (process-wide) when given. `weights`: "fp32" (the
     dequantized GGUF weights; logits equal transformers'), "int4" (the GGUF's 4-bit codes in
@@ -59,19 +59,19 @@ def load_generator(
     top-2 logits are close) or "int8" (weight-only int8). `pre_tokenizer`: None = from the
     GGUF's `tokenizer.ggml.pre` as llama.cpp maps it ("smollm": digits split off first), or
     "gpt2" for what transformers' GGUF conversion builds (see `decoder.bpe`)."""
-    path = Path(gguf_path) if gguf_path is not None else DEFAULT_GGUF
+    path = Path(gguf_path) if gguf_path is not None else paths.gguf_path()
     if not path.is_file():
         raise FileNotFoundError(
-            f"decoder weights not found at {path}; run `make setup` to fetch "
-            "SmolLM2-135M-Instruct.Q4_1.gguf into models/"
+            f"decoder weights not found at {path}; `make setup` fetches {paths.GGUF_NAME} into "
+            f"the repository's models/, or set {paths.MODELS_DIR_ENV} or SEMSEARCH_GGUF_PATH"
         )
-    from decoder.generate import load
+    from semsearch.decoder.generate import load
 
     return load(str(path), threads=threads, weights=weights, pre_tokenizer=pre_tokenizer)
 
 
 def __getattr__(name: str) -> object:
     if name in _LAZY:
-        module = importlib.import_module(f"decoder.{_LAZY[name]}")
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
         return getattr(module, name)
     raise AttributeError(f"module 'decoder' has no attribute {name!r}")

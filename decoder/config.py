@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from decoder.gguf import GGUFFile
+    from semsearch.decoder.gguf import GGUFFile
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,12 @@ from typing import Any
 
 import torch
 
-from decoder.bpe import BPETokenizer, ChatTemplate
-from decoder.config import DecoderConfig
-from decoder.gguf import GGUFFile
-from decoder.kv_cache import KVCache
-from decoder.model import DecoderModel
-from decoder.sampling import SamplingParams, next_token
+from semsearch.decoder.bpe import BPETokenizer, ChatTemplate
+from semsearch.decoder.config import DecoderConfig
+from semsearch.decoder.gguf import GGUFFile
+from semsearch.decoder.kv_cache import KVCache
+from semsearch.decoder.model import DecoderModel
+from semsearch.decoder.sampling import SamplingParams, next_token
 
 logger = logging.getLogger(__name__)
 

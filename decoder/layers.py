@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decoder.config import DecoderConfig
-from decoder.kv_cache import KVCache
-from decoder.rope import RotaryEmbedding, apply_rope
+from semsearch.decoder.config import DecoderConfig
+from semsearch.decoder.kv_cache import KVCache
+from semsearch.decoder.rope import RotaryEmbedding, apply_rope
 
 
 class Linear(nn.Module):

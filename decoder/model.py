@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decoder.config import DecoderConfig
-from decoder.gguf import GGUFFile, llama_state_dict
-from decoder.kv_cache import KVCache
-from decoder.layers import MLP, Attention, Block, Int4Linear, Int8Linear, Linear, RMSNorm
-from decoder.rope import RotaryEmbedding
+from semsearch.decoder.config import DecoderConfig
+from semsearch.decoder.gguf import GGUFFile, llama_state_dict
+from semsearch.decoder.kv_cache import KVCache
+from semsearch.decoder.layers import MLP, Attention, Block, Int4Linear, Int8Linear, Linear, RMSNorm
+from semsearch.decoder.rope import RotaryEmbedding
 
 logger = logging.getLogger(__name__)
 

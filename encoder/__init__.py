@@ -3,7 +3,7 @@
 Importing this package is cheap and never imports torch: `load_embedder(backend="torch")` imports
 it when called, and `WordPieceTokenizer` is resolved on first access.
 
-    from encoder import load_embedder, WordPieceTokenizer
+    from semsearch.encoder import load_embedder, WordPieceTokenizer
     emb = load_embedder()                          # the bundled all-MiniLM-L6-v2, PyTorch backend
     vecs = emb.encode(["text", ...], batch_size=32)  # (n, dim) float32, L2-normalized, input order
 """
@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from encoder.embedder import TorchEmbedder
-    from encoder.onnx_embedder import OnnxEmbedder, OnnxOptions
-    from encoder.wordpiece import WordPieceTokenizer
+    from semsearch.encoder.embedder import TorchEmbedder
+    from semsearch.encoder.onnx.embedder import OnnxEmbedder, OnnxOptions
+    from semsearch.encoder.wordpiece import WordPieceTokenizer
 
 # Every backend the public contract names, and the ones this version implements.
 BACKENDS = ("torch", "onnx", "onnx-int8")
@@ -41,8 +41,8 @@ def load_embedder(
             f"unknown encoder backend {backend!r}; valid backends: {', '.join(BACKENDS)}"
         )
     if backend in ("onnx", "onnx-int8"):
-        from encoder.model_files import read_model_files
-        from encoder.onnx_embedder import OnnxEmbedder
+        from semsearch.encoder.model_files import read_model_files
+        from semsearch.encoder.onnx.embedder import OnnxEmbedder
 
         return OnnxEmbedder(read_model_files(model_dir), backend, threads, onnx_options)
     try:
@@ -51,15 +51,15 @@ def load_embedder(
         raise ImportError(
             "the 'torch' encoder backend needs PyTorch: pip install 'semsearch[torch]'"
         ) from e
-    from encoder.embedder import TorchEmbedder
-    from encoder.model_files import read_model_files
+    from semsearch.encoder.embedder import TorchEmbedder
+    from semsearch.encoder.model_files import read_model_files
 
     return TorchEmbedder(read_model_files(model_dir), threads=threads)
 
 
 def __getattr__(name: str) -> Any:
     if name == "WordPieceTokenizer":
-        from encoder.wordpiece import WordPieceTokenizer
+        from semsearch.encoder.wordpiece import WordPieceTokenizer
 
         return WordPieceTokenizer
     raise AttributeError(f"module 'encoder' has no attribute {name!r}")

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from encoder.model_files import ModelFiles
-from encoder.wordpiece import WordPieceTokenizer
+from semsearch.encoder.model_files import ModelFiles
+from semsearch.encoder.wordpiece import WordPieceTokenizer
 
 
 def check_threads(threads: Any) -> None:

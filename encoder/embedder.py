@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from encoder.base import SentenceEmbedder, check_threads
-from encoder.model import BertModel
-from encoder.model_files import ModelFiles, file_sha256
-from encoder.weights import load_weights
-from encoder.wordpiece import WordPieceTokenizer
+from semsearch.encoder.base import SentenceEmbedder, check_threads
+from semsearch.encoder.model import BertModel
+from semsearch.encoder.model_files import ModelFiles, file_sha256
+from semsearch.encoder.weights import load_weights
+from semsearch.encoder.wordpiece import WordPieceTokenizer
 
 logger = logging.getLogger(__name__)
 

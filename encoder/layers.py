@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from encoder.config import BertConfig
+from semsearch.encoder.config import BertConfig
 
 # Attention groups: sequences (sorted by length) share one padded SDPA call while the padded
 # attention work G * T^2 stays within PAD_SLACK of the real work sum(L^2); sequences of at most

@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from encoder.config import BertConfig
-from encoder.layers import BertEmbeddings, BertLayer, Packing
-from encoder.pooling import l2_normalize, mean_pool_packed
+from semsearch.encoder.config import BertConfig
+from semsearch.encoder.layers import BertEmbeddings, BertLayer, Packing
+from semsearch.encoder.pooling import l2_normalize, mean_pool_packed
 
 
 class BertEncoder(nn.Module):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from encoder.config import BertConfig
+from semsearch.encoder.config import BertConfig
 
 logger = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from encoder.normalize import BertNormalizer
+from semsearch.encoder.normalize import BertNormalizer
 
 logger = logging.getLogger(__name__)
 

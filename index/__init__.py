@@ -1,6 +1,6 @@
 """Vector collections: documents in SQLite (the truth), vectors in a FAISS index (a cache of it).
 
-from index import Collection
+from semsearch.index import Collection
 with Collection.open("index-dir") as col:
     col.upsert([{"id": "a", "text": "...", "metadata": {}}], vectors)
     hits = col.search(query_vector, k=10, filter={"lang": "en"})
@@ -8,10 +8,10 @@ with Collection.open("index-dir") as col:
 
 from __future__ import annotations
 
-from index.collection import Collection
-from index.config import IndexConfig
-from index.documents import Doc, Hit
-from index.errors import (
+from semsearch.index.collection import Collection
+from semsearch.index.config import IndexConfig
+from semsearch.index.documents import Doc, Hit
+from semsearch.index.errors import (
     Busy,
     CollectionError,
     DimensionMismatch,
@@ -25,7 +25,7 @@ from index.errors import (
     QueryTimeout,
     ReadOnlyError,
 )
-from index.limits import Limits
+from semsearch.index.limits import Limits
 
 __all__ = [
     "Busy",

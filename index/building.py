@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from index.config import IndexConfig
-from index.faiss_index import FaissIndex
-from index.store import Store
+from semsearch.index.config import IndexConfig
+from semsearch.index.faiss_index import FaissIndex
+from semsearch.index.store import Store
 
 log = logging.getLogger(__name__)
 

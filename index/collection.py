@@ -27,22 +27,22 @@ from typing import Any
 
 import numpy as np
 
-from index import filters
-from index.background import Worker
-from index.building import advance, build_from_store, empty_index_for
-from index.config import IndexConfig
-from index.documents import Doc, Hit
-from index.errors import (
+from semsearch.index import filters
+from semsearch.index.background import Worker
+from semsearch.index.building import advance, build_from_store, empty_index_for
+from semsearch.index.config import IndexConfig
+from semsearch.index.documents import Doc, Hit
+from semsearch.index.errors import (
     Busy,
     DimensionMismatch,
     InvalidArgument,
     ReadOnlyError,
 )
-from index.faiss_index import FaissIndex
-from index.limits import Limits
-from index.locking import OpenHold, RWLock, writer_lock
-from index.opening import hold_directory, resolve_manifest
-from index.persistence import (
+from semsearch.index.faiss_index import FaissIndex
+from semsearch.index.limits import Limits
+from semsearch.index.locking import OpenHold, RWLock, writer_lock
+from semsearch.index.opening import hold_directory, resolve_manifest
+from semsearch.index.persistence import (
     DATABASE,
     FORMAT_VERSION,
     SNAPSHOT,
@@ -53,8 +53,8 @@ from index.persistence import (
     write_manifest,
     write_snapshot,
 )
-from index.search import FilterCache, search_index, unit_rows
-from index.store import Store
+from semsearch.index.search import FilterCache, search_index, unit_rows
+from semsearch.index.store import Store
 
 log = logging.getLogger(__name__)
 

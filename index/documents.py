@@ -8,8 +8,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from index.errors import InvalidDocument, shown
-from index.limits import Limits
+from semsearch.index.errors import InvalidDocument, shown
+from semsearch.index.limits import Limits
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what SQLite (and its JSON functions) hold exactly
 

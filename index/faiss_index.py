@@ -12,8 +12,8 @@ from typing import Any
 import faiss
 import numpy as np
 
-from index.base import VectorIndex
-from index.config import IndexConfig
+from semsearch.index.base import VectorIndex
+from semsearch.index.config import IndexConfig
 
 _MAX_EF = 1_024
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from index.documents import INT64_MAX, INT64_MIN
-from index.errors import FilterError, shown
-from index.limits import Limits
-from index.store import json_key_path
+from semsearch.index.documents import INT64_MAX, INT64_MIN
+from semsearch.index.errors import FilterError, shown
+from semsearch.index.limits import Limits
+from semsearch.index.store import json_key_path
 
 RANGE_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 OPERATORS = ("eq", "ne", "in", "nin", *RANGE_OPS)

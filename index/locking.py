@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from index.errors import LockTimeout
+from semsearch.index.errors import LockTimeout
 
 LOCKFILE = "write.lock"
 OPEN_LOCKFILE = "open.lock"

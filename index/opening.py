@@ -11,17 +11,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from index.config import IndexConfig, normalize_type
-from index.errors import (
+from semsearch.index.config import IndexConfig, normalize_type
+from semsearch.index.errors import (
     DimensionMismatch,
     FingerprintMismatch,
     InvalidArgument,
     LockTimeout,
     NotFound,
 )
-from index.limits import Limits
-from index.locking import OpenHold, hold_open, writer_lock
-from index.persistence import (
+from semsearch.index.limits import Limits
+from semsearch.index.locking import OpenHold, hold_open, writer_lock
+from semsearch.index.persistence import (
     Manifest,
     read_manifest,
     recover_swap,

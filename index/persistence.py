@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from index.errors import FormatError
-from index.locking import swap_lock, swap_settled
+from semsearch.index.errors import FormatError
+from semsearch.index.locking import swap_lock, swap_settled
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from index.base import VectorIndex
-from index.config import IndexConfig
-from index.documents import Hit
-from index.errors import DimensionMismatch, InvalidArgument
-from index.store import Store
+from semsearch.index.base import VectorIndex
+from semsearch.index.config import IndexConfig
+from semsearch.index.documents import Hit
+from semsearch.index.errors import DimensionMismatch, InvalidArgument
+from semsearch.index.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from index.documents import Doc
-from index.errors import FilterError, InvalidDocument, QueryTimeout
+from semsearch.index.documents import Doc
+from semsearch.index.errors import FilterError, InvalidDocument, QueryTimeout
 
 log = logging.getLogger(__name__)
 

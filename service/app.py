@@ -8,15 +8,23 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from service import __version__
-from service.auth import ApiKeyGate
-from service.errors import install_error_handlers
-from service.limits import BodySizeLimit
-from service.metrics import Metrics, RequestMetrics
-from service.models import Models
-from service.request_id import RequestId
-from service.routes import documents, embeddings, generation, operations, rag, search, tokenize
-from service.settings import Settings
+from semsearch import __version__
+from semsearch.service.auth import ApiKeyGate
+from semsearch.service.errors import install_error_handlers
+from semsearch.service.limits import BodySizeLimit
+from semsearch.service.metrics import Metrics, RequestMetrics
+from semsearch.service.models import Models
+from semsearch.service.request_id import RequestId
+from semsearch.service.routes import (
+    documents,
+    embeddings,
+    generation,
+    operations,
+    rag,
+    search,
+    tokenize,
+)
+from semsearch.service.settings import Settings
 
 
 def create_app(

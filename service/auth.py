@@ -10,7 +10,7 @@ import hmac
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.errors import Unauthorized, send_error
+from semsearch.service.errors import Unauthorized, send_error
 
 # Probes and the API's description need no key: they reveal the API's shape, nothing stored.
 OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})

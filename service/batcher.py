@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from service.errors import Overloaded
+from semsearch.service.errors import Overloaded
 
 log = logging.getLogger(__name__)
 

@@ -9,12 +9,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from index import Collection
-from service.engine import EmbeddingEngine
-from service.generation import GenerationEngine
-from service.models import Models
-from service.settings import Settings
-from service.workpool import WorkPool
+from semsearch.index import Collection
+from semsearch.service.engine import EmbeddingEngine
+from semsearch.service.generation import GenerationEngine
+from semsearch.service.models import Models
+from semsearch.service.settings import Settings
+from semsearch.service.workpool import WorkPool
 
 
 async def get_settings(request: Request) -> Settings:

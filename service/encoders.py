@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from service.settings import Settings
+from semsearch.service.settings import Settings
 
 
 def load_configured_embedder(
@@ -17,7 +17,7 @@ def load_configured_embedder(
 ) -> Any:
     """`encoder.load_embedder` with the settings' backend, model dir, threads and ONNX options;
     arguments that are not None (command-line flags) override the settings."""
-    from encoder import load_embedder
+    from semsearch.encoder import load_embedder
 
     settings = settings or Settings()
     backend = backend or settings.backend

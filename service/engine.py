@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from service.batcher import Batcher, BatchStats
-from service.errors import PayloadTooLarge, ValidationFailed, input_errors
-from service.offload import run_sized
-from service.settings import Settings
+from semsearch.service.batcher import Batcher, BatchStats
+from semsearch.service.errors import PayloadTooLarge, ValidationFailed, input_errors
+from semsearch.service.offload import run_sized
+from semsearch.service.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope, Send
 
-import index
-from service.request_id import request_id
+from semsearch import index
+from semsearch.service.request_id import request_id
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.errors import Overloaded, PayloadTooLarge, ValidationFailed, input_errors
-from service.offload import run_sized
-from service.settings import Settings
+from semsearch.service.errors import Overloaded, PayloadTooLarge, ValidationFailed, input_errors
+from semsearch.service.offload import run_sized
+from semsearch.service.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import ApiError, PayloadTooLarge, RequestTimeout, send_error
+from semsearch.service.errors import ApiError, PayloadTooLarge, RequestTimeout, send_error
 
 
 class BodySizeLimit:

@@ -14,14 +14,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from index import Collection
-from service.batcher import BatchStats
-from service.encoders import load_configured_embedder
-from service.engine import EmbeddingEngine
-from service.errors import Unhealthy
-from service.generation import GenerationEngine
-from service.settings import Settings
-from service.workpool import WorkPool
+from semsearch.index import Collection
+from semsearch.service.batcher import BatchStats
+from semsearch.service.encoders import load_configured_embedder
+from semsearch.service.engine import EmbeddingEngine
+from semsearch.service.errors import Unhealthy
+from semsearch.service.generation import GenerationEngine
+from semsearch.service.settings import Settings
+from semsearch.service.workpool import WorkPool
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class Models:
                 self._attach_encoder(embedder)
                 log.info("encoder ready (%s)", embedder.backend)
             if self.generation is None and self.decoder_enabled:
-                from decoder import load_generator
+                from semsearch.decoder import load_generator
 
                 generator = load_generator(
                     gguf_path=self.settings.gguf_path, weights=self.settings.decoder

@@ -10,9 +10,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from service.generation import SEED_MAX, Sampling, stop_list
-from service.schemas import StopList, Texts
-from service.settings import MAX_LIST_ITEMS
+from semsearch.service.generation import SEED_MAX, Sampling, stop_list
+from semsearch.service.schemas import StopList, Texts
+from semsearch.service.settings import MAX_LIST_ITEMS
 
 
 class OpenAIEmbeddingRequest(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from service.errors import PayloadTooLarge
+from semsearch.service.errors import PayloadTooLarge
 
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered sources below. Cite the sources you use as "

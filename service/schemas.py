@@ -6,8 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.generation import SEED_MAX, Sampling, stop_list
-from service.settings import MAX_LIST_ITEMS, MAX_STOP_ITEMS
+from semsearch.service.generation import SEED_MAX, Sampling, stop_list
+from semsearch.service.settings import MAX_LIST_ITEMS, MAX_STOP_ITEMS
 
 # Lists the parser refuses past a ceiling before validating any item (the limits in Settings, a
 # 413 naming the setting, are checked after parsing).

@@ -13,8 +13,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
-    from encoder.onnx_embedder import OnnxOptions
-    from index import Limits
+    from semsearch.encoder.onnx.embedder import OnnxOptions
+    from semsearch.index import Limits
 
 # Ceilings the request parser enforces on list lengths before it looks at a single item (a body
 # of 900k bad items must not cost 900k error objects); the settings below stay under them.
@@ -121,8 +121,8 @@ class Settings(BaseSettings):
 
     def onnx_options(self) -> OnnxOptions:
         """The encoder's ONNX options (`encoder.load_embedder(onnx_options=...)`)."""
-        from encoder.accuracy import Thresholds
-        from encoder.onnx_embedder import OnnxOptions
+        from semsearch.encoder.onnx.accuracy import Thresholds
+        from semsearch.encoder.onnx.embedder import OnnxOptions
 
         return OnnxOptions(
             artifact_dir=self.onnx_dir,
@@ -136,7 +136,7 @@ class Settings(BaseSettings):
 
     def index_limits(self) -> Limits:
         """The collection's share of the request limits."""
-        from index import Limits
+        from semsearch.index import Limits
 
         return Limits(
             max_filter_conditions=self.max_filter_conditions,

@@ -12,8 +12,8 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from service.errors import error_body, to_api_error
-from service.request_id import request_id
+from semsearch.service.errors import error_body, to_api_error
+from semsearch.service.request_id import request_id
 
 log = logging.getLogger(__name__)
 

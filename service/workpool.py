@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
-from service.errors import Overloaded
+from semsearch.service.errors import Overloaded
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -6,19 +6,19 @@ import asyncio
 
 from fastapi import APIRouter, Request
 
-from index import Doc
-from index.chunking import check_user_id
-from service.deps import CollectionDep, EmbeddingDep
-from service.engine import check_input_count, check_text_lengths
-from service.errors import NotFound
-from service.schemas import (
+from semsearch.index import Doc
+from semsearch.index.ids import check_user_id
+from semsearch.service.deps import CollectionDep, EmbeddingDep
+from semsearch.service.engine import check_input_count, check_text_lengths
+from semsearch.service.errors import NotFound
+from semsearch.service.schemas import (
     NATIVE_ERRORS,
     DeleteResponse,
     DocumentOut,
     UpsertRequest,
     UpsertResponse,
 )
-from service.streaming import until_disconnected
+from semsearch.service.streaming import until_disconnected
 
 router = APIRouter(prefix="/documents", tags=["documents"], responses=NATIVE_ERRORS)
 

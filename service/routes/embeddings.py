@@ -7,16 +7,16 @@ import base64
 import numpy as np
 from fastapi import APIRouter, Request
 
-from service.deps import EmbeddingDep
-from service.engine import check_input_count
-from service.openai_schemas import (
+from semsearch.service.deps import EmbeddingDep
+from semsearch.service.engine import check_input_count
+from semsearch.service.openai_schemas import (
     OpenAIEmbedding,
     OpenAIEmbeddingRequest,
     OpenAIEmbeddingResponse,
     OpenAIUsage,
 )
-from service.schemas import NATIVE_ERRORS, OPENAI_ERRORS, EmbedRequest
-from service.streaming import until_disconnected
+from semsearch.service.schemas import NATIVE_ERRORS, OPENAI_ERRORS, EmbedRequest
+from semsearch.service.streaming import until_disconnected
 
 router = APIRouter(tags=["embeddings"], responses=NATIVE_ERRORS)
 

@@ -10,17 +10,17 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from service.deps import GenerationDep
-from service.generation import GenerationEngine, Sampling, Slot
-from service.openai_schemas import ChatCompletionRequest, CompletionRequest
-from service.schemas import (
+from semsearch.service.deps import GenerationDep
+from semsearch.service.generation import GenerationEngine, Sampling, Slot
+from semsearch.service.openai_schemas import ChatCompletionRequest, CompletionRequest
+from semsearch.service.schemas import (
     NATIVE_ERRORS,
     OPENAI_ERRORS,
     GenerateRequest,
     GenerateResponse,
     GenerateUsage,
 )
-from service.streaming import sse_event, sse_response, until_disconnected
+from semsearch.service.streaming import sse_event, sse_response, until_disconnected
 
 router = APIRouter(tags=["generation"], responses=NATIVE_ERRORS)
 

@@ -7,10 +7,10 @@ import asyncio
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from service import __version__
-from service.deps import ModelsDep, SettingsDep
-from service.schemas import NATIVE_ERRORS, Health, Info
-from service.settings import REQUEST_LIMITS
+from semsearch import __version__
+from semsearch.service.deps import ModelsDep, SettingsDep
+from semsearch.service.schemas import NATIVE_ERRORS, Health, Info
+from semsearch.service.settings import REQUEST_LIMITS
 
 router = APIRouter(tags=["operations"], responses=NATIVE_ERRORS)
 

@@ -8,19 +8,19 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from service.deps import (
+from semsearch.service.deps import (
     CollectionDep,
     EmbeddingDep,
     GenerationDep,
     SearchPoolDep,
     SettingsDep,
 )
-from service.engine import check_text_lengths
-from service.generation import GenerationEngine, Sampling, Slot
-from service.rag import fit_prompt
-from service.routes.generation import native_events
-from service.schemas import NATIVE_ERRORS, GenerateUsage, RagRequest, RagResponse, Source
-from service.streaming import sse_event, sse_response, until_disconnected
+from semsearch.service.engine import check_text_lengths
+from semsearch.service.generation import GenerationEngine, Sampling, Slot
+from semsearch.service.rag import fit_prompt
+from semsearch.service.routes.generation import native_events
+from semsearch.service.schemas import NATIVE_ERRORS, GenerateUsage, RagRequest, RagResponse, Source
+from semsearch.service.streaming import sse_event, sse_response, until_disconnected
 
 router = APIRouter(tags=["generation"], responses=NATIVE_ERRORS)
 

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Request, Response
 
-from index import Collection
-from service.deps import CollectionDep, EmbeddingDep, SearchPoolDep
-from service.errors import ValidationFailed
-from service.schemas import NATIVE_ERRORS, SearchRequest, SearchResponse
-from service.streaming import until_disconnected
+from semsearch.index import Collection
+from semsearch.service.deps import CollectionDep, EmbeddingDep, SearchPoolDep
+from semsearch.service.errors import ValidationFailed
+from semsearch.service.schemas import NATIVE_ERRORS, SearchRequest, SearchResponse
+from semsearch.service.streaming import until_disconnected
 
 router = APIRouter(tags=["search"], responses=NATIVE_ERRORS)
 

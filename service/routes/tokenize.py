@@ -8,11 +8,11 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
-from service.deps import EmbeddingDep
-from service.engine import check_input_count
-from service.errors import PayloadTooLarge, input_errors
-from service.offload import run_sized
-from service.schemas import NATIVE_ERRORS, Token, TokenizeRequest
+from semsearch.service.deps import EmbeddingDep
+from semsearch.service.engine import check_input_count
+from semsearch.service.errors import PayloadTooLarge, input_errors
+from semsearch.service.offload import run_sized
+from semsearch.service.schemas import NATIVE_ERRORS, Token, TokenizeRequest
 
 router = APIRouter(tags=["embeddings"], responses=NATIVE_ERRORS)
 

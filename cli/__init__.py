@@ -1,0 +1,1 @@
+"""The `semsearch` command line (`semsearch.cli.main:main`)."""

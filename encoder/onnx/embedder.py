@@ -1,0 +1,190 @@
+"""The ONNX Runtime embedder: the same `encode()` contract as `TorchEmbedder`, without torch.
+
+Serving needs onnxruntime, numpy and our WordPiece tokenizer only. The artifacts come from
+`semsearch export` (`make artifacts`): `model_optimized.onnx` (fp32, fused) for backend "onnx",
+`model_int8.onnx` for "onnx-int8", each with its accuracy report, and `manifest.json` naming the
+model they were built from. An int8 artifact is served only when its report exists, describes this
+very file and meets the thresholds (`encoder.onnx.accuracy.check_report`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from semsearch import paths
+from semsearch.encoder.base import SentenceEmbedder, check_threads
+from semsearch.encoder.model_files import ModelFiles, file_sha256
+from semsearch.encoder.onnx.accuracy import Thresholds, check_report
+from semsearch.encoder.onnx.export import (
+    FP32_OPTIMIZED_FILE,
+    INT8_FILE,
+    MANIFEST_FILE,
+    OUTPUT_NAME,
+    POOLED_NAME,
+)
+from semsearch.encoder.wordpiece import WordPieceTokenizer
+
+logger = logging.getLogger(__name__)
+
+ORT_HINT = "the ONNX backends need onnxruntime: pip install onnxruntime"
+ARTIFACT_FILES = {"onnx": FP32_OPTIMIZED_FILE, "onnx-int8": INT8_FILE}
+
+
+def default_artifact_dir() -> Path:
+    """`onnx/` in the models directory (`semsearch.paths`), where `semsearch export` writes."""
+    return paths.onnx_dir()
+
+
+@dataclass(frozen=True)
+class OnnxOptions:
+    """Where the artifacts are and how ONNX Runtime runs them (from `service.settings`)."""
+
+    artifact_dir: Path | None = None  # None: default_artifact_dir()
+    sequential: bool = True  # ORT_SEQUENTIAL execution (parallel only helps branchy graphs)
+    memory_arena: bool = True  # ORT's CPU memory arena: buffers reused across batches
+    spinning: bool = True  # intra-op workers spin between parallel sections (ORT's default)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class OnnxEmbedder(SentenceEmbedder):
+    """Sentence vectors from an exported ONNX graph (pooling and normalization inside it)."""
+
+    def __init__(
+        self,
+        files: ModelFiles,
+        backend: str = "onnx-int8",
+        threads: int | None = None,
+        options: OnnxOptions | None = None,
+        artifact: Path | None = None,
+        check_accuracy: bool = True,
+    ) -> None:
+        """`artifact` overrides the backend's file in the artifact dir; `check_accuracy=False` skips
+        the int8 report check (only for `semsearch export`, which is about to write it)."""
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise ImportError(ORT_HINT) from e
+        if backend not in ARTIFACT_FILES:
+            raise ValueError(f"backend must be one of {sorted(ARTIFACT_FILES)}, got {backend!r}")
+        check_threads(threads)
+        started = time.perf_counter()
+        options = options or OnnxOptions()
+        self.backend = backend
+        self.files = files
+        self.options = options
+        artifact_dir = Path(options.artifact_dir or default_artifact_dir())
+        self.artifact = Path(artifact) if artifact else artifact_dir / ARTIFACT_FILES[backend]
+        if not self.artifact.is_file():
+            raise FileNotFoundError(
+                f"ONNX artifact {self.artifact} not found: build it with `make artifacts` "
+                f"(or `semsearch export --quantize int8 --out {artifact_dir}`)"
+            )
+        self.manifest = self._read_manifest(artifact_dir)
+        self.artifact_sha256 = file_sha256(self.artifact)
+        self.report: dict[str, Any] | None = None
+        if backend == "onnx-int8" and check_accuracy:
+            self.report = check_report(self.artifact, options.thresholds, self.artifact_sha256)
+        self.tokenizer = WordPieceTokenizer.from_dir(files.model_dir)
+        if self.tokenizer.vocab_sha256 != self.manifest["vocab_sha256"]:
+            raise ValueError(
+                f"{artifact_dir} was exported with another vocab than {files.vocab_path}; "
+                "re-export with `make artifacts` or point model_dir at the original model"
+            )
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads or _cpu_count()
+        so.inter_op_num_threads = 1
+        so.execution_mode = (
+            ort.ExecutionMode.ORT_SEQUENTIAL
+            if options.sequential
+            else ort.ExecutionMode.ORT_PARALLEL
+        )
+        so.enable_cpu_mem_arena = options.memory_arena
+        spin = "1" if options.spinning else "0"
+        so.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(
+            str(self.artifact), sess_options=so, providers=["CPUExecutionProvider"]
+        )
+        self.threads = so.intra_op_num_threads
+        logger.info(
+            "loaded %s encoder %s in %.2fs (%d threads)",
+            backend,
+            self.artifact,
+            time.perf_counter() - started,
+            self.threads,
+        )
+
+    def _read_manifest(self, artifact_dir: Path) -> dict[str, Any]:
+        path = artifact_dir / MANIFEST_FILE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found: rebuild the artifacts with `make artifacts`"
+            )
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if manifest.get("dim") != self.files.dim:
+            raise ValueError(
+                f"{path}: artifacts of dimension {manifest.get('dim')}, but {self.files.model_dir} "
+                f"has hidden_size {self.files.dim}; re-export for this model"
+            )
+        return manifest
+
+    @property
+    def quantization(self) -> dict[str, Any] | None:
+        return None if self.report is None else self.report.get("quantization")
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies this encoder's vectors: two fingerprints equal -> same vectors."""
+        quant = self.quantization
+        return {
+            "weights_sha256": self.manifest["weights_sha256"],
+            "vocab_sha256": self.tokenizer.vocab_sha256,
+            "dim": self.dim,
+            "max_length": self.max_length,
+            "pooling": self.files.pooling,
+            "normalize": True,
+            "backend": self.backend,
+            "quantization": None
+            if self.backend != "onnx-int8"
+            else f"int8-{(quant or {}).get('mode', 'dynamic')}",
+            "artifact_sha256": self.artifact_sha256,
+        }
+
+    def encode_batch_arrays(
+        self,
+        input_ids: np.ndarray,
+        attention_mask: np.ndarray,
+        token_type_ids: np.ndarray | None = None,
+        normalize: bool = True,
+    ) -> np.ndarray:
+        """The core: padded int64 (B, T) arrays in, (B, dim) float32 sentence vectors out."""
+        self.check_arrays(input_ids, attention_mask, token_type_ids)
+        if input_ids.shape[0] == 0:
+            return np.empty((0, self.dim), dtype=np.float32)
+        # Columns that are padding in every row change nothing: drop them (less work).
+        real_cols = np.flatnonzero(attention_mask.astype(bool).any(axis=0))
+        T = int(real_cols[-1]) + 1
+        if token_type_ids is None:
+            token_type_ids = np.zeros_like(input_ids)
+        feeds = {
+            "input_ids": np.ascontiguousarray(input_ids[:, :T], dtype=np.int64),
+            "attention_mask": np.ascontiguousarray(attention_mask[:, :T], dtype=np.int64),
+            "token_type_ids": np.ascontiguousarray(token_type_ids[:, :T], dtype=np.int64),
+        }
+        output = OUTPUT_NAME if normalize else POOLED_NAME
+        (vectors,) = self.session.run([output], feeds)
+        return np.asarray(vectors, dtype=np.float32)

@@ -1,0 +1,149 @@
+"""`semsearch verify`: parity of our from-scratch components with the reference implementations.
+
+Each check runs on real text from this machine (`evaluation.corpus`) and reports a measured figure
+against a threshold; the command exits non-zero when any check fails. The references
+(transformers' fast tokenizer, sentence-transformers) are test dependencies, imported here only.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from semsearch.evaluation.corpus import long_texts, real_texts
+
+log = logging.getLogger(__name__)
+
+# Minimum cosine to the sentence-transformers embedding, per backend.
+COSINE_THRESHOLDS = {"torch": 0.99999, "onnx": 0.99999, "onnx-int8": 0.99}
+# Minimum mean cosine, where the minimum alone says too little (int8: the serving thresholds).
+MEAN_COSINE_THRESHOLDS = {"onnx-int8": 0.997}
+MAX_ABS_DIFF_TORCH = 1e-5
+
+
+@dataclass
+class Check:
+    name: str
+    measured: str
+    threshold: str
+    passed: bool
+    detail: str = ""
+
+
+def reference_module(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise SystemExit(
+            f"`semsearch verify` compares against {module}, which is not installed: "
+            "pip install 'semsearch[test]'"
+        ) from exc
+
+
+def probe_texts(n: int) -> list[str]:
+    """Real texts of all lengths: `n` paragraphs plus n/10 texts longer than the model's window."""
+    return list(real_texts(n)) + long_texts(max(n // 10, 1))
+
+
+def check_tokenizer(model_dir: str, texts: Sequence[str]) -> Check:
+    transformers = reference_module("transformers")
+    from semsearch.encoder import WordPieceTokenizer
+
+    ours = WordPieceTokenizer.from_dir(model_dir)
+    ref = transformers.AutoTokenizer.from_pretrained(model_dir)
+    mismatches = []
+    for text in texts:
+        expected = ref(text)
+        got = ours.encode(text)
+        if (
+            got.ids != expected["input_ids"]
+            or got.type_ids != expected["token_type_ids"]
+            or got.attention_mask != expected["attention_mask"]
+        ):
+            mismatches.append(text)
+    agree = 1 - len(mismatches) / len(texts)
+    detail = f"first mismatch: {mismatches[0][:80]!r}" if mismatches else ""
+    return Check(
+        name="tokenizer ids vs transformers fast tokenizer",
+        measured=f"{agree:.4%} identical of {len(texts)}",
+        threshold="100%",
+        passed=not mismatches,
+        detail=detail,
+    )
+
+
+def check_encoder(
+    model_dir: str, backend: str, texts: Sequence[str], reference: np.ndarray
+) -> Check:
+    from semsearch.encoder.onnx.accuracy import AccuracyReportError
+    from semsearch.service.encoders import load_configured_embedder
+
+    name = f"encoder [{backend}] vs sentence-transformers ({len(texts)} texts)"
+    try:
+        embedder = load_configured_embedder(backend=backend, model_dir=Path(model_dir))
+    except (OSError, ValueError, AccuracyReportError) as exc:  # missing or refused: a FAIL
+        return Check(
+            name=name, measured="not loaded", threshold="loads", passed=False, detail=str(exc)
+        )
+    ours = embedder.encode(texts, batch_size=32)
+    cosines = np.sum(ours * reference, axis=1)  # both L2-normalized
+    max_diff = float(np.max(np.abs(ours - reference)))
+    min_cos = float(np.min(cosines))
+    threshold = COSINE_THRESHOLDS[backend]
+    passed = min_cos >= threshold
+    measured = (
+        f"min cosine {min_cos:.7f}, mean {float(np.mean(cosines)):.7f}, max |diff| {max_diff:.2e}"
+    )
+    threshold_text = f"min cosine >= {threshold}"
+    if backend in MEAN_COSINE_THRESHOLDS:
+        passed = passed and float(np.mean(cosines)) >= MEAN_COSINE_THRESHOLDS[backend]
+        threshold_text += f", mean >= {MEAN_COSINE_THRESHOLDS[backend]}"
+    if backend == "torch":
+        passed = passed and max_diff <= MAX_ABS_DIFF_TORCH
+        threshold_text += f", max |diff| <= {MAX_ABS_DIFF_TORCH}"
+    return Check(
+        name=name,
+        measured=measured,
+        threshold=threshold_text,
+        passed=passed,
+    )
+
+
+def format_report(checks: Sequence[Check]) -> str:
+    lines = ["| check | measured | threshold | result |", "|---|---|---|---|"]
+    for c in checks:
+        lines.append(
+            f"| {c.name} | {c.measured} | {c.threshold} | {'PASS' if c.passed else 'FAIL'} |"
+        )
+    lines += [f"- {c.name}: {c.detail}" for c in checks if c.detail]
+    return "\n".join(lines)
+
+
+def write_json(checks: Sequence[Check], path: Path) -> None:
+    path.write_text(json.dumps([asdict(c) for c in checks], indent=2))
+
+
+def run_verify(texts: int, backends: Sequence[str], decoder: bool = True) -> list[Check]:
+    st = reference_module("sentence_transformers")
+    from semsearch.encoder.model_files import default_model_dir
+
+    model_dir = str(default_model_dir())
+    probe = probe_texts(texts)
+    checks = [check_tokenizer(model_dir, probe)]
+    reference = st.SentenceTransformer(model_dir, device="cpu").encode(
+        probe, batch_size=32, normalize_embeddings=True, convert_to_numpy=True
+    )
+    for backend in backends:
+        checks.append(check_encoder(model_dir, backend, probe, reference))
+    if decoder:
+        from semsearch.evaluation.verify_decoder import check_decoder
+
+        checks += check_decoder(probe)
+    return checks

@@ -1,0 +1,232 @@
+"""Streaming readers for the batch indexer: JSONL, CSV/TSV and folders of .txt/.md files.
+
+Rows are read one at a time (memory stays flat on a 1 GB input). A row that cannot become a
+document (bad JSON, no text, an id repeated within its file) is yielded as a `BadRow` with its line
+number, never dropped silently. Ids must be stable across runs so a rerun can skip stored ids: rows
+without an id get `<file name>:<line>`, files in a folder their relative path. An id that breaks
+the id rules (index/ids.py `check_user_id`: too long, control characters, the reserved
+chunk suffix) makes its row a bad row too.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from semsearch.index.errors import InvalidDocument
+from semsearch.index.ids import check_user_id
+
+TEXT_SUFFIXES = (".txt", ".md")
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+CSV_SUFFIXES = (".csv", ".tsv")
+_INT = re.compile(r"^[+-]?\d{1,18}$")
+_FLOAT = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
+
+
+@dataclass(frozen=True)
+class Record:
+    id: str
+    text: str
+    metadata: dict[str, Any]
+    source: str
+    line: int
+
+
+@dataclass(frozen=True)
+class BadRow:
+    source: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.line}: {self.reason}"
+
+
+@dataclass
+class ReaderOptions:
+    id_field: str = "id"
+    text_field: str = "text"
+    metadata_fields: Sequence[str] | None = None  # None: a "metadata" object, else the other fields
+
+
+@dataclass
+class Progress:
+    """Bytes consumed so far over all inputs, for the progress bar's ETA."""
+
+    bytes_read: int = 0
+    total_bytes: int = 0
+
+
+def input_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Files to read, in order: each path itself, or a folder's .txt/.md files (recursively)."""
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            out.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in TEXT_SUFFIXES))
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise FileNotFoundError(f"input {path} does not exist")
+    return out
+
+
+def read_inputs(
+    paths: Iterable[str | Path], options: ReaderOptions, progress: Progress | None = None
+) -> Iterator[Record | BadRow]:
+    """Records (and bad rows) from every input, in input order.
+
+    Inputs are listed (and `progress.total_bytes` set) now, before the first row is read."""
+    progress = progress if progress is not None else Progress()
+    roots = [Path(p) for p in paths]
+    files = input_files(roots)
+    for path in files:
+        if path.suffix.lower() not in (*JSONL_SUFFIXES, *CSV_SUFFIXES, *TEXT_SUFFIXES):
+            raise ValueError(
+                f"{path}: unsupported input type {path.suffix!r}; use .jsonl/.ndjson, .csv/.tsv, "
+                "or a folder of .txt/.md files"
+            )
+    progress.total_bytes = sum(f.stat().st_size for f in files)
+    return _read_files(files, roots, options, progress)
+
+
+def _read_files(
+    files: list[Path], roots: list[Path], options: ReaderOptions, progress: Progress
+) -> Iterator[Record | BadRow]:
+    for path in files:
+        suffix = path.suffix.lower()
+        if suffix in JSONL_SUFFIXES:
+            yield from _read_jsonl(path, options, progress)
+        elif suffix in CSV_SUFFIXES:
+            yield from _read_csv(path, options, progress)
+        else:
+            yield from _read_text_file(path, roots, progress)
+
+
+def _lines(path: Path, progress: Progress) -> Iterator[str]:
+    """Decoded lines of a file, counting bytes as they are consumed."""
+    with open(path, "rb") as f:
+        for raw in f:
+            progress.bytes_read += len(raw)
+            yield raw.decode("utf-8", errors="replace")
+
+
+class _Dedup:
+    """Ids seen in one file, as 8-byte digests (a few bytes per row, not the ids themselves)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[int, int] = {}
+
+    def first_line(self, doc_id: str, line: int) -> int | None:
+        key = int.from_bytes(hashlib.blake2b(doc_id.encode(), digest_size=8).digest(), "little")
+        first = self._seen.setdefault(key, line)
+        return None if first == line else first
+
+
+def _make_record(
+    row: dict[str, Any], options: ReaderOptions, source: Path, line: int, dedup: _Dedup
+) -> Record | BadRow:
+    text = row.get(options.text_field)
+    if not isinstance(text, str) or not text.strip():
+        what = "missing" if text is None else "empty" if isinstance(text, str) else "not a string"
+        return BadRow(str(source), line, f"text field {options.text_field!r} is {what}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a JSON "\ud800" escape: not text
+        return BadRow(str(source), line, "text is not valid Unicode (lone surrogate)")
+    raw_id = row.get(options.id_field)
+    if raw_id is None or raw_id == "":
+        doc_id = f"{source.name}:{line}"
+    elif isinstance(raw_id, str | int) and not isinstance(raw_id, bool):
+        doc_id = str(raw_id)
+    else:
+        return BadRow(str(source), line, f"id field {options.id_field!r} is {raw_id!r}")
+    try:
+        check_user_id(doc_id)
+    except InvalidDocument as exc:
+        return BadRow(str(source), line, str(exc))
+    first = dedup.first_line(doc_id, line)
+    if first is not None:
+        return BadRow(str(source), line, f"duplicate id {doc_id!r} (first seen on line {first})")
+    if options.metadata_fields is not None:
+        metadata = {k: row[k] for k in options.metadata_fields if k in row}
+    elif isinstance(row.get("metadata"), dict):
+        metadata = row["metadata"]
+    else:
+        skip = {options.id_field, options.text_field, "metadata"}
+        metadata = {k: v for k, v in row.items() if k not in skip}
+    return Record(doc_id, text, metadata, str(source), line)
+
+
+def _read_jsonl(
+    path: Path, options: ReaderOptions, progress: Progress
+) -> Iterator[Record | BadRow]:
+    dedup = _Dedup()
+    for line_no, line in enumerate(_lines(path, progress), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield BadRow(str(path), line_no, f"invalid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        if not isinstance(row, dict):
+            yield BadRow(str(path), line_no, f"expected a JSON object, got {type(row).__name__}")
+            continue
+        yield _make_record(row, options, path, line_no, dedup)
+
+
+def _csv_value(value: str) -> Any:
+    """CSV cells are text; numbers become numbers so range filters work on them."""
+    if _INT.match(value):
+        return int(value)
+    if _FLOAT.match(value):
+        return float(value)
+    return value
+
+
+def _read_csv(path: Path, options: ReaderOptions, progress: Progress) -> Iterator[Record | BadRow]:
+    csv.field_size_limit(1 << 30)  # one long document per cell is normal here
+    dedup = _Dedup()
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    reader = csv.reader(_lines(path, progress), delimiter=delimiter)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    line_no = reader.line_num
+    for cells in reader:
+        start, line_no = line_no + 1, reader.line_num  # a quoted cell may span lines
+        if not any(c.strip() for c in cells):
+            continue
+        if len(cells) != len(header):
+            yield BadRow(str(path), start, f"{len(cells)} cells, the header has {len(header)}")
+            continue
+        row: dict[str, Any] = dict(zip(header, cells, strict=True))
+        for key, value in row.items():
+            if key not in (options.id_field, options.text_field):
+                row[key] = _csv_value(value)
+        yield _make_record(row, options, path, start, dedup)
+
+
+def _read_text_file(path: Path, roots: list[Path], progress: Progress) -> Iterator[Record | BadRow]:
+    raw = path.read_bytes()
+    progress.bytes_read += len(raw)
+    text = raw.decode("utf-8", errors="replace")
+    root = next((r for r in roots if r.is_dir() and path.is_relative_to(r)), path.parent)
+    rel = path.relative_to(root).as_posix()
+    if not text.strip():
+        yield BadRow(str(path), 1, "empty file")
+        return
+    try:
+        check_user_id(rel)
+    except InvalidDocument as exc:
+        yield BadRow(str(path), 1, str(exc))
+        return
+    yield Record(rel, text, {"path": rel}, str(path), 1)

@@ -1,0 +1,45 @@
+"""Where semsearch keeps its files when no flag or variable says otherwise.
+
+Everything lives under one data directory per user, never under the source tree (an installed
+package has none): `$SEMSEARCH_DATA_DIR`, else `$XDG_DATA_HOME/semsearch`, else
+`~/.local/share/semsearch`. Model files live in its `models/` (or `$SEMSEARCH_MODELS_DIR`):
+`onnx/` (what `semsearch export` writes) and the decoder's GGUF. `make` points both variables at
+the repository's `models/` and `data/`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA_DIR_ENV = "SEMSEARCH_DATA_DIR"
+MODELS_DIR_ENV = "SEMSEARCH_MODELS_DIR"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def data_dir() -> Path:
+    """The per-user data directory (collections, and models unless placed elsewhere)."""
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV]).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return base / "semsearch"
+
+
+def models_dir() -> Path:
+    """Model files: the ONNX artifacts (`onnx/`) and the decoder's GGUF."""
+    if os.environ.get(MODELS_DIR_ENV):
+        return Path(os.environ[MODELS_DIR_ENV]).expanduser()
+    return data_dir() / "models"
+
+
+def onnx_dir() -> Path:
+    return models_dir() / "onnx"
+
+
+def gguf_path() -> Path:
+    return models_dir() / GGUF_NAME
+
+
+def index_dir() -> Path:
+    return data_dir() / "index"

@@ -1,0 +1,248 @@
+"""`/generate`, `/v1/completions`, `/v1/chat/completions` and `/rag` against the real models.
+
+The decoder itself is checked against transformers in tests/test_decoder_*; here the routes must
+return exactly what the library generates, in the documented shapes, streamed or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from semsearch.decoder import load_generator
+from semsearch.encoder import load_embedder
+from semsearch.service.app import create_app
+from semsearch.service.errors import Overloaded
+from semsearch.service.generation import GenerationEngine, Sampling
+from semsearch.service.settings import Settings
+
+PROMPT = "The capital of France is"
+MESSAGES = [{"role": "user", "content": "Name three primary colors."}]
+
+
+@pytest.fixture(scope="module")
+def generator():
+    return load_generator()
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return load_embedder(backend="torch")
+
+
+@contextmanager
+def make_client(embedder, generator, index_dir, **settings) -> Iterator[TestClient]:
+    app = create_app(
+        Settings(index_dir=index_dir, **settings), embedder=embedder, generator=generator
+    )
+    with TestClient(app) as client:
+        yield client
+
+
+@pytest.fixture
+def client(embedder, generator, tmp_path) -> Iterator[TestClient]:
+    with make_client(embedder, generator, tmp_path / "index") as c:
+        yield c
+
+
+def greedy_text(generator, prompt_ids, n: int) -> tuple[str, list[int]]:
+    ids = generator.generate(prompt_ids, max_new_tokens=n, temperature=0.0)
+    text_ids = [t for t in ids if t != generator.eos_token_id]
+    return generator.tokenizer.decode(text_ids), ids
+
+
+def sse_events(response: httpx.Response) -> list:
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = []
+    for line in response.text.splitlines():
+        if line.startswith("data: "):
+            payload = line[len("data: ") :]
+            events.append(payload if payload == "[DONE]" else json.loads(payload))
+    return events
+
+
+def test_generate_equals_the_library_greedy_output(client, generator):
+    prompt_ids = generator.tokenizer.encode(PROMPT)
+    expected, ids = greedy_text(generator, prompt_ids, 12)
+    body = client.post("/generate", json={"prompt": PROMPT, "max_new_tokens": 12}).json()
+    assert body["text"] == expected
+    assert body["finish_reason"] == ("stop" if ids[-1] == generator.eos_token_id else "length")
+    assert body["usage"] == {"prompt_tokens": len(prompt_ids), "completion_tokens": len(ids)}
+    tokens = float(len(prompt_ids) + len(ids))
+    assert f'semsearch_tokens_total{{model="decoder"}} {tokens}' in client.get("/metrics").text
+
+
+def test_generate_with_messages_applies_the_chat_template(client, generator):
+    prompt = generator.apply_chat_template(MESSAGES, add_generation_prompt=True)
+    expected, _ = greedy_text(generator, generator.tokenizer.encode(prompt), 16)
+    body = client.post("/generate", json={"messages": MESSAGES, "max_new_tokens": 16}).json()
+    assert body["text"] == expected
+
+
+def test_streamed_deltas_add_up_to_the_whole_text(client):
+    request = {"prompt": PROMPT, "max_new_tokens": 10}
+    whole = client.post("/generate", json=request).json()
+    events = sse_events(client.post("/generate", json={**request, "stream": True}))
+    assert "".join(e["text"] for e in events) == whole["text"]
+    assert events[-1]["finish_reason"] == whole["finish_reason"]
+    assert events[-1]["usage"] == whole["usage"]
+    assert all("finish_reason" not in e for e in events[:-1])
+
+
+def test_seeded_sampling_is_reproducible(client):
+    request = {"prompt": PROMPT, "max_new_tokens": 12, "temperature": 0.9, "top_p": 0.95}
+    first = client.post("/generate", json={**request, "seed": 7}).json()["text"]
+    again = client.post("/generate", json={**request, "seed": 7}).json()["text"]
+    assert first == again
+
+
+def test_stop_strings_end_the_text(client, generator):
+    full = client.post("/generate", json={"prompt": PROMPT, "max_new_tokens": 12}).json()["text"]
+    word = full.split()[1] if len(full.split()) > 1 else full.strip()
+    body = client.post(
+        "/generate", json={"prompt": PROMPT, "max_new_tokens": 12, "stop": [word]}
+    ).json()
+    assert body["finish_reason"] == "stop"
+    assert body["text"] == full[: full.index(word)]
+
+
+def test_openai_chat_completions(client, generator):
+    prompt = generator.apply_chat_template(MESSAGES, add_generation_prompt=True)
+    prompt_ids = generator.tokenizer.encode(prompt)
+    expected, ids = greedy_text(generator, prompt_ids, 16)
+    request = {"model": "smollm", "messages": MESSAGES, "max_tokens": 16, "temperature": 0}
+    body = client.post("/v1/chat/completions", json=request).json()
+    assert body["object"] == "chat.completion" and body["model"] == "smollm"
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": expected}
+    assert body["usage"] == {
+        "prompt_tokens": len(prompt_ids),
+        "completion_tokens": len(ids),
+        "total_tokens": len(prompt_ids) + len(ids),
+    }
+    stream = {**request, "stream": True, "stream_options": {"include_usage": True}}
+    events = sse_events(client.post("/v1/chat/completions", json=stream))
+    assert events[-1] == "[DONE]"
+    chunks = events[:-1]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text == expected
+    assert chunks[-1]["usage"] == body["usage"] and chunks[-1]["choices"] == []
+    assert chunks[-2]["choices"][0]["finish_reason"] == body["choices"][0]["finish_reason"]
+
+
+def test_openai_completions(client, generator):
+    expected, _ = greedy_text(generator, generator.tokenizer.encode(PROMPT), 16)
+    body = client.post("/v1/completions", json={"prompt": PROMPT, "temperature": 0}).json()
+    assert body["object"] == "text_completion"
+    assert body["choices"][0]["text"] == expected  # OpenAI's default max_tokens is 16
+    events = sse_events(
+        client.post("/v1/completions", json={"prompt": PROMPT, "temperature": 0, "stream": True})
+    )
+    assert events[-1] == "[DONE]"
+    assert "".join(e["choices"][0]["text"] for e in events[:-1]) == expected
+
+
+def test_rag_answers_from_the_retrieved_sources(client):
+    docs = [
+        {"id": "paris", "text": "Paris is the capital and largest city of France."},
+        {"id": "tokyo", "text": "Tokyo is the capital of Japan."},
+        {"id": "bread", "text": "Bread is made from flour, water and yeast."},
+    ]
+    client.post("/documents", json={"documents": docs})
+    request = {"query": "What is the capital of France?", "k": 2, "max_new_tokens": 24}
+    body = client.post("/rag", json=request).json()
+    assert [s["id"] for s in body["sources"]][0] == "paris"
+    hits = client.post("/search", json={"query": request["query"], "k": 2}).json()["hits"]
+    assert [s["id"] for s in body["sources"]] == [h["id"] for h in hits]
+    assert body["answer"].strip()
+    assert body["usage"]["completion_tokens"] >= 1
+    assert "Paris" in body["answer"]
+
+    events = sse_events(client.post("/rag", json={**request, "stream": True}))
+    assert [s["id"] for s in events[0]["sources"]] == [s["id"] for s in body["sources"]]
+    assert "".join(e.get("text", "") for e in events[1:]) == body["answer"]
+    assert events[-1]["finish_reason"] == body["finish_reason"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/generate", {"prompt": "x", "messages": MESSAGES}),
+        ("/generate", {}),
+        ("/generate", {"prompt": ""}),
+        ("/generate", {"prompt": "x", "temperature": -1}),
+        ("/generate", {"prompt": "x", "top_p": 0}),
+        ("/generate", {"prompt": "x", "stop": [""]}),
+        ("/generate", {"messages": [{"role": "wizard", "content": "x"}]}),
+        ("/generate", {"messages": []}),
+        ("/rag", {"query": ""}),
+        ("/rag", {"query": "q", "filter": {"a": {"bogus": 1}}}),
+    ],
+)
+def test_bad_generation_requests_are_422(client, path, body):
+    response = client.post(path, json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["error_type"] == "Validation"
+
+
+def test_openai_bad_request_uses_the_openai_envelope(client):
+    response = client.post("/v1/chat/completions", json={"messages": []})
+    assert response.status_code == 422
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_generation_past_the_concurrency_limit_is_429(embedder, generator, tmp_path):
+    app = create_app(
+        Settings(index_dir=tmp_path / "i", max_concurrent_generations=1),
+        embedder=embedder,
+        generator=generator,
+    )
+
+    async def two_at_once() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            body = {"prompt": PROMPT, "max_new_tokens": 24}
+            responses = await asyncio.gather(
+                c.post("/generate", json=body), c.post("/generate", json=body)
+            )
+        return sorted(r.status_code for r in responses)
+
+    try:
+        assert asyncio.run(two_at_once()) == [200, 429]
+    finally:
+        app.state.models.close()
+
+
+def test_leaving_a_stream_stops_the_generation(generator):
+    engine = GenerationEngine(generator, Settings(max_concurrent_generations=1))
+    prompt_ids = generator.tokenizer.encode(PROMPT)
+
+    async def leave_early() -> float:
+        stream = engine.stream(prompt_ids, Sampling(max_new_tokens=400))
+        async for _ in stream:
+            break
+        await stream.aclose()
+        left = time.perf_counter()
+        while True:  # the slot comes back once the worker has seen the flag
+            try:
+                probe = engine.stream(prompt_ids, Sampling(max_new_tokens=1))
+                async for _ in probe:
+                    pass
+                return time.perf_counter() - left
+            except Overloaded:
+                await asyncio.sleep(0.05)
+                assert time.perf_counter() - left < 10, "the generation did not stop"
+
+    try:
+        # 400 tokens take far longer than this; stopping takes about one token's time.
+        assert asyncio.run(leave_early()) < 5
+    finally:
+        engine.close()

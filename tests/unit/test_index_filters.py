@@ -1,0 +1,151 @@
+"""Metadata filters against a brute-force reference on random metadata, on every index type."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from filter_reference import reference_match
+
+from semsearch.index import Collection, Doc, FilterError, IndexConfig
+from semsearch.index.filters import normalize
+
+DIM = 16
+N = 1_000
+COLORS = ["red", "green", "blue", "black", "white"]
+
+
+def random_metadata(rng: random.Random) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    if rng.random() < 0.9:
+        meta["color"] = rng.choice(COLORS)
+    if rng.random() < 0.9:
+        meta["n"] = rng.randrange(100)
+    if rng.random() < 0.8:
+        meta["x"] = round(rng.uniform(-1, 1), 3)
+    if rng.random() < 0.7:
+        meta["flag"] = rng.random() < 0.5
+    odd = rng.random()  # values of the "wrong" type, to check the typing rules
+    if odd < 0.05:
+        meta["n"] = str(rng.randrange(100))
+    elif odd < 0.08:
+        meta["n"] = None
+    elif odd < 0.1:
+        meta["flag"] = rng.randrange(2)
+    return meta
+
+
+def random_filter(rng: random.Random) -> dict[str, Any]:
+    conds: dict[str, Any] = {}
+    for field in rng.sample(["color", "n", "x", "flag"], rng.randint(1, 3)):
+        kind = rng.choice(["eq", "op", "op", "range"])
+        if field == "color":
+            value: Any = rng.choice(COLORS)
+            options = ["ne", "in", "nin"]
+            extra = {"in": rng.sample(COLORS, 2), "nin": rng.sample(COLORS, 2), "ne": value}
+        elif field == "flag":
+            value = rng.random() < 0.5
+            options = ["ne", "in"]
+            extra = {"ne": value, "in": [value, None]}
+        else:
+            value = rng.randrange(100) if field == "n" else round(rng.uniform(-1, 1), 2)
+            options = ["ne", "in", "nin", "gt", "gte", "lt", "lte"]
+            extra = {
+                "ne": value,
+                "in": [value, str(value), value + 1],
+                "nin": [value],
+                **dict.fromkeys(("gt", "gte", "lt", "lte"), value),
+            }
+        if kind == "eq":
+            conds[field] = value
+        elif kind == "op" or field in ("color", "flag"):
+            op = rng.choice(options)
+            conds[field] = {op: extra[op]}
+        else:
+            lo = value
+            hi = lo + (rng.randrange(1, 50) if field == "n" else rng.uniform(0.1, 1))
+            conds[field] = {"gte": lo, "lt": hi}
+    return conds
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[list[Doc], np.ndarray]:
+    rng = random.Random(7)
+    docs = [Doc(f"d{i}", f"t{i}", random_metadata(rng)) for i in range(N)]
+    vectors = np.random.default_rng(7).standard_normal((N, DIM)).astype(np.float32)
+    return docs, vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("index_type", ["Flat", "HNSW32", "IVF16,Flat"])
+def test_filters_match_brute_force(
+    tmp_path: Path, data: tuple[list[Doc], np.ndarray], index_type: str
+) -> None:
+    docs, vectors = data
+    config = IndexConfig(index_type=index_type, exact_filter_max=64, nprobe=4)
+    rng = random.Random(11)
+    with Collection.open(tmp_path / "c", config=config) as col:
+        col.upsert(docs, vectors)
+        assert col.info()["factory"] == index_type
+        checked = 0
+        for _ in range(60):
+            flt = random_filter(rng)
+            q = vectors[rng.randrange(N)]
+            matching = [i for i, d in enumerate(docs) if reference_match(d.metadata, flt)]
+            # Every matching doc, and nothing else, when k covers them all.
+            everything = col.search(q, k=N, filter=flt)
+            assert sorted(h.id for h in everything) == sorted(f"d{i}" for i in matching), flt
+            hits = col.search(q, k=10, filter=flt)
+            assert len(hits) == min(10, len(matching)), flt
+            if index_type == "Flat" and matching:
+                sims = vectors[matching] @ q
+                best = [f"d{matching[j]}" for j in np.argsort(-sims, kind="stable")[:10]]
+                assert [h.id for h in hits] == best, flt
+            checked += bool(matching)
+        assert checked > 30  # the generator mostly produces satisfiable filters
+
+
+def test_typing_rules(tmp_path: Path) -> None:
+    metas = [{"v": 1}, {"v": 1.0}, {"v": "1"}, {"v": True}, {"v": None}, {}, {"v": [1]}]
+    vectors = np.eye(len(metas), 8, dtype=np.float32)
+    with Collection.open(tmp_path / "c") as col:
+        col.upsert([Doc(str(i), "t", m) for i, m in enumerate(metas)], vectors)
+
+        def ids(flt: dict[str, Any]) -> list[str]:
+            return sorted(h.id for h in col.search(vectors[0], k=10, filter=flt))
+
+        assert ids({"v": 1}) == ["0", "1"]  # 1 == 1.0, but not "1" and not true
+        assert ids({"v": "1"}) == ["2"]
+        assert ids({"v": True}) == ["3"]
+        assert ids({"v": None}) == ["4"]
+        assert ids({"v": {"ne": 1}}) == ["2", "3", "4", "5", "6"]  # missing fields included
+        assert ids({"v": {"gte": 1}}) == ["0", "1"]
+        assert ids({"v": {"gt": "0"}}) == ["2"]  # strings compare with strings only
+        assert ids({"v": {"in": [True, "1"]}}) == ["2", "3"]
+        assert ids({"v": {"nin": [1]}}) == ["2", "3", "4", "5", "6"]
+        assert ids({"v": {"gt": 0, "lt": 2}, "w": {"ne": 3}}) == ["0", "1"]
+
+
+@pytest.mark.parametrize(
+    ("flt", "message"),
+    [
+        ({"a": {"like": 1}}, "unknown operator 'like'"),
+        ({"a": {"in": "x"}}, "non-empty list"),
+        ({"a": {"gt": None}}, "number or a string"),
+        ({"a": {"gt": False}}, "number or a string"),
+        ({"a": {}}, "empty condition"),
+        ({"a": [1, 2]}, "got list"),
+        ({"": 1}, "non-empty strings"),
+        ({"k" * 257: 1}, "longer than 256"),
+        ({"a": float("nan")}, "finite"),
+        ({"a": {"gte": float("inf")}}, "finite"),
+        ({"a": 2**63}, "64-bit"),
+        ({"a": {"in": list(range(257))}}, "more than 256 conditions"),
+        ("color=red", "JSON object"),
+    ],
+)
+def test_bad_filters_are_specific(flt: Any, message: str) -> None:
+    with pytest.raises(FilterError, match=message):
+        normalize(flt)
