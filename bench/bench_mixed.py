@@ -67,7 +67,6 @@ def main() -> int:
     parser.add_argument("--new-tokens", type=int, default=64)
     args = parser.parse_args()
 
-    sys.path.insert(0, str(ROOT))
     from semsearch.evaluation.corpus import real_texts
 
     texts = [t for t in real_texts(3000) if 30 <= len(t) <= 90][:64]

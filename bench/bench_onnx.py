@@ -10,9 +10,13 @@ call in a rotating order, and each figure is the median over rounds (ratios: med
 per-round ratios). Each system's cosine to sentence-transformers' torch vectors on those texts
 (min / mean) is printed too: speed without it means little for int8. Then, in a fresh process per
 backend: file size, load time and peak RSS. The load average is printed with the table (2 shared
-cores: see NOTES.md).
+cores: read the ratios, not the absolute rates).
 
     .venv-export/bin/python bench/bench_onnx.py [--rounds 5] [--texts 32] [--threads 2]
+        [--plot-only]
+
+Results go to bench/results/onnx.json; the chart of cosine to the reference against speed-up to
+docs/img/onnx_accuracy_speed.png (`--plot-only` redraws it from the JSON).
 """
 
 from __future__ import annotations
@@ -31,10 +35,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 WINDOWS = {"short (~12 tok)": (10, 14), "medium (~70 tok)": (60, 80)}
 REFERENCE = "st-torch"
+NAME = "onnx"
+# The server's defaults for SEMSEARCH_INT8_MIN_COSINE and SEMSEARCH_INT8_MEAN_COSINE (drawn only).
+INT8_MIN_COSINE, INT8_MEAN_COSINE = 0.99, 0.997
+LABELS = {
+    REFERENCE: "sentence-transformers, torch fp32 (reference)",
+    "onnx": "ours onnx (fp32, fused)",
+    "onnx-int8": "ours onnx-int8 (served)",
+    "st-onnx": 'sentence-transformers backend="onnx" (fp32)',
+    "st-onnx-int8": "sentence-transformers int8 (avx512_vnni, all layers)",
+}
 
 
 def pick_workloads(tokenizer, n: int, seed: int = 0) -> dict[str, list[str]]:
@@ -83,7 +96,6 @@ def memory_probe(backend: str, threads: int, texts: list[str]) -> dict[str, floa
     code = f"""
 import json, sys, time
 texts = json.load(sys.stdin)
-sys.path.insert(0, {str(ROOT)!r})
 t = time.perf_counter()
 if {backend!r} == "st-torch":
     import torch; torch.set_num_threads({threads})
@@ -118,7 +130,11 @@ def main() -> int:
     parser.add_argument("--texts", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="threads of every system")
     parser.add_argument("--memory-only", action="store_true", help="only sizes, load, peak RSS")
+    parser.add_argument("--plot-only", action="store_true", help="redraw the chart from the JSON")
     args = parser.parse_args()
+    if args.plot_only:
+        draw(load_results())
+        return 0
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench_encoder.py
     with tempfile.TemporaryDirectory(prefix="bench-onnx-") as work:
         return run(args, Path(work))
@@ -202,19 +218,125 @@ def run(args: argparse.Namespace, work: Path) -> int:
         print(f"\n{st_note}")
     print(f"\npeak RSS: load, then encode {len(mixed)} texts (all workloads) at batch 32")
     print("\n| backend | file | size MB | load s | peak RSS MB |\n|---|---|---|---|---|")
+    memory = []
     files = {
         REFERENCE: Path(model_dir) / "model.safetensors",
         **{b: default_artifact_dir() / f for b, f in ARTIFACT_FILES.items()},
     }
     for backend, path in files.items():
         m = memory_probe(backend, args.threads, mixed)
+        memory.append({"backend": backend, "file": path.name, "mb": path.stat().st_size / 1e6} | m)
         print(
             f"| {backend} | {path.name} | {path.stat().st_size / 1e6:.1f} | "
             f"{m['load_s']:.2f} | {m['peak_rss_mb']:.0f} |"
         )
     for path in sorted((work / "model" / "onnx").glob("*.onnx")):  # sizes only
         print(f"| sentence-transformers onnx | {path.name} | {path.stat().st_size / 1e6:.1f} | | |")
+        memory.append({"backend": "sentence-transformers onnx", "file": path.name,
+                       "mb": path.stat().st_size / 1e6})  # fmt: skip
+    if not args.memory_only:
+        loads = (load_before, load_after)
+        draw(save_results(args, names, table, accuracy, memory, loads, len(mixed), st_note))
     return 0
+
+
+# --- results and chart ---------------------------------------------------------------------------
+
+
+def save_results(args: argparse.Namespace, names: list[str], table: list[dict], accuracy: dict,
+                 memory: list[dict], loads: tuple, n_texts: int, note: str) -> dict:  # fmt: skip
+    """bench/results/onnx.json: every median, the cosines and the run's context."""
+    from importlib.metadata import version
+
+    import charts
+
+    run = charts.run_info() | {"load": charts.load_text(*loads)}
+    packages = ("sentence-transformers", "transformers", "torch", "onnxruntime")
+    run["versions"] = {name: version(name) for name in packages}
+    results = {
+        "run": run,
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "texts_per_workload": args.texts,
+        "systems": names,
+        "speed": [
+            {"workload": row["workload"], "batch": row["batch"]}
+            | {n: {"per_s": row[n][0], "ratio": row[n][1]} for n in names}
+            for row in table
+        ],
+        "cosine": {"texts": n_texts} | accuracy,
+        "memory": memory,
+        "note": note,
+    }
+    charts.save_results(NAME, results)
+    return results
+
+
+def load_results() -> dict:
+    import charts
+
+    return charts.load_results(NAME)
+
+
+def draw(results: dict) -> None:
+    """Cosine to the reference against speed-up, one marker per system. x: the median of the six
+    workload cells' ratios (small dots: each cell). y: 1 - cosine on a log scale, labelled as
+    cosine ("nines"), the marker at the mean and a bar down to the min; fp32 sits at the top."""
+    import math
+    import statistics
+
+    import charts
+
+    plt = charts.pyplot()
+    from matplotlib import ticker
+
+    fig, ax = plt.subplots(figsize=(8.5, 6.5))
+    fig.subplots_adjust(bottom=0.33, top=0.9, left=0.19, right=0.97)
+    floor = 1e-6  # fp32 systems agree to ~1e-7: drawn at the top
+    kinds = {REFERENCE: "reference", "onnx": "ours", "onnx-int8": "ours"}
+
+    def gap(cosine: float) -> float:
+        return max(1.0 - cosine, floor)
+
+    for name in results["systems"]:
+        ratios = [row[name]["ratio"] for row in results["speed"]]
+        x = statistics.median(ratios)
+        cos = results["cosine"][name]
+        color = charts.COLORS[kinds.get(name, "peer")]
+        marker = "s" if "int8" in name else "o"
+        y, low = gap(cos["mean"]), gap(cos["min"])
+        ax.scatter(ratios, [y] * len(ratios), s=12, color=color, alpha=0.35, marker=marker)
+        ax.plot([x, x], [y, low], color=color, lw=1.2)
+        label = f"{LABELS.get(name, name)}: x{x:.2f}, mean {cos['mean']:.4f}, min {cos['min']:.4f}"
+        ax.scatter(x, y, s=60, color=color, marker=marker, zorder=3, label=label)
+    for value, style in ((INT8_MEAN_COSINE, "--"), (INT8_MIN_COSINE, ":")):
+        ax.axhline(gap(value), ls=style, lw=1, color="#555555")
+    ax.annotate("int8 is served only above mean 0.997 (dashed) and min 0.99 (dotted)",
+                (0.01, gap(INT8_MEAN_COSINE)), xycoords=("axes fraction", "data"), fontsize=7,
+                xytext=(0, -10), textcoords="offset points", color="#555555")  # fmt: skip
+    ax.set_yscale("log")
+    ax.set_ylim(0.05, floor / 2)  # inverted: most accurate at the top
+    ticks = [10.0**-k for k in range(2, 7)]
+    ax.yaxis.set_major_locator(ticker.FixedLocator(ticks))
+
+    def nines(v: float, _: int) -> str:
+        text = f"{1 - v:.{round(-math.log10(v))}f}"
+        return f">= {text}" if v <= floor else text
+
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(nines))
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.set_xlabel("speed-up over sentence-transformers torch (marker: median of 3 workloads x "
+                  "batch 1 and 32; dots: each)")  # fmt: skip
+    ax.set_ylabel("cosine to sentence-transformers torch fp32\n(marker: mean, bar down to min)")
+    threads = results["threads"]
+    ax.set_title(
+        "Encoder backends: accuracy against speed\n"
+        f"{threads} thread{'s' if threads > 1 else ''} each, {results['rounds']} rounds, "
+        f"{results['texts_per_workload']} texts a workload, cosine on {results['cosine']['texts']} "
+        "real texts"
+    )
+    fig.legend(loc="lower center", bbox_to_anchor=(0.5, 0.06), fontsize=8)
+    charts.save_chart(fig, "onnx_accuracy_speed", results["run"])
 
 
 if __name__ == "__main__":

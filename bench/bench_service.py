@@ -21,7 +21,11 @@ Infinity (optional, `--skip-infinity`) lives in its own venv (it pins sentence-t
 and serves a copy of the model directory with a dynamic-int8 ONNX at its root (made once here).
 
     .venv/bin/python bench/bench_service.py [--rounds 5] [--requests 1024] [--seconds 3]
-        [--backends onnx-int8,torch] [--threads 1] [--skip-infinity] [--skip-naive]
+        [--backends onnx-int8,torch] [--threads 1] [--concurrency 1 8 32] [--skip-infinity]
+        [--skip-naive] [--plot-only]
+
+The per-round values go to bench/results/service.json, and the chart of sentences/s and p99
+latency against concurrency to docs/img/service_concurrency.png (`--plot-only` redraws it).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import charts
 import httpx
 from loadgen import LoadResult, Processes, free_port, process_cpu, run_load, wait_healthy
 from naive_server import default_model_dir
@@ -53,6 +58,7 @@ VENV_BIN = Path(sys.executable).parent
 SHORT_TOKENS = (10, 14)  # tokens incl. [CLS]/[SEP] of a "short text"
 INFINITY_NAME = "minilm"
 NAIVE, INFINITY = "naive ST torch", "infinity int8"
+NAME = "service"
 
 
 @dataclass(frozen=True)
@@ -248,7 +254,7 @@ class Library:
 
 
 def short_texts(n: int, seed: int = 0) -> list[str]:
-    """Real short texts of this machine (service.corpus), 10-14 tokens with [CLS]/[SEP]."""
+    """Real short texts of the shipped corpus (evaluation.corpus), 10-14 tokens with [CLS]/[SEP]."""
     from semsearch.encoder.wordpiece import WordPieceTokenizer
     from semsearch.evaluation.corpus import real_texts
 
@@ -258,7 +264,7 @@ def short_texts(n: int, seed: int = 0) -> list[str]:
     lo, hi = SHORT_TOKENS
     fits = sorted({t for t, k in zip(pool, lengths, strict=True) if lo <= k <= hi})
     if len(fits) < n:
-        raise SystemExit(f"only {len(fits)} short texts on this machine; lower --texts")
+        raise SystemExit(f"only {len(fits)} short texts in the shipped corpus; lower --texts")
     return random.Random(seed).sample(fits, n)
 
 
@@ -350,7 +356,8 @@ def goal_rows(run: Run, backend: str) -> list[str]:
 
 def report(run: Run) -> str:
     a = run.args
-    env = [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("SEMSEARCH_")]
+    env = [f"{k}={v}" for k, v in sorted(os.environ.items())
+           if k.startswith("SEMSEARCH_") and not k.endswith("_DIR")]  # fmt: skip
     out = [
         f"## Service speed, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",
@@ -359,7 +366,7 @@ def report(run: Run) -> str:
         f"(OMP_NUM_THREADS={a.threads}, OMP_WAIT_POLICY=PASSIVE); {os.cpu_count()} cores; "
         "medians over rounds.",
         "",
-        f"SEMSEARCH_* set: {', '.join(env) or 'none'}",
+        f"SEMSEARCH_* set (directories not shown): {', '.join(env) or 'none'}",
         "",
         f"Load average (1/5/15 min): start {fmt_load(run.loads[0])}, "
         f"end {fmt_load(run.loads[-1])}; 1-min after each round: "
@@ -377,6 +384,69 @@ def report(run: Run) -> str:
     out.append("")
     out += [f"- {n}" for n in run.notes]
     return "\n".join(out)
+
+
+# --- results and chart --------------------------------------------------------------------------
+
+
+def results(run: Run, text: str) -> dict[str, Any]:
+    """Everything measured, per round, with what a reader needs to judge the run."""
+    info = charts.run_info() | {"load": charts.load_text(run.loads[0], run.loads[-1])}
+    return {
+        "run": info,
+        "threads": run.args.threads,
+        "rounds": run.args.rounds,
+        "workloads": [vars(w) | {"name": w.name} for w in run.workloads],
+        "systems": run.servers,
+        "cells": {f"{w} | {n}": vars(c) for (w, n), c in run.cells.items()},
+        "library": run.library,
+        "loads": run.loads,
+        "notes": run.notes,
+        "report": text,
+    }
+
+
+def draw(res: dict[str, Any]) -> None:
+    """Sentences/s and p99 latency of one-text requests against concurrency, per system."""
+    plt = charts.pyplot()
+    from matplotlib import ticker
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 5))
+    fig.subplots_adjust(bottom=0.23, top=0.78, wspace=0.25)
+    single = [w for w in res["workloads"] if w["per_request"] == 1]
+    levels = [w["concurrency"] for w in single]
+    for system in res["systems"]:
+        kind = (
+            "ours" if system.startswith("ours") else "peer" if system == INFINITY else "reference"
+        )
+        cells = [res["cells"][f"{w['name']} | {system}"] for w in single]
+        label = "naive FastAPI + sentence-transformers" if system == NAIVE else system
+        style = {"marker": "o", "ms": 4, "color": charts.COLORS[kind], "label": label}
+        if system.startswith("ours") and not system.endswith("int8"):
+            style["color"] = charts.COLORS["other"]
+        left.plot(levels, [med(c["sps"]) for c in cells], **style)
+        right.plot(levels, [med(c["p99"]) for c in cells], **style)
+    for backend, lib in res["library"].items():
+        left.axhline(med(lib["b32_sps"]), ls="--", lw=1, color=charts.COLORS["ours"],
+                     label=f"library in-process, {backend}, batch 32")  # fmt: skip
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(levels, [str(c) for c in levels])
+        ax.minorticks_off()
+        ax.set_xlabel("concurrent clients (one text per request)")
+    left.set_ylabel("sentences per second (median of rounds)")
+    left.set_ylim(bottom=0)
+    right.set_ylabel("p99 latency, ms (median of rounds; log scale)")
+    right.set_yscale("log")
+    right.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    handles, labels = left.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.92), ncol=3, fontsize=8)
+    threads = res["threads"]
+    fig.suptitle(
+        f"Service /embed throughput and tail latency against concurrency "
+        f"({threads} model thread{'s' if threads > 1 else ''}, {res['rounds']} rounds)"
+    )
+    charts.save_chart(fig, "service_concurrency", res["run"])
 
 
 # --- main ----------------------------------------------------------------------------------------
@@ -440,7 +510,7 @@ def bench(args: argparse.Namespace, procs: Processes) -> int:
     texts = short_texts(args.texts)
     libraries = start_libraries(args, texts, notes)
     servers = start_servers(args, procs, work, notes, list(libraries))
-    workloads = [Workload(c, 1) for c in (1, 8, 32)]
+    workloads = [Workload(c, 1) for c in args.concurrency]
     workloads += [Workload(c, 32) for c in args.batch_concurrency]
     names = [s.name for s in servers]
     cells = {(wl.name, n): Cell() for wl in workloads for n in names}
@@ -454,9 +524,8 @@ def bench(args: argparse.Namespace, procs: Processes) -> int:
             notes.append(f"{name}, {wl_name}: {cell.errors} errors, first: {cell.first_error}")
     text = report(run)
     print(text)
-    if args.json:
-        raw = {"cells": {f"{w} | {n}": vars(c) for (w, n), c in cells.items()}, "loads": loads}
-        args.json.write_text(json.dumps(raw | {"library": run.library, "notes": notes}))
+    charts.save_results(NAME, results(run, text))
+    draw(charts.load_results(NAME))
     return 0
 
 
@@ -469,6 +538,7 @@ def parse_args() -> argparse.Namespace:
     add("--backends", type=lambda s: s.split(","), default=["onnx-int8", "torch"], help="ours")
     add("--threads", type=int, default=1, help="intra-op threads of every model (default 1)")
     add("--texts", type=int, default=512, help="distinct short texts (default 512)")
+    add("--concurrency", type=int, nargs="+", default=[1, 8, 32], help="of 1-text requests")
     add("--batch-concurrency", type=int, nargs="+", default=[1], help="of 32-text requests")
     add("--warmup", type=float, default=1.0, help="seconds per workload and server")
     add("--skip-infinity", action="store_true")
@@ -476,12 +546,15 @@ def parse_args() -> argparse.Namespace:
     add("--infinity-venv", type=Path, default=Path("/tmp/venv-infinity"))
     add("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "semsearch-bench")
     add("--client", choices=["raw", "httpx"], default="raw", help="see bench/loadgen.py")
-    add("--json", type=Path, help="also write the per-round values here")
+    add("--plot-only", action="store_true", help="redraw the chart from the saved results")
     return p.parse_args()
 
 
 def main() -> int:
     args = parse_args()
+    if args.plot_only:
+        draw(charts.load_results(NAME))
+        return 0
     os.environ.update(thread_env(args.threads))  # before torch loads (the in-process library)
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     procs = Processes()

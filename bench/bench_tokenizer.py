@@ -30,10 +30,6 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from semsearch.encoder.wordpiece import WordPieceTokenizer  # noqa: E402
 from semsearch.evaluation.corpus import real_texts  # noqa: E402
@@ -117,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         rates["pure Python (BertTokenizerLegacy)"],
         rates["fast (Rust, batch call)"],
     )
-    print(f"\n{len(texts)} real texts (service.corpus.real_texts), {args.rounds} rounds, "
+    print(f"\n{len(texts)} real texts (evaluation.corpus.real_texts), {args.rounds} rounds, "
           f"{token_counts['ours, cold cache']:,} tokens per pass (ours)")  # fmt: skip
     print(
         f"load average (1/5/15 min) before {'/'.join(f'{x:.2f}' for x in load_before)}, "

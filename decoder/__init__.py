@@ -1,13 +1,17 @@
 """The from-scratch Llama decoder (SmolLM2-135M-Instruct from a GGUF file).
 
 `load_generator` is the entry point (see docs/API.md); torch and the model code are imported
-only when it is called, so `import decoder` stays cheap for the service and the CLI.
+only when it is called, so `import semsearch.decoder` stays cheap for the service and the CLI.
 
 Prompts: `Generator.chat_ids(messages)` for chat and RAG prompts (only the template's markers
 become control tokens; special-token text in a message stays text), and
 `Generator.tokenizer.encode(prompt)` for a raw prompt the caller owns whole (special-token text is
 parsed, as llama.cpp's /completion does). `SamplingParams` validates sampling values as
 `Generator.stream` will.
+
+The parts `load_generator` composes: `decoder.model.DecoderModel(config)` (the Llama math, random
+weights from a seed), `decoder.weights` (checkpoint names, the GGUF's tensors, a strict loader) and
+`decoder.quantized` (int8 / int4 layers swapped in for the `nn.Linear`s).
 """
 
 from __future__ import annotations
@@ -74,4 +78,4 @@ def __getattr__(name: str) -> object:
     if name in _LAZY:
         module = importlib.import_module(f".{_LAZY[name]}", __name__)
         return getattr(module, name)
-    raise AttributeError(f"module 'decoder' has no attribute {name!r}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

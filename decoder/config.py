@@ -28,6 +28,7 @@ class DecoderConfig:
     tie_word_embeddings: bool = True
     bos_token_id: int = 1
     eos_token_id: int = 2
+    initializer_range: float = 0.02  # std of random init (`DecoderModel.init_weights`)
 
     def __post_init__(self) -> None:
         if self.head_dim == 0:
@@ -53,10 +54,10 @@ class DecoderConfig:
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.rope_theta <= 0 or self.rms_norm_eps <= 0:
+        if self.rope_theta <= 0 or self.rms_norm_eps <= 0 or self.initializer_range <= 0:
             raise ValueError(
-                f"rope_theta and rms_norm_eps must be positive, got {self.rope_theta}, "
-                f"{self.rms_norm_eps}"
+                f"rope_theta, rms_norm_eps and initializer_range must be positive, got "
+                f"{self.rope_theta}, {self.rms_norm_eps}, {self.initializer_range}"
             )
 
     @property

@@ -13,10 +13,10 @@ is used up) and `usage`. Text from a stop string onwards is never emitted.
 
 from __future__ import annotations
 
-import ctypes
+import collections.abc
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,9 +25,12 @@ import torch
 from semsearch.decoder.bpe import BPETokenizer, ChatTemplate
 from semsearch.decoder.config import DecoderConfig
 from semsearch.decoder.gguf import GGUFFile
+from semsearch.decoder.heap import release_freed_heap
 from semsearch.decoder.kv_cache import KVCache
 from semsearch.decoder.model import DecoderModel
+from semsearch.decoder.quantized import WEIGHT_FORMATS, quantize_linears
 from semsearch.decoder.sampling import SamplingParams, next_token
+from semsearch.decoder.weights import load_gguf_weights
 
 logger = logging.getLogger(__name__)
 
@@ -192,7 +195,7 @@ class Generator:
         seed: int | None = None,
         stop_at_eos: bool = True,
         use_cache: bool = True,
-    ) -> Iterator[StreamEvent]:
+    ) -> collections.abc.Generator[StreamEvent, None, None]:
         """Generate from `prompt_ids`, yielding one `StreamEvent` per new token.
 
         temperature 0 = greedy, and so is any below `sampling.SAMPLING_EPS` (top_p, top_k and seed
@@ -270,6 +273,8 @@ def load(
     pre_tokenizer: str | None = None,
 ) -> Generator:
     """Open the GGUF, build tokenizer, chat template and model (see `decoder.load_generator`)."""
+    if weights not in WEIGHT_FORMATS:
+        raise ValueError(f"weights must be one of {WEIGHT_FORMATS}, got {weights!r}")
     if threads is not None:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
@@ -283,10 +288,10 @@ def load(
     pre = pre_tokenizer or ("smollm" if f.metadata("tokenizer.ggml.pre") == "smollm" else "gpt2")
     tokenizer = gguf_tokenizer(f, pre, unknown_token_id(f))
     chat = ChatTemplate(f.metadata("tokenizer.chat_template"), tokenizer.special_tokens)
-    model = DecoderModel.from_gguf(f, weights=weights)
+    model = load_model(f, weights)
     generator = Generator(model, tokenizer, chat, f)
     f.close()  # everything is read; the memory map would only hold pages resident
-    _release_freed_heap()
+    release_freed_heap()
     logger.info(
         "loaded %s: %d layers, %s weights, pre-tokenizer %s",
         f.path.name,
@@ -295,6 +300,16 @@ def load(
         pre,
     )
     return generator
+
+
+def load_model(f: GGUFFile, weights: str = "fp32") -> DecoderModel:
+    """The GGUF's Llama: the config from its metadata, an empty model (meta device) given the
+    fp32 weights strictly, one tensor dequantized at a time, then its linear layers quantized to
+    `weights` ("fp32", "int8" or "int4"; see `decoder.quantized`)."""
+    model = DecoderModel(DecoderConfig.from_gguf(f), seed=None)
+    load_gguf_weights(model, f)
+    quantize_linears(model, weights)
+    return model.requires_grad_(False).eval()
 
 
 def gguf_tokenizer(f: GGUFFile, pre: str, unk_id: int | None) -> BPETokenizer:
@@ -319,12 +334,3 @@ def unknown_token_id(f: GGUFFile) -> int:
     cannot differ from what was sent by silently losing bytes."""
     unk = f.metadata("tokenizer.ggml.unknown_token_id")
     return 0 if unk is None else int(unk)
-
-
-def _release_freed_heap() -> None:
-    """Return the heap freed by dequantization's temporaries to the OS (glibc `malloc_trim`);
-    a no-op elsewhere."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass

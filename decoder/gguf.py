@@ -3,18 +3,14 @@
 The only module that opens `.gguf` files. Parsing is done by the `gguf` package's `GGUFReader`
 (llama.cpp's gguf-py, memory-mapped); the block formats below follow llama.cpp's
 `ggml-quants.c` (`dequantize_row_q4_1`, `dequantize_row_q8_0`) and are written out here in numpy so
-that what the model computes with is visible and testable.
-
-llama.cpp's converter (`convert_hf_to_gguf.py`, `LlamaModel.permute`) reorders the rows of the Q and
-K projections so that its RoPE can rotate adjacent pairs `(x[2i], x[2i+1])`; Hugging Face's
-`rotate_half` pairs `x[i]` with `x[i + head_dim/2]`. `unpermute_qk` undoes that reordering.
+that what the model computes with is visible and testable. Tensor names and the Q/K row order are
+`decoder.weights`' business.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,20 +79,6 @@ def dequantize(data: np.ndarray, qtype: str, shape: tuple[int, ...]) -> np.ndarr
     return out.reshape(shape)
 
 
-def permute_qk(w: np.ndarray, n_heads: int) -> np.ndarray:
-    """Hugging Face row order -> llama.cpp's, as `convert_hf_to_gguf.py` does it (for tests)."""
-    rows, cols = w.shape
-    w = w.reshape(n_heads, 2, rows // n_heads // 2, cols)  # (H, 2, head_dim/2, C)
-    return w.swapaxes(1, 2).reshape(rows, cols)  # (H * head_dim, C)
-
-
-def unpermute_qk(w: np.ndarray, n_heads: int) -> np.ndarray:
-    """llama.cpp's Q/K row order -> Hugging Face's (the inverse of `permute_qk`)."""
-    rows, cols = w.shape
-    w = w.reshape(n_heads, rows // n_heads // 2, 2, cols)  # (H, head_dim/2, 2, C)
-    return w.swapaxes(1, 2).reshape(rows, cols)  # (H * head_dim, C)
-
-
 class GGUFFile:
     """A GGUF file's metadata and tensors, opened lazily (memory-mapped) by `gguf.GGUFReader`."""
 
@@ -153,80 +135,3 @@ class GGUFFile:
             if len(t.shape) == 2:
                 counts[t.qtype] = counts.get(t.qtype, 0) + 1
         return max(counts, key=lambda k: counts[k]) if counts else "unknown"
-
-
-# llama.cpp tensor names -> Hugging Face Llama names (transformers' GGUF mapping, `{i}` = layer).
-LLAMA_NAMES = {
-    "token_embd.weight": "model.embed_tokens.weight",
-    "output_norm.weight": "model.norm.weight",
-    "output.weight": "lm_head.weight",
-    "blk.{i}.attn_norm.weight": "model.layers.{i}.input_layernorm.weight",
-    "blk.{i}.attn_q.weight": "model.layers.{i}.self_attn.q_proj.weight",
-    "blk.{i}.attn_k.weight": "model.layers.{i}.self_attn.k_proj.weight",
-    "blk.{i}.attn_v.weight": "model.layers.{i}.self_attn.v_proj.weight",
-    "blk.{i}.attn_output.weight": "model.layers.{i}.self_attn.o_proj.weight",
-    "blk.{i}.ffn_norm.weight": "model.layers.{i}.post_attention_layernorm.weight",
-    "blk.{i}.ffn_gate.weight": "model.layers.{i}.mlp.gate_proj.weight",
-    "blk.{i}.ffn_up.weight": "model.layers.{i}.mlp.up_proj.weight",
-    "blk.{i}.ffn_down.weight": "model.layers.{i}.mlp.down_proj.weight",
-}
-
-
-class LlamaStateDict(Mapping[str, np.ndarray]):
-    """A llama GGUF's tensors under Hugging Face names, each dequantized to fp32 when looked up
-    (Q/K rows un-permuted), so a loader holds one tensor's temporaries at a time, not the model's.
-    """
-
-    def __init__(
-        self,
-        f: GGUFFile,
-        n_layers: int,
-        n_heads: int,
-        n_kv_heads: int,
-        undo_permutation: bool = True,
-    ) -> None:
-        stored = f.tensors()
-        wanted: dict[str, str] = {}
-        for gguf_name, hf_name in LLAMA_NAMES.items():
-            if "{i}" in gguf_name:
-                for i in range(n_layers):
-                    wanted[hf_name.format(i=i)] = gguf_name.format(i=i)
-            else:
-                wanted[hf_name] = gguf_name
-        optional = {"output.weight"}  # absent when the output head is tied to the embedding
-        missing = sorted(set(wanted.values()) - set(stored) - optional)
-        unexpected = sorted(set(stored) - set(wanted.values()))
-        if missing or unexpected:
-            raise ValueError(
-                f"{f.path} does not hold a {n_layers}-layer llama model: "
-                f"missing {missing[:10]}{' ...' if len(missing) > 10 else ''}; "
-                f"unexpected {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}"
-            )
-        self._stored = stored
-        self._names = {hf: g for hf, g in wanted.items() if g in stored}
-        self._heads = {"attn_q.weight": n_heads, "attn_k.weight": n_kv_heads}
-        self._undo = undo_permutation
-
-    def __getitem__(self, hf_name: str) -> np.ndarray:
-        gguf_name = self._names[hf_name]
-        w = self._stored[gguf_name].to_numpy()
-        heads = self._heads.get(gguf_name.split(".", 2)[-1])
-        if self._undo and heads is not None:
-            w = unpermute_qk(w, heads)
-        return w
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names)
-
-    def __len__(self) -> int:
-        return len(self._names)
-
-
-def llama_state_dict(
-    f: GGUFFile, n_layers: int, n_heads: int, n_kv_heads: int, undo_permutation: bool = True
-) -> LlamaStateDict:
-    """Every llama tensor as fp32 under its Hugging Face name (lazily), Q/K rows un-permuted.
-
-    Raises one ValueError listing every expected tensor that is missing and every unexpected one.
-    """
-    return LlamaStateDict(f, n_layers, n_heads, n_kv_heads, undo_permutation)

@@ -1,113 +1,77 @@
-"""The Llama decoder: embeddings, blocks, final norm, tied output head.
+"""The Llama decoder: embeddings, blocks, final norm, output head (tied to the embedding or not).
 
-Follows transformers' `LlamaModel` / `LlamaForCausalLM` for the math and nanoGPT's `GPT` for the
-shape (`forward(idx) -> logits`). A forward pass takes the ids of positions start .. start+T-1;
-with a `KVCache` it reads earlier positions from the cache and writes its own, so generation is
-one prefill of the prompt and then one-token decode steps. `last_only=True` computes the output
-head for the last position only (all that sampling needs; the head is the largest matmul).
+Follows transformers' `LlamaModel` / `LlamaForCausalLM` for the math and the parameter names, and
+nanoGPT's `GPT` for the shape (a `model` ModuleDict, `lm_head`, `forward(idx) -> logits`, built
+from a config with seeded random weights). The names are the checkpoint names documented in
+`decoder.weights` (transformers' Llama names with q/k/v and gate/up fused); `decoder.weights`
+loads a checkpoint into the model and `decoder.quantized` swaps quantized layers in for its
+`nn.Linear`s.
+
+A forward pass takes the ids of positions start .. start+T-1; with a `KVCache` it reads earlier
+positions from the cache and writes its own, so generation is one prefill of the prompt and then
+one-token decode steps. `last_only=True` computes the output head for the last position only (all
+that sampling needs; the head is the largest matmul).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from semsearch.decoder.config import DecoderConfig
-from semsearch.decoder.gguf import GGUFFile, llama_state_dict
 from semsearch.decoder.kv_cache import KVCache
-from semsearch.decoder.layers import MLP, Attention, Block, Int4Linear, Int8Linear, Linear, RMSNorm
+from semsearch.decoder.layers import Block
 from semsearch.decoder.rope import RotaryEmbedding
 
 logger = logging.getLogger(__name__)
 
-WEIGHT_FORMATS = ("fp32", "int8", "int4")
-RERANK_TOP = 64  # quantized heads: logits recomputed in fp32 for this many best candidates
-
 
 class DecoderModel(nn.Module):
-    def __init__(
-        self,
-        config: DecoderConfig,
-        state: Mapping[str, torch.Tensor | np.ndarray],
-        weights: str = "fp32",
-    ) -> None:
-        """`state`: fp32 tensors under Hugging Face names (Q/K rows in HF order).
-
-        `weights`: "fp32"; "int8" for weight-only int8 linear layers and output head; "int4"
-        for the GGUF's Q4_1 codes in 4-bit matmuls (and a 4-bit tied head whose top 64 logits
-        are recomputed in fp32)."""
+    def __init__(self, config: DecoderConfig, seed: int | None = 0) -> None:
+        """A Llama model with random weights drawn from `seed` (`init_weights`); `seed=None`
+        leaves the parameters on the meta device, no memory, for a loader to fill
+        (`decoder.weights.load_weights`)."""
         super().__init__()
-        if weights not in WEIGHT_FORMATS:
-            raise ValueError(f"weights must be one of {WEIGHT_FORMATS}, got {weights!r}")
-        self.config = config
-        self.weights = weights
-        self.rerank_top = RERANK_TOP
-        linear = {"fp32": Linear, "int8": Int8Linear, "int4": Int4Linear}[weights]
-        c = config
-
-        def get(name: str, shape: tuple[int, ...]) -> torch.Tensor:
-            t = torch.as_tensor(state[name])
-            if tuple(t.shape) != shape:
-                raise ValueError(f"{name}: expected shape {shape}, got {tuple(t.shape)}")
-            return t.float().contiguous()
-
-        C, D, F_ = c.hidden_size, c.head_dim, c.intermediate_size  # F_: FFN width
-        self.embed_tokens = get("model.embed_tokens.weight", (c.vocab_size, C))
-        blocks = []
-        for i in range(c.num_hidden_layers):
-            p = f"model.layers.{i}."
-            qkv = torch.cat(
-                [  # (H D + 2 KV D, C)
-                    get(p + "self_attn.q_proj.weight", (c.num_attention_heads * D, C)),
-                    get(p + "self_attn.k_proj.weight", (c.num_key_value_heads * D, C)),
-                    get(p + "self_attn.v_proj.weight", (c.num_key_value_heads * D, C)),
-                ]
+        self.config = c = config
+        # Built on the meta device: no default init (it would draw from the global RNG).
+        # `_weight`: an empty embedding, not N(0, 1) first (slow on the meta device).
+        embedding = torch.empty(c.vocab_size, c.hidden_size, device="meta")
+        self.model = nn.ModuleDict(
+            dict(
+                embed_tokens=nn.Embedding(c.vocab_size, c.hidden_size, _weight=embedding),
+                layers=nn.ModuleList(Block(c, i, "meta") for i in range(c.num_hidden_layers)),
+                norm=nn.RMSNorm(c.hidden_size, eps=c.rms_norm_eps, device="meta"),
             )
-            gate_up = torch.cat(
-                [  # (2 F_, C)
-                    get(p + "mlp.gate_proj.weight", (F_, C)),
-                    get(p + "mlp.up_proj.weight", (F_, C)),
-                ]
-            )
-            o_proj = get(p + "self_attn.o_proj.weight", (C, c.num_attention_heads * D))
-            attn = Attention(c, linear(qkv), linear(o_proj), layer=i)
-            mlp = MLP(linear(gate_up), linear(get(p + "mlp.down_proj.weight", (C, F_))), F_)
-            blocks.append(
-                Block(
-                    RMSNorm(get(p + "input_layernorm.weight", (C,)), c.rms_norm_eps),
-                    attn,
-                    RMSNorm(get(p + "post_attention_layernorm.weight", (C,)), c.rms_norm_eps),
-                    mlp,
-                )
-            )
-        self.layers = nn.ModuleList(blocks)
-        self.norm = RMSNorm(get("model.norm.weight", (C,)), c.rms_norm_eps)
-        head = (
-            self.embed_tokens if c.tie_word_embeddings else get("lm_head.weight", (c.vocab_size, C))
         )
-        if weights == "int4" and c.tie_word_embeddings and c.vocab_size % 16 == 0:
-            # 4 bits only pick candidates; `_head` recomputes the best 64 from the fp32 embedding
-            self.lm_head: nn.Module = Int4Linear(head, keep_dense=False)
-        elif weights == "int4":  # no fp32 copy to rerank from (or an odd vocab): 8 bits
-            self.lm_head = Int8Linear(head)
-        else:
-            self.lm_head = linear(head)
-        self.rope = RotaryEmbedding(D, c.rope_theta, c.max_position_embeddings)
+        self.lm_head = nn.Linear(c.hidden_size, c.vocab_size, bias=False, device="meta")
+        self.tie_weights()
+        self.rope = RotaryEmbedding(c.head_dim, c.rope_theta, c.max_position_embeddings)
+        self.weights = "fp32"  # the linear layers' format, set by `quantize_linears`
+        # > 0 when the head is quantized and tied: its best `rerank_top` logits are recomputed
+        # from the fp32 embedding (`_head`)
+        self.rerank_top = 0
+        if seed is not None:
+            self.to_empty(device="cpu")  # new parameters: the tie is made again
+            self.tie_weights()
+            self.init_weights(seed)
 
-    @classmethod
-    def from_gguf(
-        cls, f: GGUFFile, config: DecoderConfig | None = None, weights: str = "fp32"
-    ) -> DecoderModel:
-        config = config or DecoderConfig.from_gguf(f)
-        state = llama_state_dict(
-            f, config.num_hidden_layers, config.num_attention_heads, config.num_key_value_heads
-        )
-        return cls(config, state, weights=weights)
+    def tie_weights(self) -> None:
+        """The output head shares the embedding's weight when the config ties them."""
+        if self.config.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+
+    @torch.no_grad()
+    def init_weights(self, seed: int) -> None:
+        """transformers' Llama init (`_init_weights`): matrices ~ N(0, initializer_range), norm
+        weights 1; drawn from a generator seeded with `seed`, so the global RNG is untouched."""
+        g = torch.Generator().manual_seed(seed)
+        for p in self.parameters():  # a tied head is the embedding, drawn once
+            if p.dim() == 1:
+                p.fill_(1.0)
+            else:
+                p.normal_(0.0, self.config.initializer_range, generator=g)
 
     def new_cache(self, max_len: int, batch_size: int = 1) -> KVCache:
         c = self.config
@@ -135,35 +99,37 @@ class DecoderModel(nn.Module):
             raise ValueError(f"cache holds {cache.length} positions but start is {start}")
         if T == 1 and cache is not None:
             return self.decode_step(ids[:, 0], start, cache)[:, None]  # (B, 1, V)
-        x = F.embedding(ids, self.embed_tokens)  # (B, T, C)
-        for block in self.layers:
+        x = self.model.embed_tokens(ids)  # (B, T, C)
+        for block in self.model.layers:
             x = block(x, self.rope, start, cache)
         if cache is not None:
             cache.length = start + T
         if last_only:
-            return self._head(self.norm(x[:, -1]))[:, None]  # (B, 1, V)
-        return self.lm_head(self.norm(x))
+            x = x[:, -1:]  # (B, 1, C)
+        h = self.model.norm(x)  # (B, T or 1, C)
+        logits = self._head(h.view(-1, h.shape[-1]))  # (B * (T or 1), V)
+        return logits.view(B, -1, logits.shape[-1])  # (B, T or 1, V)
 
     def decode_step(self, ids: torch.Tensor, pos: int, cache: KVCache) -> torch.Tensor:
         """One token per sequence, ids (B,) at position `pos` -> logits (B, V) in fp32.
 
         The hot loop of generation: 2-D activations, no reshapes of the residual stream, RoPE as
         one (D, D) matmul shared by all layers, quantized matmuls kept in bf16 in between."""
-        x = F.embedding(ids, self.embed_tokens)  # (B, C)
+        x = self.model.embed_tokens(ids)  # (B, C)
         rot = self.rope.rotation(pos)  # (D, D)
-        for block in self.layers:
+        for block in self.model.layers:
             x = block.decode(x, pos, cache, rot)
         cache.length = pos + 1
-        return self._head(self.norm(x))
+        return self._head(self.model.norm(x))
 
     def _head(self, h: torch.Tensor) -> torch.Tensor:
-        """h (B, C) -> logits (B, V) fp32. With a quantized head, the `rerank_top` largest
-        logits are recomputed exactly from the fp32 embedding (tied head): greedy picks and
-        the top of the distribution are then as fp32's, at the quantized head's cost."""
-        logits = self.lm_head.mm(h).float()  # (B, V)
-        if self.weights == "fp32" or not self.config.tie_word_embeddings or not self.rerank_top:
+        """h (N, C) -> logits (N, V) fp32. With a quantized tied head (`rerank_top` > 0) the
+        `rerank_top` largest logits are recomputed exactly from the fp32 embedding: greedy picks
+        and the top of the distribution are then as fp32's, at the quantized head's cost."""
+        logits = self.lm_head(h).float()  # (N, V)
+        if not self.rerank_top:
             return logits
-        top = logits.topk(self.rerank_top, dim=-1).indices  # (B, k)
-        rows = self.embed_tokens[top]  # (B, k, C)
-        exact = (rows @ h.float()[:, :, None])[..., 0]  # (B, k)
+        top = logits.topk(self.rerank_top, dim=-1).indices  # (N, k)
+        rows = self.model.embed_tokens.weight[top]  # (N, k, C)
+        exact = (rows @ h.float()[:, :, None])[..., 0]  # (N, k)
         return logits.scatter_(1, top, exact)

@@ -3,7 +3,7 @@
 Follows transformers' `LlamaRotaryEmbedding` / `apply_rotary_pos_emb` (default rope type, no
 scaling): `inv_freq[i] = theta ** (-2i / d)`, `x * cos + rotate_half(x) * sin`, where
 `rotate_half(x) = cat(-x[d/2:], x[:d/2])`. The GGUF's Q/K rows are un-permuted at load time
-(`decoder.gguf.unpermute_qk`) so this layout applies.
+(`decoder.weights.unpermute_qk`) so this layout applies.
 
 For one-token decode steps the same rotation is a (d, d) matrix per position, `rotation(pos)`:
 `x @ rotation(pos) == apply(x, cos[pos], sin[pos])`; one matmul per layer instead of five

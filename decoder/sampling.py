@@ -78,8 +78,10 @@ def apply_repetition_penalty(
         return logits
     out = logits.clone()
     score = out.gather(0, seen)  # (N,)
-    score = torch.where(score < 0, score * penalty, score / penalty)
-    out.scatter_(0, seen, score)
+    penalized = torch.where(score < 0, score * penalty, score / penalty)
+    # A valid penalty such as 1e-300 is 0 in float32, and -inf * 0 is NaN: a masked logit stays
+    # masked. A result past float32's range is inf, which `next_token` clamps before the softmax.
+    out.scatter_(0, seen, torch.where(score == float("-inf"), score, penalized))
     return out
 
 
@@ -115,7 +117,10 @@ def next_token(
         logits = apply_repetition_penalty(logits, seen, params.repetition_penalty)
     if params.greedy:
         return int(torch.argmax(logits))
-    logits = logits / params.temperature
+    # A tiny repetition penalty or temperature overflows float32 to inf, and softmax of inf is
+    # NaN: keep logits finite (the largest still wins).
+    big = torch.finfo(logits.dtype).max
+    logits = (logits / params.temperature).clamp(-big, big)
     logits = top_k_mask(logits, params.top_k)
     logits = top_p_mask(logits, params.top_p)
     probs = torch.softmax(logits, dim=-1)

@@ -30,7 +30,8 @@ def load_embedder(
     threads: int | None = None,
     onnx_options: OnnxOptions | None = None,
 ) -> TorchEmbedder | OnnxEmbedder:
-    """Load a sentence-transformers BERT directory (None: the bundled default model).
+    """Load a sentence-transformers BERT directory (None: the bundled default model; for the
+    ONNX backends, the copy of its config and tokenizer that the artifacts carry).
 
     `threads` sets torch's intra-op thread count (process-wide), or ONNX Runtime's intra-op
     threads (None: all cores); None leaves torch's default. The ONNX backends serve the artifacts
@@ -41,10 +42,10 @@ def load_embedder(
             f"unknown encoder backend {backend!r}; valid backends: {', '.join(BACKENDS)}"
         )
     if backend in ("onnx", "onnx-int8"):
-        from semsearch.encoder.model_files import read_model_files
-        from semsearch.encoder.onnx.embedder import OnnxEmbedder
+        from semsearch.encoder.onnx.embedder import OnnxEmbedder, serving_model_files
 
-        return OnnxEmbedder(read_model_files(model_dir), backend, threads, onnx_options)
+        files = serving_model_files(model_dir, onnx_options)
+        return OnnxEmbedder(files, backend, threads, onnx_options)
     try:
         import torch  # noqa: F401
     except ImportError as e:
@@ -62,4 +63,4 @@ def __getattr__(name: str) -> Any:
         from semsearch.encoder.wordpiece import WordPieceTokenizer
 
         return WordPieceTokenizer
-    raise AttributeError(f"module 'encoder' has no attribute {name!r}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

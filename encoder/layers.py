@@ -5,6 +5,10 @@ checkpoint's state dict maps 1:1) and TEI's unpadded batching: the dense ops (em
 Q/K/V and output projections, feed-forward, LayerNorms) run on the packed real tokens `(N, C)` of a
 batch; only attention sees a padded layout, one `AttentionGroup` of similar-length sequences at a
 time (`AttentionGroup.pad` / `unpad`), so a batch of mixed lengths pads little even there.
+
+The blocks take the batch's layout: a `Packing` (the above, for serving) or a `Padding`, the plain
+padded (B, T, C) batch with an additive mask over every column, as transformers runs it. Packing
+has data-dependent shapes; padding has none, so it is the layout the ONNX export traces.
 """
 
 from __future__ import annotations
@@ -135,6 +139,25 @@ class Packing:
         return out.view(B, T, D)  # (B, T, D)
 
 
+@dataclass(frozen=True)
+class Padding:
+    """A padded (B, T) batch attended as it is: every column is computed, padded keys are masked.
+
+    The mask is transformers' extended attention mask, (1 - mask) * dtype-min: the form that
+    onnxruntime's attention fusion recognizes in an exported graph."""
+
+    attn_mask: Tensor  # (B, 1, 1, T) float: 0 for real keys, dtype-min for padding
+
+    @classmethod
+    def from_mask(cls, attention_mask: Tensor, dtype: torch.dtype = torch.float32) -> Padding:
+        """`attention_mask` (B, T), 1 for real tokens."""
+        mask = attention_mask[:, None, None, :].to(dtype)  # (B, 1, 1, T)
+        return cls((1.0 - mask) * torch.finfo(dtype).min)
+
+
+Layout = Packing | Padding
+
+
 class BertEmbeddings(nn.Module):
     """Word + absolute position + token-type embeddings, then LayerNorm (inference: no dropout)."""
 
@@ -145,8 +168,13 @@ class BertEmbeddings(nn.Module):
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, C)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, C)
         self.LayerNorm = nn.LayerNorm(C, eps=config.layer_norm_eps)
+        # Column positions of a padded batch, sliced to T (a constant in an exported graph); not in
+        # the state dict, as in transformers.
+        positions = torch.arange(config.max_position_embeddings).unsqueeze(0)  # (1, P)
+        self.register_buffer("position_ids", positions, persistent=False)
 
     def forward(self, input_ids: Tensor, position_ids: Tensor, token_type_ids: Tensor) -> Tensor:
+        """Ids and positions of any shape, (N,) packed or (B, T) padded -> (..., C)."""
         x = self.word_embeddings(input_ids)  # (N, C)
         x = x + self.token_type_embeddings(token_type_ids)
         x = x + self.position_embeddings(position_ids)
@@ -154,8 +182,8 @@ class BertEmbeddings(nn.Module):
 
 
 class BertSelfAttention(nn.Module):
-    """Multi-head self-attention, one SDPA call per group of similar-length sequences, padded within
-    the group and masked with the additive padding mask."""
+    """Multi-head self-attention with the additive padding mask: one SDPA call per group of
+    similar-length sequences (packed layout), or one over the whole padded batch."""
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
@@ -175,21 +203,35 @@ class BertSelfAttention(nn.Module):
         self.qkv_weight = torch.cat([self.query.weight, self.key.weight, self.value.weight], dim=0)
         self.qkv_bias = torch.cat([self.query.bias, self.key.bias, self.value.bias], dim=0)
 
-    def forward(self, x: Tensor, packing: Packing) -> Tensor:
-        N, C = x.shape
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None) -> Tensor:
+        """q, k, v (G, nh, T, hd) and the additive mask (G, 1, 1, T) -> (G, T, C)."""
+        G, _, T, _ = q.shape
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (G, nh, T, hd)
+        return y.transpose(1, 2).reshape(G, T, self.n_head * self.head_dim)  # (G, T, C)
+
+    def forward(self, x: Tensor, layout: Layout) -> Tensor:
+        if isinstance(layout, Padding):
+            return self._forward_padded(x, layout)
         if self.qkv_weight is not None:
             qkv = F.linear(x, self.qkv_weight, self.qkv_bias)  # (N, 3C)
         else:
             qkv = torch.cat([self.query(x), self.key(x), self.value(x)], dim=1)  # (N, 3C)
         outs = []
-        for group in packing.groups:
+        for group in layout.groups:
             G, T = group.batch_size, group.seq_len
             h = group.pad(qkv[group.start : group.stop])  # (G, T, 3C)
             q, k, v = h.view(G, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=group.attn_mask)  # (G, nh, T, hd)
-            y = y.transpose(1, 2).reshape(G, T, C)  # (G, T, C)
-            outs.append(group.unpad(y))  # (n, C)
+            outs.append(group.unpad(self.attend(q, k, v, group.attn_mask)))  # (n, C)
         return outs[0] if len(outs) == 1 else torch.cat(outs)  # (N, C)
+
+    def _forward_padded(self, x: Tensor, layout: Padding) -> Tensor:
+        """(B, T, C) -> (B, T, C). Separate Q, K, V projections, each reshaped and transposed on
+        its own: the pattern onnxruntime's attention fusion matches in an exported graph."""
+        B, T, C = x.shape
+        q = self.query(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
+        k = self.key(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
+        v = self.value(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
+        return self.attend(q, k, v, layout.attn_mask)  # (B, T, C)
 
 
 class BertSelfOutput(nn.Module):
@@ -210,8 +252,8 @@ class BertAttention(nn.Module):
         self.self = BertSelfAttention(config)
         self.output = BertSelfOutput(config)
 
-    def forward(self, x: Tensor, packing: Packing) -> Tensor:
-        return self.output(self.self(x, packing), x)
+    def forward(self, x: Tensor, layout: Layout) -> Tensor:
+        return self.output(self.self(x, layout), x)
 
 
 class BertIntermediate(nn.Module):
@@ -246,6 +288,7 @@ class BertLayer(nn.Module):
         self.intermediate = BertIntermediate(config)
         self.output = BertOutput(config)
 
-    def forward(self, x: Tensor, packing: Packing) -> Tensor:
-        x = self.attention(x, packing)  # (N, C)
-        return self.output(self.intermediate(x), x)  # (N, C)
+    def forward(self, x: Tensor, layout: Layout) -> Tensor:
+        """(N, C) packed or (B, T, C) padded, as `layout` says; the same shape out."""
+        x = self.attention(x, layout)
+        return self.output(self.intermediate(x), x)

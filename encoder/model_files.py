@@ -20,7 +20,8 @@ from semsearch.encoder.config import BertConfig
 
 logger = logging.getLogger(__name__)
 
-REQUIRED_FILES = ("config.json", "model.safetensors", "vocab.txt")
+WEIGHTS_FILE = "model.safetensors"
+REQUIRED_FILES = ("config.json", WEIGHTS_FILE, "vocab.txt")
 # Legacy boolean keys of a Pooling config and the mode each one turns on.
 _LEGACY_POOLING_KEYS = {
     "pooling_mode_cls_token": "cls",
@@ -47,7 +48,7 @@ class ModelFiles:
 
     model_dir: Path
     config: BertConfig
-    weights_path: Path
+    weights_path: Path  # may be absent when read with weights=False
     vocab_path: Path
     max_seq_length: int  # tokens incl. [CLS]/[SEP]; longer inputs are truncated to this
     pooling: str  # "mean": the only mode implemented
@@ -139,23 +140,27 @@ def _read_pooling(model_dir: Path, modules: list[dict[str, Any]], config: BertCo
     return "mean"
 
 
-def read_model_files(model_dir: str | Path | None = None) -> ModelFiles:
-    """Read and validate a sentence-transformers directory (None: the bundled default model)."""
+def read_model_files(model_dir: str | Path | None = None, weights: bool = True) -> ModelFiles:
+    """Read and validate a sentence-transformers directory (None: the bundled default model).
+
+    `weights=False` accepts a directory without the checkpoint (the config and tokenizer copy
+    that `semsearch export` keeps beside the ONNX artifacts): enough to tokenize and check."""
     model_dir = default_model_dir() if model_dir is None else Path(model_dir)
     if not model_dir.is_dir():
         raise FileNotFoundError(f"model directory not found: {model_dir}")
-    missing = [name for name in REQUIRED_FILES if not (model_dir / name).is_file()]
+    required = REQUIRED_FILES if weights else tuple(n for n in REQUIRED_FILES if n != WEIGHTS_FILE)
+    missing = [name for name in required if not (model_dir / name).is_file()]
     if missing:
         raise FileNotFoundError(
             f"model directory {model_dir} lacks {', '.join(missing)}; expected a "
-            f"sentence-transformers BERT directory with {', '.join(REQUIRED_FILES)}"
+            f"sentence-transformers BERT directory with {', '.join(required)}"
         )
     config = BertConfig.from_json_file(model_dir / "config.json")
     modules = _read_modules(model_dir)
     return ModelFiles(
         model_dir=model_dir,
         config=config,
-        weights_path=model_dir / "model.safetensors",
+        weights_path=model_dir / WEIGHTS_FILE,
         vocab_path=model_dir / "vocab.txt",
         max_seq_length=_read_max_seq_length(model_dir, config),
         pooling=_read_pooling(model_dir, modules, config),

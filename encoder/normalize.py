@@ -20,7 +20,7 @@ tables than Python's `unicodedata` (14.0 in Python 3.11):
 - lowercasing is Rust's `char::to_lowercase` one character at a time: no Greek final sigma, and
   Unicode 16 letters (Python 3.11 does not know them) are lowercased from a small table.
 
-`tests/test_wordpiece_conformance.py` checks every code point against the reference.
+`tests/conformance/test_wordpiece_conformance.py` checks every code point against the reference.
 """
 
 from __future__ import annotations

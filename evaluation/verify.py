@@ -1,50 +1,28 @@
 """`semsearch verify`: parity of our from-scratch components with the reference implementations.
 
-Each check runs on real text from this machine (`evaluation.corpus`) and reports a measured figure
-against a threshold; the command exits non-zero when any check fails. The references
+Each check runs on the real texts shipped with the project (`evaluation.corpus`) and reports a
+measured figure against a threshold; the command exits non-zero when any check fails. The references
 (transformers' fast tokenizer, sentence-transformers) are test dependencies, imported here only.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from semsearch.encoder.onnx.accuracy import FP32_MIN_COSINE, Thresholds
+from semsearch.evaluation.checks import Check, reference_module
 from semsearch.evaluation.corpus import long_texts, real_texts
+from semsearch.evaluation.verify_decoder import check_decoder
 
 log = logging.getLogger(__name__)
 
-# Minimum cosine to the sentence-transformers embedding, per backend.
-COSINE_THRESHOLDS = {"torch": 0.99999, "onnx": 0.99999, "onnx-int8": 0.99}
-# Minimum mean cosine, where the minimum alone says too little (int8: the serving thresholds).
-MEAN_COSINE_THRESHOLDS = {"onnx-int8": 0.997}
 MAX_ABS_DIFF_TORCH = 1e-5
-
-
-@dataclass
-class Check:
-    name: str
-    measured: str
-    threshold: str
-    passed: bool
-    detail: str = ""
-
-
-def reference_module(module: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise SystemExit(
-            f"`semsearch verify` compares against {module}, which is not installed: "
-            "pip install 'semsearch[test]'"
-        ) from exc
 
 
 def probe_texts(n: int) -> list[str]:
@@ -80,8 +58,14 @@ def check_tokenizer(model_dir: str, texts: Sequence[str]) -> Check:
 
 
 def check_encoder(
-    model_dir: str, backend: str, texts: Sequence[str], reference: np.ndarray
+    model_dir: str,
+    backend: str,
+    texts: Sequence[str],
+    reference: np.ndarray,
+    thresholds: Thresholds,
 ) -> Check:
+    """Our encoder's vectors against sentence-transformers': fp32 backends within float rounding
+    (`FP32_MIN_COSINE`), int8 within the cosine `thresholds` it is served under."""
     from semsearch.encoder.onnx.accuracy import AccuracyReportError
     from semsearch.service.encoders import load_configured_embedder
 
@@ -94,26 +78,19 @@ def check_encoder(
         )
     ours = embedder.encode(texts, batch_size=32)
     cosines = np.sum(ours * reference, axis=1)  # both L2-normalized
+    min_cos, mean_cos = float(np.min(cosines)), float(np.mean(cosines))
     max_diff = float(np.max(np.abs(ours - reference)))
-    min_cos = float(np.min(cosines))
-    threshold = COSINE_THRESHOLDS[backend]
-    passed = min_cos >= threshold
-    measured = (
-        f"min cosine {min_cos:.7f}, mean {float(np.mean(cosines)):.7f}, max |diff| {max_diff:.2e}"
-    )
-    threshold_text = f"min cosine >= {threshold}"
-    if backend in MEAN_COSINE_THRESHOLDS:
-        passed = passed and float(np.mean(cosines)) >= MEAN_COSINE_THRESHOLDS[backend]
-        threshold_text += f", mean >= {MEAN_COSINE_THRESHOLDS[backend]}"
+    measured = f"min cosine {min_cos:.7f}, mean {mean_cos:.7f}, max |diff| {max_diff:.2e}"
+    if backend == "onnx-int8":
+        passed = min_cos >= thresholds.min_cosine and mean_cos >= thresholds.mean_cosine
+        threshold_text = f"min cosine >= {thresholds.min_cosine}, mean >= {thresholds.mean_cosine}"
+    else:
+        passed = min_cos >= FP32_MIN_COSINE
+        threshold_text = f"min cosine >= {FP32_MIN_COSINE}"
     if backend == "torch":
         passed = passed and max_diff <= MAX_ABS_DIFF_TORCH
         threshold_text += f", max |diff| <= {MAX_ABS_DIFF_TORCH}"
-    return Check(
-        name=name,
-        measured=measured,
-        threshold=threshold_text,
-        passed=passed,
-    )
+    return Check(name=name, measured=measured, threshold=threshold_text, passed=passed)
 
 
 def format_report(checks: Sequence[Check]) -> str:
@@ -130,10 +107,19 @@ def write_json(checks: Sequence[Check], path: Path) -> None:
     path.write_text(json.dumps([asdict(c) for c in checks], indent=2))
 
 
-def run_verify(texts: int, backends: Sequence[str], decoder: bool = True) -> list[Check]:
+def run_verify(
+    texts: int,
+    backends: Sequence[str],
+    decoder: bool = True,
+    thresholds: Thresholds | None = None,
+    gguf: Path | None = None,
+) -> list[Check]:
+    """Every check on `texts` real texts; `thresholds` (default `Thresholds()`) judge int8;
+    `gguf` is the decoder's file (None: the models directory's)."""
     st = reference_module("sentence_transformers")
     from semsearch.encoder.model_files import default_model_dir
 
+    thresholds = thresholds or Thresholds()
     model_dir = str(default_model_dir())
     probe = probe_texts(texts)
     checks = [check_tokenizer(model_dir, probe)]
@@ -141,9 +127,10 @@ def run_verify(texts: int, backends: Sequence[str], decoder: bool = True) -> lis
         probe, batch_size=32, normalize_embeddings=True, convert_to_numpy=True
     )
     for backend in backends:
-        checks.append(check_encoder(model_dir, backend, probe, reference))
+        checks.append(check_encoder(model_dir, backend, probe, reference, thresholds))
     if decoder:
-        from semsearch.evaluation.verify_decoder import check_decoder
-
-        checks += check_decoder(probe)
+        checks += check_decoder(probe, gguf)
     return checks
+
+
+__all__ = ["check_encoder", "check_tokenizer", "format_report", "run_verify", "write_json"]

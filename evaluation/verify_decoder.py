@@ -4,8 +4,9 @@ the same GGUF (fp32), on real text and a few plain and chat prompts."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
-from semsearch.evaluation.verify import Check, reference_module
+from semsearch.evaluation.checks import Check, reference_module
 
 PROMPTS = [
     "The capital of France is",
@@ -31,14 +32,16 @@ def _reference_tokenizer(transformers, gguf_dir: str, gguf_name: str):
     return tok
 
 
-def check_decoder(texts: Sequence[str]) -> list[Check]:
+def check_decoder(texts: Sequence[str], gguf: Path | None = None) -> list[Check]:
+    """The decoder from `gguf` (None: the models directory's) against transformers on it."""
     torch = reference_module("torch")
     transformers = reference_module("transformers")
     from semsearch.decoder import load_generator
     from semsearch.paths import gguf_path
 
-    gen = load_generator()
-    ref_tok = _reference_tokenizer(transformers, str(gguf_path().parent), gguf_path().name)
+    gguf = Path(gguf) if gguf is not None else gguf_path()
+    gen = load_generator(gguf)
+    ref_tok = _reference_tokenizer(transformers, str(gguf.parent), gguf.name)
     bad = [
         t
         for t in texts
@@ -54,7 +57,7 @@ def check_decoder(texts: Sequence[str]) -> list[Check]:
         )
     ]
     ref = transformers.AutoModelForCausalLM.from_pretrained(
-        str(gguf_path().parent), gguf_file=gguf_path().name, dtype=torch.float32
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
     ).eval()
     prompts = [gen.tokenizer.encode(p) for p in PROMPTS]
     prompts += [gen.tokenizer.encode(gen.apply_chat_template(m)) for m in CHAT]

@@ -5,6 +5,9 @@ package has none): `$SEMSEARCH_DATA_DIR`, else `$XDG_DATA_HOME/semsearch`, else
 `~/.local/share/semsearch`. Model files live in its `models/` (or `$SEMSEARCH_MODELS_DIR`):
 `onnx/` (what `semsearch export` writes) and the decoder's GGUF. `make` points both variables at
 the repository's `models/` and `data/`.
+
+Each function reads the environment when called, never at import (the service's settings call
+them when they are built).
 """
 
 from __future__ import annotations
@@ -17,20 +20,21 @@ MODELS_DIR_ENV = "SEMSEARCH_MODELS_DIR"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+def _from_env(name: str) -> Path | None:
+    value = os.environ.get(name)  # an empty variable counts as unset
+    return Path(value).expanduser() if value else None
+
+
 def data_dir() -> Path:
     """The per-user data directory (collections, and models unless placed elsewhere)."""
-    if os.environ.get(DATA_DIR_ENV):
-        return Path(os.environ[DATA_DIR_ENV]).expanduser()
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
-    return base / "semsearch"
+    if (path := _from_env(DATA_DIR_ENV)) is not None:
+        return path
+    return (_from_env("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "semsearch"
 
 
 def models_dir() -> Path:
     """Model files: the ONNX artifacts (`onnx/`) and the decoder's GGUF."""
-    if os.environ.get(MODELS_DIR_ENV):
-        return Path(os.environ[MODELS_DIR_ENV]).expanduser()
-    return data_dir() / "models"
+    return _from_env(MODELS_DIR_ENV) or data_dir() / "models"
 
 
 def onnx_dir() -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 
@@ -14,6 +13,7 @@ from semsearch.service.errors import install_error_handlers
 from semsearch.service.limits import BodySizeLimit
 from semsearch.service.metrics import Metrics, RequestMetrics
 from semsearch.service.models import Models
+from semsearch.service.protocols import Embedder, TextGenerator
 from semsearch.service.request_id import RequestId
 from semsearch.service.routes import (
     documents,
@@ -30,8 +30,8 @@ from semsearch.service.settings import Settings
 def create_app(
     settings: Settings | None = None,
     *,
-    embedder: Any | None = None,
-    generator: Any | None = None,
+    embedder: Embedder | None = None,
+    generator: TextGenerator | None = None,
 ) -> FastAPI:
     """Build the service. Pass loaded models to skip loading them (tests share one model)."""
     settings = settings or Settings()

@@ -14,9 +14,9 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -24,13 +24,13 @@ from semsearch.service.errors import Overloaded
 
 log = logging.getLogger(__name__)
 
-# Runs one packed batch: encodings (any order) -> (n, dim) float32 rows in the same order.
-RunBatch = Callable[[Sequence[Any]], np.ndarray]
+# One tokenized input; its length is what it costs in the token budget.
+E = TypeVar("E", bound=Sized)
 
 
 @dataclass
-class _Request:
-    encodings: Sequence[Any]
+class _Request(Generic[E]):
+    encodings: Sequence[E]
     tokens: int
     future: asyncio.Future[np.ndarray]
     loop: asyncio.AbstractEventLoop
@@ -51,10 +51,13 @@ class BatchStats:
     seconds: float
 
 
-class Batcher:
+class Batcher(Generic[E]):
+    """Feeds `run_batch` on its own thread: one packed batch of encodings (any order) in, their
+    (n, dim) float32 rows in the same order out."""
+
     def __init__(
         self,
-        run_batch: RunBatch,
+        run_batch: Callable[[Sequence[E]], np.ndarray],
         *,
         max_batch_tokens: int,
         max_batch_requests: int,
@@ -68,7 +71,7 @@ class Batcher:
         self.max_wait = max_wait_ms / 1000
         self.max_queue_requests = max_queue_requests
         self._on_batch = on_batch
-        self._queue: deque[_Request] = deque()
+        self._queue: deque[_Request[E]] = deque()
         self._cond = threading.Condition()
         self._stopped = False
         self._worker = threading.Thread(target=self._work, name="semsearch-batcher", daemon=True)
@@ -78,7 +81,7 @@ class Batcher:
     def queue_depth(self) -> int:
         return len(self._queue)
 
-    async def submit(self, encodings: Sequence[Any]) -> np.ndarray:
+    async def submit(self, encodings: Sequence[E]) -> np.ndarray:
         """Queue one request's encodings; resolves to its rows in the given order."""
         loop = asyncio.get_running_loop()
         request = _Request(
@@ -106,7 +109,7 @@ class Batcher:
 
     # --- worker thread ---------------------------------------------------------------------
 
-    def _take_batch(self) -> list[_Request] | None:
+    def _take_batch(self) -> list[_Request[E]] | None:
         """Block for the first request, then gather more until a budget or the deadline."""
         with self._cond:
             while not self._queue and not self._stopped:
@@ -114,7 +117,7 @@ class Batcher:
             if self._stopped:
                 return None
             deadline = time.perf_counter() + self.max_wait
-            batch: list[_Request] = []
+            batch: list[_Request[E]] = []
             tokens = 0
             while True:
                 while self._queue:
@@ -143,7 +146,7 @@ class Batcher:
             if batch:
                 self._run(batch)
 
-    def _run(self, batch: list[_Request]) -> None:
+    def _run(self, batch: list[_Request[E]]) -> None:
         flat = [enc for request in batch for enc in request.encodings]
         started = time.perf_counter()
         try:

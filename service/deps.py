@@ -13,6 +13,7 @@ from semsearch.index import Collection
 from semsearch.service.engine import EmbeddingEngine
 from semsearch.service.generation import GenerationEngine
 from semsearch.service.models import Models
+from semsearch.service.retrieval import Retriever
 from semsearch.service.settings import Settings
 from semsearch.service.workpool import WorkPool
 
@@ -47,3 +48,12 @@ EmbeddingDep = Annotated[EmbeddingEngine, Depends(get_embedding)]
 CollectionDep = Annotated[Collection, Depends(get_collection)]
 GenerationDep = Annotated[GenerationEngine, Depends(get_generation)]
 SearchPoolDep = Annotated[WorkPool, Depends(get_searches)]
+
+
+async def get_retriever(
+    embedding: EmbeddingDep, collection: CollectionDep, searches: SearchPoolDep
+) -> Retriever:
+    return Retriever(embedding, collection, searches)
+
+
+RetrieverDep = Annotated[Retriever, Depends(get_retriever)]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from semsearch.service.settings import Settings
+
+if TYPE_CHECKING:
+    from semsearch.encoder.base import SentenceEmbedder
 
 
 def load_configured_embedder(
@@ -14,7 +17,7 @@ def load_configured_embedder(
     backend: str | None = None,
     model_dir: Path | None = None,
     threads: int | None = None,
-) -> Any:
+) -> SentenceEmbedder:
     """`encoder.load_embedder` with the settings' backend, model dir, threads and ONNX options;
     arguments that are not None (command-line flags) override the settings."""
     from semsearch.encoder import load_embedder

@@ -11,16 +11,23 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from semsearch.service.batcher import Batcher, BatchStats
 from semsearch.service.errors import PayloadTooLarge, ValidationFailed, input_errors
 from semsearch.service.offload import run_sized
+from semsearch.service.protocols import Embedder
 from semsearch.service.settings import Settings
 
+if TYPE_CHECKING:
+    from semsearch.encoder.wordpiece import Encoding
+
 log = logging.getLogger(__name__)
+
+# What `/info` and `/v1/embeddings` name the encoder (a client's `model` is echoed instead).
+MODEL_ID = "semsearch-encoder"
 
 
 def check_input_count(count: int, limit: int, what: str = "inputs") -> None:
@@ -57,13 +64,13 @@ class EmbeddingEngine:
 
     def __init__(
         self,
-        embedder: Any,
+        embedder: Embedder,
         settings: Settings,
         on_batch: Callable[[BatchStats], None] | None = None,
     ) -> None:
         self.embedder = embedder
         self.settings = settings
-        self.batcher = Batcher(
+        self.batcher: Batcher[Encoding] = Batcher(
             self._run_core,
             max_batch_tokens=settings.max_batch_tokens,
             max_batch_requests=settings.max_batch_requests,
@@ -74,13 +81,13 @@ class EmbeddingEngine:
 
     @property
     def model_id(self) -> str:
-        return str(getattr(self.embedder, "model_id", "semsearch-encoder"))
+        return MODEL_ID
 
     @property
     def max_length(self) -> int:
-        return int(self.embedder.max_length)
+        return self.embedder.max_length
 
-    def tokenize(self, texts: Sequence[str], truncate: bool) -> list[Any]:
+    def tokenize(self, texts: Sequence[str], truncate: bool) -> list[Encoding]:
         """Pre: WordPiece encodings, truncated to the model's length, or 413 when too long."""
         tokenizer = self.embedder.tokenizer
         with input_errors():
@@ -95,7 +102,7 @@ class EmbeddingEngine:
                 )
         return encodings
 
-    def _run_core(self, encodings: Sequence[Any]) -> np.ndarray:
+    def _run_core(self, encodings: Sequence[Encoding]) -> np.ndarray:
         """Core, on the batcher's thread: one padded call, rows back in the given order.
 
         Unnormalized, so requests that asked `normalize: false` can share the batch.

@@ -11,7 +11,6 @@ import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -84,7 +83,7 @@ class BackendFailed(ApiError):
 
 # Library exceptions that are the caller's fault. Extended as packages add their own types;
 # anything not listed is a 500 whose cause is logged.
-_LIBRARY_ERRORS: list[tuple[type[BaseException], type[ApiError]]] = [
+_LIBRARY_ERRORS: list[tuple[type[Exception], type[ApiError]]] = [
     (index.NotFound, NotFound),
     (index.FingerprintMismatch, Conflict),
     (index.ReadOnlyError, Conflict),
@@ -129,11 +128,11 @@ def to_api_error(exc: BaseException) -> ApiError:
     return BackendFailed("internal error; the server log has the details under this request id")
 
 
-def error_body(path: str, error: ApiError, rid: str = "") -> dict[str, Any]:
+def error_body(path: str, error: ApiError, rid: str = "") -> dict[str, object]:
     """The envelope for `path`: OpenAI's on `/v1/*`, the native one elsewhere; both name the
     request id at the top level."""
     if path.startswith("/v1/"):
-        body: dict[str, Any] = {
+        body: dict[str, object] = {
             "error": {
                 "message": error.message,
                 "type": _OPENAI_TYPES.get(error.status, "server_error"),

@@ -16,38 +16,39 @@ import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from semsearch.service.errors import Overloaded, PayloadTooLarge, ValidationFailed, input_errors
 from semsearch.service.offload import run_sized
+from semsearch.service.protocols import TextGenerator
 from semsearch.service.settings import Settings
+
+if TYPE_CHECKING:
+    from semsearch.decoder import SamplingParams
 
 log = logging.getLogger(__name__)
 
 
-SEED_MAX = 2**64 - 1  # torch's generator takes a 64-bit seed
 _TEMPLATE_CHARS = 32  # about what ChatML writes around one message
+
+
+def _greedy() -> SamplingParams:
+    # The decoder's module imports torch: only once a generation is asked for, never when the
+    # service starts (ONNX serving with the decoder off runs without torch).
+    from semsearch.decoder import SamplingParams
+
+    return SamplingParams()
 
 
 @dataclass(frozen=True)
 class Sampling:
-    """The sampling fields shared by /generate, /v1/* and /rag."""
+    """What a generation asks for: its length, its stop strings, and how each token is chosen
+    (the decoder's `SamplingParams`, validated when built). Built from a request by
+    `sampling_schema.SamplingFields.sampling`."""
 
     max_new_tokens: int = 128
-    temperature: float = 0.0
-    top_p: float = 1.0
-    top_k: int = 0
-    repetition_penalty: float = 1.0
-    stop: list[str] = field(default_factory=list)
-    seed: int | None = None
-
-
-def stop_list(stop: str | list[str] | None) -> list[str]:
-    """The `stop` field (a string, a list or null, in every API's shape) as a list."""
-    stops = [stop] if isinstance(stop, str) else list(stop or [])
-    if any(s == "" for s in stops):
-        raise ValidationFailed("stop strings must not be empty", param="stop")
-    return stops
+    stop: tuple[str, ...] = ()
+    params: SamplingParams = field(default_factory=_greedy)
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,6 @@ class Completion:
     text: str
     finish_reason: str
     usage: dict[str, int]
-
-
-_DONE = object()
 
 
 class Slot:
@@ -93,7 +91,7 @@ class Slot:
 class GenerationEngine:
     def __init__(
         self,
-        generator: Any,
+        generator: TextGenerator,
         settings: Settings,
         on_usage: Callable[[dict[str, int]], None] | None = None,
     ) -> None:
@@ -217,20 +215,21 @@ class GenerationEngine:
         iterator early stops the generation."""
         slot = slot or self.reserve()
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
+        queue: asyncio.Queue[Delta | BaseException | None] = asyncio.Queue()  # None: the end
         cancelled = threading.Event()
 
         def work() -> None:
+            params = sampling.params
             try:
                 events = self.generator.stream(
                     prompt_ids,
                     max_new_tokens=sampling.max_new_tokens,
-                    temperature=sampling.temperature,
-                    top_p=sampling.top_p,
-                    top_k=sampling.top_k,
-                    repetition_penalty=sampling.repetition_penalty,
-                    stop=sampling.stop or None,
-                    seed=sampling.seed,
+                    temperature=params.temperature,
+                    top_p=params.top_p,
+                    top_k=params.top_k,
+                    repetition_penalty=params.repetition_penalty,
+                    stop=list(sampling.stop) or None,
+                    seed=params.seed,
                 )
                 for event in events:
                     delta = Delta(event.text, event.finish_reason, event.usage)
@@ -245,7 +244,7 @@ class GenerationEngine:
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
             finally:
                 slot.release()
-                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+                loop.call_soon_threadsafe(queue.put_nowait, None)
 
         try:
             self._pool.submit(work)
@@ -256,7 +255,7 @@ class GenerationEngine:
         try:
             while True:
                 item = await queue.get()
-                if item is _DONE:
+                if item is None:
                     return
                 if isinstance(item, BaseException):
                     raise item

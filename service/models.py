@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from semsearch.index import Collection
 from semsearch.service.batcher import BatchStats
@@ -20,6 +19,7 @@ from semsearch.service.encoders import load_configured_embedder
 from semsearch.service.engine import EmbeddingEngine
 from semsearch.service.errors import Unhealthy
 from semsearch.service.generation import GenerationEngine
+from semsearch.service.protocols import Embedder, TextGenerator
 from semsearch.service.settings import Settings
 from semsearch.service.workpool import WorkPool
 
@@ -30,8 +30,8 @@ class Models:
     def __init__(
         self,
         settings: Settings,
-        embedder: Any | None = None,
-        generator: Any | None = None,
+        embedder: Embedder | None = None,
+        generator: TextGenerator | None = None,
         on_batch: Callable[[BatchStats], None] | None = None,
         on_usage: Callable[[dict[str, int]], None] | None = None,
     ) -> None:
@@ -61,7 +61,7 @@ class Models:
         decoder_ready = self.generation is not None or not self.decoder_enabled
         return self.embedding is not None and self.collection is not None and decoder_ready
 
-    def _attach_encoder(self, embedder: Any) -> None:
+    def _attach_encoder(self, embedder: Embedder) -> None:
         # Refuses (FingerprintMismatch) a collection built by another encoder or backend.
         collection = Collection.open(
             self.settings.index_dir,

@@ -6,12 +6,12 @@ so existing clients work unchanged.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from semsearch.service.generation import SEED_MAX, Sampling, stop_list
-from semsearch.service.schemas import StopList, Texts
+from semsearch.service.sampling_schema import OpenAISampling
+from semsearch.service.schemas import Texts
 from semsearch.service.settings import MAX_LIST_ITEMS
 
 
@@ -44,40 +44,6 @@ class OpenAIEmbeddingResponse(BaseModel):
     usage: OpenAIUsage
 
 
-class OpenAISampling(BaseModel):
-    """OpenAI's sampling fields; `max_tokens` defaults to 16 for completions as OpenAI's does."""
-
-    model: str | None = None
-    max_tokens: int | None = Field(None, ge=0, le=8192)
-    max_completion_tokens: int | None = Field(None, ge=0, le=8192)
-    temperature: float = Field(1.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    stop: str | StopList | None = None
-    seed: int | None = Field(None, ge=0, le=SEED_MAX)
-    stream: bool = False
-    stream_options: dict[str, Any] | None = None
-    # Not OpenAI's, but llama.cpp's server accepts them on /v1 too.
-    top_k: int = Field(0, ge=0)
-    repetition_penalty: float = Field(1.0, gt=0.0, le=10.0)
-
-    def sampling(self, default_max_tokens: int) -> Sampling:
-        limit = self.max_completion_tokens if self.max_completion_tokens is not None else None
-        limit = limit if limit is not None else self.max_tokens
-        return Sampling(
-            max_new_tokens=default_max_tokens if limit is None else limit,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            top_k=self.top_k,
-            repetition_penalty=self.repetition_penalty,
-            stop=stop_list(self.stop),
-            seed=self.seed,
-        )
-
-    @property
-    def include_usage(self) -> bool:
-        return bool((self.stream_options or {}).get("include_usage"))
-
-
 class CompletionRequest(OpenAISampling):
     prompt: str
 
@@ -89,3 +55,63 @@ class ChatCompletionMessage(BaseModel):
 
 class ChatCompletionRequest(OpenAISampling):
     messages: list[ChatCompletionMessage] = Field(min_length=1, max_length=MAX_LIST_ITEMS)
+
+
+FinishReason = Literal["stop", "length"]
+
+
+class CompletionUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+    @classmethod
+    def of(cls, usage: dict[str, int]) -> CompletionUsage:
+        """From the decoder's last event (a stream cut short has none: zeros)."""
+        prompt, completion = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+        return cls(
+            prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+        )
+
+
+class CompletionChoice(BaseModel):
+    index: int = 0
+    text: str
+    logprobs: None = None
+    finish_reason: FinishReason
+
+
+class CompletionResponse(BaseModel):
+    """`/v1/completions` without `stream` (streamed: chunks of these fields but usage, with
+    `finish_reason` null until the last)."""
+
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: CompletionUsage
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatCompletionChoice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    logprobs: None = None
+    finish_reason: FinishReason
+
+
+class ChatCompletionResponse(BaseModel):
+    """`/v1/chat/completions` without `stream` (streamed: `chat.completion.chunk`s with a
+    `delta` in place of `message`)."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatCompletionChoice]
+    usage: CompletionUsage

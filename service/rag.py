@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
+from semsearch.index import Hit
 from semsearch.service.errors import PayloadTooLarge
 
 SYSTEM_PROMPT = (
@@ -21,7 +21,7 @@ def clip(text: str, max_chars: int) -> str:
     return text[: cut if cut > max_chars // 2 else max_chars] + " …"
 
 
-def rag_messages(query: str, hits: Sequence[Any], max_source_chars: int) -> list[dict[str, str]]:
+def rag_messages(query: str, hits: Sequence[Hit], max_source_chars: int) -> list[dict[str, str]]:
     """Chat messages for the decoder: the sources in the system message, the query as the user's."""
     if hits:
         sources = "\n\n".join(
@@ -37,7 +37,7 @@ def rag_messages(query: str, hits: Sequence[Any], max_source_chars: int) -> list
 
 def fit_prompt(
     query: str,
-    hits: Sequence[Any],
+    hits: Sequence[Hit],
     max_source_chars: int,
     room: int,
     to_ids: Callable[[list[dict[str, str]]], list[int]],

@@ -6,13 +6,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from semsearch.service.generation import SEED_MAX, Sampling, stop_list
-from semsearch.service.settings import MAX_LIST_ITEMS, MAX_STOP_ITEMS
+from semsearch.service.sampling_schema import NativeSampling
+from semsearch.service.settings import MAX_LIST_ITEMS
 
 # Lists the parser refuses past a ceiling before validating any item (the limits in Settings, a
 # 413 naming the setting, are checked after parsing).
 Texts = Annotated[list[str], Field(max_length=MAX_LIST_ITEMS)]
-StopList = Annotated[list[str], Field(max_length=MAX_STOP_ITEMS)]
 
 
 class ErrorResponse(BaseModel):
@@ -49,6 +48,8 @@ OPENAI_ERRORS: dict[int | str, dict] = {
     "4XX": {"model": OpenAIErrorResponse, "description": "the request's fault"},
     "5XX": {"model": OpenAIErrorResponse, "description": "the server's fault, or not ready"},
 }
+# A route's 200 with `stream: true`: Server-Sent Events in place of the response model's JSON.
+STREAMED: dict[int | str, dict] = {200: {"content": {"text/event-stream": {}}}}
 
 
 class EmbedRequest(BaseModel):
@@ -150,40 +151,12 @@ class Token(BaseModel):
     stop: int | None = None
 
 
-class SamplingFields(BaseModel):
-    """The sampling fields of /generate and /rag (llama.cpp / TGI names)."""
-
-    max_new_tokens: int | None = Field(
-        None, ge=0, le=8192, description="default 128, at most SEMSEARCH_MAX_NEW_TOKENS"
-    )
-    temperature: float = Field(0.0, ge=0.0, le=100.0, description="0 = greedy")
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    top_k: int = Field(0, ge=0, description="0 = off")
-    repetition_penalty: float = Field(1.0, gt=0.0, le=10.0)
-    stop: str | StopList | None = None
-    seed: int | None = Field(None, ge=0, le=SEED_MAX)
-    stream: bool = False
-
-    def sampling(self, default_max_new_tokens: int) -> Sampling:
-        return Sampling(
-            max_new_tokens=(
-                default_max_new_tokens if self.max_new_tokens is None else self.max_new_tokens
-            ),
-            temperature=self.temperature,
-            top_p=self.top_p,
-            top_k=self.top_k,
-            repetition_penalty=self.repetition_penalty,
-            stop=stop_list(self.stop),
-            seed=self.seed,
-        )
-
-
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant"]
     content: str
 
 
-class GenerateRequest(SamplingFields):
+class GenerateRequest(NativeSampling):
     model_config = ConfigDict(extra="forbid")
 
     prompt: str | None = None
@@ -201,7 +174,7 @@ class GenerateResponse(BaseModel):
     usage: GenerateUsage
 
 
-class RagRequest(SamplingFields):
+class RagRequest(NativeSampling):
     model_config = ConfigDict(extra="forbid")
 
     query: str = Field(min_length=1)

@@ -1,7 +1,10 @@
-"""Service settings: the only place environment variables are read.
+"""Service settings: the only place `SEMSEARCH_*` variables are read (beside `semsearch.paths`,
+which reads the two that locate the data and models directories).
 
 Precedence (API.md): command-line flags, then `SEMSEARCH_*` environment variables, then defaults.
 The CLI passes its flags as init kwargs, which pydantic-settings ranks above the environment.
+Default paths come from `semsearch.paths` when the settings are built (never the source tree):
+the collection in the data directory, the model files in the models directory.
 """
 
 from __future__ import annotations
@@ -12,14 +15,21 @@ from typing import TYPE_CHECKING, Literal, get_args
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from semsearch import paths
+from semsearch.encoder.onnx.accuracy import Thresholds
+
 if TYPE_CHECKING:
     from semsearch.encoder.onnx.embedder import OnnxOptions
     from semsearch.index import Limits
+
+# The int8 acceptance figures are written once, in the accuracy report's own defaults.
+_INT8 = Thresholds()
 
 # Ceilings the request parser enforces on list lengths before it looks at a single item (a body
 # of 900k bad items must not cost 900k error objects); the settings below stay under them.
 MAX_LIST_ITEMS = 4096
 MAX_STOP_ITEMS = 64
+MAX_TOKENS_CEILING = 8192  # the most tokens a request may name; parsing refuses more
 
 Backend = Literal["torch", "onnx", "onnx-int8"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
@@ -51,35 +61,42 @@ REQUEST_LIMITS = (
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SEMSEARCH_", extra="ignore")
+    # An empty variable counts as unset, as in semsearch.paths.
+    model_config = SettingsConfigDict(
+        env_prefix="SEMSEARCH_", extra="ignore", env_ignore_empty=True
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
-    index_dir: Path = Path("data/index")
     api_key: str | None = None
 
+    # Default paths (semsearch.paths, read when the settings are built): the collection in the
+    # data directory ($SEMSEARCH_DATA_DIR, else ~/.local/share/semsearch or its XDG equivalent),
+    # the model files in the models directory ($SEMSEARCH_MODELS_DIR, else the data dir's models/).
+    index_dir: Path = Field(default_factory=paths.index_dir)
+
     # Encoder
-    model_dir: Path | None = None  # None: the bundled all-MiniLM-L6-v2
+    model_dir: Path | None = None  # None: onnx/model/ for the ONNX backends, else all-MiniLM-L6-v2
     backend: Backend = "onnx-int8"
     threads: int | None = Field(None, ge=1)  # None: the runtime's default (ONNX: all cores)
 
     # ONNX Runtime (backends onnx, onnx-int8): artifacts from `make artifacts`
-    onnx_dir: Path = Field(default_factory=lambda: _repo_root() / "models" / "onnx")
+    onnx_dir: Path = Field(default_factory=paths.onnx_dir)
     onnx_sequential: bool = True  # ORT_SEQUENTIAL execution
     onnx_memory_arena: bool = True  # ORT's CPU memory arena
     # ORT's intra-op workers spin between parallel sections by default; in a server they would
     # burn the cores the event loop and the tokenizer need, so they sleep instead.
     onnx_spinning: bool = False
     # An int8 artifact is served only if its accuracy report meets these (vs torch fp32).
-    int8_min_cosine: float = Field(0.99, ge=0.0, le=1.0)
-    int8_mean_cosine: float = Field(0.997, ge=0.0, le=1.0)
-    int8_top10_agreement: float = Field(0.95, ge=0.0, le=1.0)
+    int8_min_cosine: float = Field(_INT8.min_cosine, ge=0.0, le=1.0)
+    int8_mean_cosine: float = Field(_INT8.mean_cosine, ge=0.0, le=1.0)
+    int8_top10_agreement: float = Field(_INT8.top10_agreement, ge=0.0, le=1.0)
 
     # Decoder
     # Weights format; off = no generation. int4 runs the GGUF's own 4-bit codes: 3.8x transformers'
     # decode; greedy output equals fp32's except where fp32's top-2 logits are close (README).
     decoder: Literal["fp32", "int8", "int4", "off"] = "int4"
-    gguf_path: Path | None = None  # None: models/SmolLM2-135M-Instruct.Q4_1.gguf
+    gguf_path: Path = Field(default_factory=paths.gguf_path)
     max_concurrent_generations: int = Field(1, ge=1)  # more at once -> 429
     rag_max_source_chars: int = Field(1200, ge=100)
 
@@ -95,7 +112,7 @@ class Settings(BaseSettings):
     max_document_chars: int = Field(100_000, ge=1)  # stored text of one document
     max_search_k: int = Field(100, ge=1)  # hits per /search (k x document size bounds a reply)
     max_prompt_chars: int = Field(65_536, ge=1)  # a prompt, or all chat messages together
-    max_new_tokens: int = Field(2048, ge=1)  # tokens one generation may add
+    max_new_tokens: int = Field(2048, ge=1, le=MAX_TOKENS_CEILING)  # tokens one generation adds
     max_chat_messages: int = Field(256, ge=1, le=MAX_LIST_ITEMS)
     max_stop_sequences: int = Field(8, ge=0, le=MAX_STOP_ITEMS)
     max_stop_chars: int = Field(128, ge=1)  # characters of one stop sequence
@@ -121,7 +138,6 @@ class Settings(BaseSettings):
 
     def onnx_options(self) -> OnnxOptions:
         """The encoder's ONNX options (`encoder.load_embedder(onnx_options=...)`)."""
-        from semsearch.encoder.onnx.accuracy import Thresholds
         from semsearch.encoder.onnx.embedder import OnnxOptions
 
         return OnnxOptions(
@@ -146,6 +162,12 @@ class Settings(BaseSettings):
             lock_timeout_s=self.lock_timeout_s,
         )
 
+    @field_validator("index_dir", "onnx_dir", "gguf_path", "model_dir")
+    @classmethod
+    def _expand_home(cls, value: Path | None) -> Path | None:
+        # `~` means the home directory, as in semsearch.paths.
+        return value.expanduser() if value is not None else None
+
     @field_validator("api_key")
     @classmethod
     def _key_is_visible_ascii(cls, value: str | None) -> str | None:
@@ -157,7 +179,3 @@ class Settings(BaseSettings):
                 "carry nothing else reliably"
             )
         return value
-
-
-def _repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
@@ -22,7 +22,7 @@ T = TypeVar("T")
 _POLL_SECONDS = 0.25
 
 
-def sse_event(data: Any) -> str:
+def sse_event(data: dict[str, object] | str) -> str:
     """One SSE event; `data` is JSON-encoded unless it is already a string (OpenAI's `[DONE]`)."""
     payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
     return f"data: {payload}\n\n"

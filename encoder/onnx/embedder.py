@@ -21,12 +21,13 @@ import numpy as np
 
 from semsearch import paths
 from semsearch.encoder.base import SentenceEmbedder, check_threads
-from semsearch.encoder.model_files import ModelFiles, file_sha256
+from semsearch.encoder.model_files import ModelFiles, file_sha256, read_model_files
 from semsearch.encoder.onnx.accuracy import Thresholds, check_report
-from semsearch.encoder.onnx.export import (
+from semsearch.encoder.onnx.artifacts import (
     FP32_OPTIMIZED_FILE,
     INT8_FILE,
     MANIFEST_FILE,
+    MODEL_CONFIG_DIR,
     OUTPUT_NAME,
     POOLED_NAME,
 )
@@ -52,6 +53,30 @@ class OnnxOptions:
     memory_arena: bool = True  # ORT's CPU memory arena: buffers reused across batches
     spinning: bool = True  # intra-op workers spin between parallel sections (ORT's default)
     thresholds: Thresholds = field(default_factory=Thresholds)
+
+
+def serving_model_files(model_dir: str | Path | None, options: OnnxOptions | None) -> ModelFiles:
+    """The model files to serve the artifacts with: `model_dir` when given, else the config and
+    tokenizer copy in the artifact directory (no checkpoint, so no model package or torch), else
+    the bundled default model (artifacts exported before they carried the copy)."""
+    if model_dir is not None:
+        return read_model_files(model_dir)
+    artifact_dir = Path((options or OnnxOptions()).artifact_dir or default_artifact_dir())
+    carried = artifact_dir / MODEL_CONFIG_DIR
+    if carried.is_dir():
+        return read_model_files(carried, weights=False)
+    if not artifact_dir.is_dir():
+        raise FileNotFoundError(missing_artifacts(artifact_dir))
+    return read_model_files()
+
+
+def missing_artifacts(path: Path) -> str:
+    """What to do when the artifacts are not where the settings point."""
+    return (
+        f"ONNX artifacts not found: {path}. `semsearch export --quantize int8 --out DIR` writes "
+        f"them (`make artifacts` for a checkout's models/); point {paths.MODELS_DIR_ENV} at the "
+        "folder holding onnx/, or SEMSEARCH_ONNX_DIR at onnx/ itself"
+    )
 
 
 def _cpu_count() -> int:
@@ -90,10 +115,7 @@ class OnnxEmbedder(SentenceEmbedder):
         artifact_dir = Path(options.artifact_dir or default_artifact_dir())
         self.artifact = Path(artifact) if artifact else artifact_dir / ARTIFACT_FILES[backend]
         if not self.artifact.is_file():
-            raise FileNotFoundError(
-                f"ONNX artifact {self.artifact} not found: build it with `make artifacts` "
-                f"(or `semsearch export --quantize int8 --out {artifact_dir}`)"
-            )
+            raise FileNotFoundError(missing_artifacts(self.artifact))
         self.manifest = self._read_manifest(artifact_dir)
         self.artifact_sha256 = file_sha256(self.artifact)
         self.report: dict[str, Any] | None = None
@@ -103,7 +125,7 @@ class OnnxEmbedder(SentenceEmbedder):
         if self.tokenizer.vocab_sha256 != self.manifest["vocab_sha256"]:
             raise ValueError(
                 f"{artifact_dir} was exported with another vocab than {files.vocab_path}; "
-                "re-export with `make artifacts` or point model_dir at the original model"
+                "re-export them (`semsearch export`) or point model_dir at the original model"
             )
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads or _cpu_count()
@@ -132,9 +154,7 @@ class OnnxEmbedder(SentenceEmbedder):
     def _read_manifest(self, artifact_dir: Path) -> dict[str, Any]:
         path = artifact_dir / MANIFEST_FILE
         if not path.is_file():
-            raise FileNotFoundError(
-                f"{path} not found: rebuild the artifacts with `make artifacts`"
-            )
+            raise FileNotFoundError(missing_artifacts(path))
         manifest = json.loads(path.read_text(encoding="utf-8"))
         if manifest.get("dim") != self.files.dim:
             raise ValueError(

@@ -1,9 +1,9 @@
 """The weight MatMuls of the exported encoder graph, each with its layer and role.
 
-The exported graph's node names are not scoped by layer, so roles come from positions: every layer
-has six weight MatMuls in graph order (query, key, value, attention output, FFN up, FFN down).
-Nodes that `encoder.onnx.smooth` adds (the fp32 side path of outlier channels) carry
-`SIDE_PATH_MARK` in their names and are not counted.
+Roles come from positions, not node names (exporters name nodes differently): every layer has six
+weight MatMuls in graph order (query, key, value, attention output, FFN up, FFN down), as
+`encoder.layers` runs them. Nodes that `encoder.onnx.smooth` adds (the fp32 side path of outlier
+channels) carry `SIDE_PATH_MARK` in their names and are not counted.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ Plain dynamic int8 of all-MiniLM-L6-v2 (every MatMul, as sentence-transformers'
 MatMuls per layer (Q K^T and attention x V) get one per-tensor scale for a whole activation on each
 side. Here the weight MatMuls are quantized per channel and those activation MatMuls stay fp32;
 `QuantPlan` says which weight MatMuls stay fp32 and which rewrites run first (smoothing and outlier
-channels, `encoder.onnx.smooth`, calibrated on real text); the README's search table shows what
-each choice costs.
+channels, `encoder.onnx.smooth`, calibrated on real text); docs/benchmarks.md's search table
+shows what each choice costs.
 
 The configuration follows the CPU the export runs on (`cpu_quant_target`): avx512_vnni, avx2 or
 arm64, as optimum's `AutoQuantizationConfig` presets. Needs the export toolchain (`optimum-onnx`).
@@ -46,9 +46,10 @@ class QuantPlan:
     keep_embeddings: bool = True  # Gather of the embedding tables stays fp32
     # Weight MatMuls kept fp32 in every layer, by ROLES name. The feed-forward pair and the value
     # projection carry most of the error of per-tensor activation scales: keeping all three is the
-    # plan that passes with room (README, "The int8 search", for the ones that pass narrowly).
+    # plan that passes with room (docs/benchmarks.md, "The int8 search", for the ones that pass
+    # narrowly).
     keep_roles: tuple[str, ...] = ("value", "ffn_up", "ffn_down")
-    # fp32-exact rewrites before quantizing (encoder.onnx_smooth); None quantizes the export as is.
+    # fp32-exact rewrites before quantizing (encoder.onnx.smooth); None quantizes the export as is.
     smoothing: SmoothPlan | None = None
     keep_last_layers: int = 0  # the last N encoder layers stay fp32
     keep_layers: tuple[int, ...] = ()  # encoder layers kept fp32 entirely

@@ -15,10 +15,10 @@ fp32-exact rewrites, chosen per activation group by `SmoothPlan`, move the outli
 max|X_j| comes from running the fp32 graph on calibration text (`activation_ranges`). Post-LN
 BERT reuses each LayerNorm output as the next residual, so 1/s cannot be folded into the
 LayerNorm: it is an explicit `Mul` (one per activation, shared by the MatMuls that read it), whose
-vector also holds the zeros of the outlier channels. Measured per role in the README ("The int8
-search"): smoothing fixes the value and FFN up projections; FFN down gets worse with it (its
-inputs are GELU outputs, mostly near zero) but outlier channels fix it (simulated on layer 0:
-4 channels cut the relative error of its product from 5.4 % to 1.2 %).
+vector also holds the zeros of the outlier channels. Measured per role in docs/benchmarks.md
+("The int8 search"): smoothing fixes the value and FFN up projections; FFN down gets worse with
+it (its inputs are GELU outputs, mostly near zero) but outlier channels fix it (simulated on layer
+0: 4 channels cut the relative error of its product from 5.4 % to 1.2 %).
 """
 
 from __future__ import annotations

@@ -129,7 +129,7 @@ def build_index(
     """Index `inputs` into the collection at `index_dir`; see the module docstring.
 
     `bar(total_bytes)` makes a progress bar (tqdm-like; None for none); `on_bad_row` receives each
-    skipped row (they are also logged).
+    skipped row (logged instead when it is None).
     """
     options = options or BuildOptions()
     report = BuildReport()
@@ -182,9 +182,10 @@ def _windows(
     for row in rows:
         if isinstance(row, BadRow):
             report.bad_rows += 1
-            log.warning("skipped %s", row)
             if on_bad_row is not None:
                 on_bad_row(row)
+            else:
+                log.warning("skipped %s", row)
             continue
         window.append(row)
         if len(window) >= size:

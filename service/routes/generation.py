@@ -5,17 +5,27 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from dataclasses import asdict, dataclass, replace
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from semsearch.service.deps import GenerationDep
 from semsearch.service.generation import GenerationEngine, Sampling, Slot
-from semsearch.service.openai_schemas import ChatCompletionRequest, CompletionRequest
+from semsearch.service.openai_schemas import (
+    AssistantMessage,
+    ChatCompletionChoice,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    CompletionChoice,
+    CompletionRequest,
+    CompletionResponse,
+    CompletionUsage,
+)
 from semsearch.service.schemas import (
     NATIVE_ERRORS,
     OPENAI_ERRORS,
+    STREAMED,
     GenerateRequest,
     GenerateResponse,
     GenerateUsage,
@@ -32,7 +42,7 @@ _CHAT_DEFAULT_MAX_TOKENS = 512  # OpenAI's is "up to the context"; this keeps CP
 @router.post(
     "/generate",
     response_model=GenerateResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses=STREAMED,
 )
 async def generate(
     body: GenerateRequest, request: Request, engine: GenerationDep
@@ -61,7 +71,7 @@ async def native_events(
 ) -> AsyncIterator[str]:
     """`{"text": delta}` per token, then `{"text", "finish_reason", "usage"}` last (TGI-like)."""
     async for delta in engine.stream(prompt_ids, sampling, slot):
-        event: dict[str, Any] = {"text": delta.text}
+        event: dict[str, object] = {"text": delta.text}
         if delta.finish_reason is not None:
             usage = delta.usage or {}
             event["finish_reason"] = delta.finish_reason
@@ -75,29 +85,31 @@ async def native_events(
 # --- OpenAI ------------------------------------------------------------------------------------
 
 
-def _openai_usage(usage: dict[str, int]) -> dict[str, int]:
-    prompt, completion = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
+@dataclass(frozen=True)
+class _Meta:
+    """What every object of one OpenAI answer repeats (each streamed chunk included)."""
+
+    id: str
+    object: str
+    created: int
+    model: str
+
+    @classmethod
+    def new(cls, id_prefix: str, kind: str, model: str) -> _Meta:
+        return cls(f"{id_prefix}-{uuid.uuid4().hex}", kind, int(time.time()), model)
 
 
-def _response_meta(id_prefix: str, kind: str, model: str) -> dict[str, Any]:
-    return {
-        "id": f"{id_prefix}-{uuid.uuid4().hex}",
-        "object": kind,
-        "created": int(time.time()),
-        "model": model,
-    }
-
-
-@router.post("/v1/completions", responses=OPENAI_ERRORS)
-async def completions(body: CompletionRequest, request: Request, engine: GenerationDep) -> Any:
+@router.post(
+    "/v1/completions",
+    response_model=CompletionResponse,
+    responses={**OPENAI_ERRORS, **STREAMED},
+)
+async def completions(
+    body: CompletionRequest, request: Request, engine: GenerationDep
+) -> CompletionResponse | StreamingResponse:
     sampling = body.sampling(engine.default_max_new_tokens(_COMPLETIONS_DEFAULT_MAX_TOKENS))
     prompt_ids = await engine.prepare(body.prompt, None, sampling)
-    meta = _response_meta("cmpl", "text_completion", body.model or engine.model_id)
+    meta = _Meta.new("cmpl", "text_completion", body.model or engine.model_id)
     if body.stream:
         slot = engine.reserve()
         events = _openai_events(
@@ -105,33 +117,46 @@ async def completions(body: CompletionRequest, request: Request, engine: Generat
         )
         return sse_response(events, request, slot.release_unused)
     done = await until_disconnected(request, engine.complete(prompt_ids, sampling))
-    choice = {"index": 0, "text": done.text, "logprobs": None, "finish_reason": done.finish_reason}
-    return {**meta, "choices": [choice], "usage": _openai_usage(done.usage)}
+    return CompletionResponse(
+        id=meta.id,
+        created=meta.created,
+        model=meta.model,
+        choices=[CompletionChoice(text=done.text, finish_reason=done.finish_reason)],
+        usage=CompletionUsage.of(done.usage),
+    )
 
 
-@router.post("/v1/chat/completions", responses=OPENAI_ERRORS)
+@router.post(
+    "/v1/chat/completions",
+    response_model=ChatCompletionResponse,
+    responses={**OPENAI_ERRORS, **STREAMED},
+)
 async def chat_completions(
     body: ChatCompletionRequest, request: Request, engine: GenerationDep
-) -> Any:
+) -> ChatCompletionResponse | StreamingResponse:
     sampling = body.sampling(engine.default_max_new_tokens(_CHAT_DEFAULT_MAX_TOKENS))
     messages = [m.model_dump() for m in body.messages]
     prompt_ids = await engine.prepare(None, messages, sampling)
-    meta = _response_meta("chatcmpl", "chat.completion", body.model or engine.model_id)
+    meta = _Meta.new("chatcmpl", "chat.completion", body.model or engine.model_id)
     if body.stream:
         slot = engine.reserve()
-        chunk_meta = {**meta, "object": "chat.completion.chunk"}
+        chunks = replace(meta, object="chat.completion.chunk")
         events = _openai_events(
-            engine, prompt_ids, sampling, slot, chunk_meta, body.include_usage, chat=True
+            engine, prompt_ids, sampling, slot, chunks, body.include_usage, chat=True
         )
         return sse_response(events, request, slot.release_unused)
     done = await until_disconnected(request, engine.complete(prompt_ids, sampling))
-    choice = {
-        "index": 0,
-        "message": {"role": "assistant", "content": done.text},
-        "logprobs": None,
-        "finish_reason": done.finish_reason,
-    }
-    return {**meta, "choices": [choice], "usage": _openai_usage(done.usage)}
+    return ChatCompletionResponse(
+        id=meta.id,
+        created=meta.created,
+        model=meta.model,
+        choices=[
+            ChatCompletionChoice(
+                message=AssistantMessage(content=done.text), finish_reason=done.finish_reason
+            )
+        ],
+        usage=CompletionUsage.of(done.usage),
+    )
 
 
 async def _openai_events(
@@ -139,37 +164,29 @@ async def _openai_events(
     prompt_ids: list[int],
     sampling: Sampling,
     slot: Slot,
-    meta: dict[str, Any],
+    meta: _Meta,
     include_usage: bool,
     *,
     chat: bool,
 ) -> AsyncIterator[str]:
     """OpenAI's stream: one chunk per delta, `finish_reason` on the last, optional usage, [DONE]."""
+    head = asdict(meta)
 
-    def chunk(text: str | None, finish_reason: str | None) -> dict[str, Any]:
-        if chat:
-            delta = {} if text is None else {"content": text}
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-        else:
-            choice = {
-                "index": 0,
-                "text": text or "",
-                "logprobs": None,
-                "finish_reason": finish_reason,
-            }
-        return {**meta, "choices": [choice]}
+    def chunk(piece: str | dict[str, str], finish_reason: str | None = None) -> str:
+        choice = {"index": 0, "delta" if chat else "text": piece}
+        return sse_event(
+            {**head, "choices": [{**choice, "logprobs": None, "finish_reason": finish_reason}]}
+        )
 
     if chat:
-        first = chunk(None, None)
-        first["choices"][0]["delta"] = {"role": "assistant", "content": ""}
-        yield sse_event(first)
+        yield chunk({"role": "assistant", "content": ""})
     usage: dict[str, int] = {}
     async for delta in engine.stream(prompt_ids, sampling, slot):
         if delta.text:
-            yield sse_event(chunk(delta.text, None))
+            yield chunk({"content": delta.text} if chat else delta.text)
         if delta.finish_reason is not None:
             usage = delta.usage or {}
-            yield sse_event(chunk(None, delta.finish_reason))
+            yield chunk({} if chat else "", delta.finish_reason)
     if include_usage:
-        yield sse_event({**meta, "choices": [], "usage": _openai_usage(usage)})
+        yield sse_event({**head, "choices": [], "usage": CompletionUsage.of(usage).model_dump()})
     yield sse_event("[DONE]")

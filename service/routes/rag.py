@@ -8,18 +8,19 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from semsearch.service.deps import (
-    CollectionDep,
-    EmbeddingDep,
-    GenerationDep,
-    SearchPoolDep,
-    SettingsDep,
-)
+from semsearch.service.deps import GenerationDep, RetrieverDep, SettingsDep
 from semsearch.service.engine import check_text_lengths
 from semsearch.service.generation import GenerationEngine, Sampling, Slot
 from semsearch.service.rag import fit_prompt
 from semsearch.service.routes.generation import native_events
-from semsearch.service.schemas import NATIVE_ERRORS, GenerateUsage, RagRequest, RagResponse, Source
+from semsearch.service.schemas import (
+    NATIVE_ERRORS,
+    STREAMED,
+    GenerateUsage,
+    RagRequest,
+    RagResponse,
+    Source,
+)
 from semsearch.service.streaming import sse_event, sse_response, until_disconnected
 
 router = APIRouter(tags=["generation"], responses=NATIVE_ERRORS)
@@ -27,26 +28,22 @@ router = APIRouter(tags=["generation"], responses=NATIVE_ERRORS)
 _DEFAULT_MAX_TOKENS = 128
 
 
-@router.post(
-    "/rag", response_model=RagResponse, responses={200: {"content": {"text/event-stream": {}}}}
-)
+@router.post("/rag", response_model=RagResponse, responses=STREAMED)
 async def rag(
     body: RagRequest,
     request: Request,
     settings: SettingsDep,
-    embedding: EmbeddingDep,
-    collection: CollectionDep,
+    retriever: RetrieverDep,
     generation: GenerationDep,
-    searches: SearchPoolDep,
 ) -> RagResponse | StreamingResponse:
     sampling = body.sampling(generation.default_max_new_tokens(_DEFAULT_MAX_TOKENS))
     generation.check_sampling(sampling)  # before the work of a search
     check_text_lengths(
         [body.query], settings.max_prompt_chars, "SEMSEARCH_MAX_PROMPT_CHARS", "query"
     )
-    embedded = embedding.embed([body.query], normalize=True, truncate=True)
-    query = (await until_disconnected(request, embedded)).vectors[0]
-    hits = await searches.run(collection.search, query, body.k, body.filter, body.score_threshold)
+    hits = await retriever.retrieve(
+        request, body.query, body.k, body.filter, body.score_threshold, then=list
+    )
     # Retrieved texts go in as plain text (never control tokens), clipped, and only as many as
     # fit beside the answer in the model's context: the prompt is bounded by construction.
     room = generation.context_length - sampling.max_new_tokens

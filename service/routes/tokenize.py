@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Response
 
@@ -13,6 +13,9 @@ from semsearch.service.engine import check_input_count
 from semsearch.service.errors import PayloadTooLarge, input_errors
 from semsearch.service.offload import run_sized
 from semsearch.service.schemas import NATIVE_ERRORS, Token, TokenizeRequest
+
+if TYPE_CHECKING:
+    from semsearch.encoder.wordpiece import WordPieceTokenizer
 
 router = APIRouter(tags=["embeddings"], responses=NATIVE_ERRORS)
 
@@ -35,13 +38,15 @@ async def tokenize(body: TokenizeRequest, engine: EmbeddingDep) -> Response:
     return Response(payload, media_type="application/json")
 
 
-def _tokens_json(tokenizer: Any, texts: Sequence[str], add_special_tokens: bool) -> bytes:
+def _tokens_json(
+    tokenizer: WordPieceTokenizer, texts: Sequence[str], add_special_tokens: bool
+) -> bytes:
     """The answer's JSON (the `Token` shape) for every input."""
     out = []
     for text in texts:
         with input_errors():
             enc = tokenizer.encode(text, add_special_tokens=add_special_tokens)
-        tokens: list[dict[str, Any]] = []
+        tokens: list[dict[str, int | str | bool | None]] = []
         for token_id, (start, stop), added in zip(
             enc.ids, enc.offsets, enc.special_tokens_mask, strict=True
         ):

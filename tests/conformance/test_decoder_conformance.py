@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from semsearch.decoder import load_generator
-from semsearch.decoder.gguf import GGUFFile, permute_qk, unpermute_qk
+from semsearch.decoder.gguf import GGUFFile
+from semsearch.decoder.weights import permute_qk, unpermute_qk
 from semsearch.paths import gguf_path
 
 pytestmark = pytest.mark.skipif(not gguf_path().is_file(), reason="run `make setup` first")
@@ -104,7 +105,7 @@ def test_weights_equal_reference_after_unpermuting(gen, ref):
     sd = ref.state_dict()
     c = gen.config
     for layer in (0, c.num_hidden_layers - 1):
-        qkv = gen.model.layers[layer].self_attn.qkv.weight
+        qkv = gen.model.model.layers[layer].self_attn.qkv_proj.weight
         q_rows, k_rows = c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim
         ref_q = sd[f"model.layers.{layer}.self_attn.q_proj.weight"]
         ref_k = sd[f"model.layers.{layer}.self_attn.k_proj.weight"]
@@ -115,7 +116,7 @@ def test_weights_equal_reference_after_unpermuting(gen, ref):
         assert not torch.equal(torch.from_numpy(stored), ref_k)
         assert (permute_qk(ref_k.numpy(), c.num_key_value_heads) == stored).all()
         assert (unpermute_qk(stored, c.num_key_value_heads) == ref_k.numpy()).all()
-    assert torch.equal(gen.model.embed_tokens, sd["model.embed_tokens.weight"])
+    assert torch.equal(gen.model.model.embed_tokens.weight, sd["model.embed_tokens.weight"])
 
 
 def test_greedy_continuations_and_logits_match_reference(gen, ref, prompts, continuations):

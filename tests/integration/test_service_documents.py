@@ -1,15 +1,17 @@
-"""`/documents` and `/search` against the real encoder and a real collection on disk."""
+"""`/documents` and `/search` over a real collection on disk.
+
+Ranking by meaning runs the real encoder; storage, filters, thresholds, errors and restarts run on
+the hashing embedder (tests/fakes.py), whose vectors share the real ones' dim and tokenizer.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from semsearch.encoder import load_embedder
 from semsearch.service.app import create_app
 from semsearch.service.settings import Settings
 
@@ -39,23 +41,21 @@ DOCS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def embedder():
-    return load_embedder(backend="torch")
-
-
-@contextmanager
-def make_client(embedder, index_dir, **settings) -> Iterator[TestClient]:
-    app = create_app(Settings(index_dir=index_dir, decoder="off", **settings), embedder=embedder)
-    with TestClient(app) as client:
-        yield client
+def _stored(client: TestClient) -> TestClient:
+    assert client.post("/documents", json={"documents": DOCS}).json() == {"upserted": len(DOCS)}
+    return client
 
 
 @pytest.fixture
-def client(embedder, tmp_path) -> Iterator[TestClient]:
-    with make_client(embedder, tmp_path / "index") as c:
-        assert c.post("/documents", json={"documents": DOCS}).json() == {"upserted": len(DOCS)}
-        yield c
+def client(make_client, fake_embedder) -> Iterator[TestClient]:
+    with make_client(fake_embedder) as c:
+        yield _stored(c)
+
+
+@pytest.fixture
+def real_client(make_client, real_embedder) -> Iterator[TestClient]:
+    with make_client(real_embedder) as c:
+        yield _stored(c)
 
 
 def search(client, query: str, **body) -> list[dict]:
@@ -65,13 +65,13 @@ def search(client, query: str, **body) -> list[dict]:
     return response.json()["hits"]
 
 
-def test_search_ranks_by_meaning_with_cosine_scores(client, embedder):
-    hits = search(client, "vector similarity search library", k=3)
+def test_search_ranks_by_meaning_with_cosine_scores(real_client, real_embedder):
+    hits = search(real_client, "vector similarity search library", k=3)
     assert [h["id"] for h in hits][0] == "faiss"
     assert len(hits) == 3
     assert hits == sorted(hits, key=lambda h: -h["score"])
     # The score is the cosine of the two embeddings.
-    q, d = embedder.encode(["vector similarity search library", DOCS[2]["text"]])
+    q, d = real_embedder.encode(["vector similarity search library", DOCS[2]["text"]])
     assert hits[0]["score"] == pytest.approx(float(q @ d), abs=1e-5)
     assert hits[0]["text"] == DOCS[2]["text"]
     assert hits[0]["metadata"] == DOCS[2]["metadata"]
@@ -149,21 +149,20 @@ def test_bad_requests_get_the_envelope_and_change_nothing(client, method, path, 
     assert client.get("/documents/fox").json()["text"] == DOCS[0]["text"]
 
 
-def test_too_many_documents_is_413(embedder, tmp_path):
-    with make_client(embedder, tmp_path / "i", max_documents_per_request=2) as c:
+def test_too_many_documents_is_413(make_client, fake_embedder):
+    with make_client(fake_embedder, max_documents_per_request=2) as c:
         docs = [{"id": str(i), "text": "t"} for i in range(3)]
         response = c.post("/documents", json={"documents": docs})
         assert response.status_code == 413
         assert c.get("/info").json()["index"]["count"] == 0
 
 
-def test_restart_keeps_every_acknowledged_document(embedder, tmp_path):
-    index_dir = tmp_path / "index"
-    with make_client(embedder, index_dir) as c:
+def test_restart_keeps_every_acknowledged_document(make_client, fake_embedder):
+    with make_client(fake_embedder) as c:
         c.post("/documents", json={"documents": DOCS})
         c.delete("/documents/fox")
         before = search(c, "database engine", k=4)
-    with make_client(embedder, index_dir) as c:
+    with make_client(fake_embedder) as c:  # the same tmp_path/index
         assert c.get("/info").json()["index"]["count"] == len(DOCS) - 1
         assert c.get("/documents/fox").status_code == 404
         after = search(c, "database engine", k=4)
@@ -171,11 +170,11 @@ def test_restart_keeps_every_acknowledged_document(embedder, tmp_path):
     np.testing.assert_allclose([h["score"] for h in after], [h["score"] for h in before], atol=1e-6)
 
 
-def test_index_built_by_another_encoder_is_refused(embedder, tmp_path):
+def test_index_built_by_another_encoder_is_refused(fake_embedder, tmp_path):
     from semsearch.index import Collection
 
     index_dir = tmp_path / "index"
-    other = {**embedder.fingerprint(), "weights_sha256": "0" * 64}
-    Collection.open(index_dir, dim=embedder.dim, encoder_fingerprint=other).close()
+    other = {**fake_embedder.fingerprint(), "weights_sha256": "0" * 64}
+    Collection.open(index_dir, dim=fake_embedder.dim, encoder_fingerprint=other).close()
     with pytest.raises(Exception, match="another encoder"):
-        create_app(Settings(index_dir=index_dir, decoder="off"), embedder=embedder)
+        create_app(Settings(index_dir=index_dir, decoder="off"), embedder=fake_embedder)

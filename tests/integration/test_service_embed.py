@@ -1,17 +1,20 @@
-"""The service's embedding and operations routes, against the real model and the reference."""
+"""The service's embedding and operations routes.
+
+Vectors are compared with sentence-transformers (and tokens with the fast tokenizer) on the real
+model; validation, limits, errors, the API key and metrics run on the hashing embedder
+(tests/fakes.py), which shares the real tokenizer, dim and max length but has no model.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from semsearch.encoder import load_embedder
+from semsearch.encoder.onnx.accuracy import FP32_MIN_COSINE
 from semsearch.service.app import create_app
 from semsearch.service.settings import Settings
 
@@ -29,11 +32,6 @@ def _isolated_index(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def embedder():
-    return load_embedder(backend="torch")
-
-
-@pytest.fixture(scope="module")
 def reference_vectors():
     from sentence_transformers import SentenceTransformer
 
@@ -41,14 +39,6 @@ def reference_vectors():
 
     model = SentenceTransformer(str(default_model_dir()), device="cpu")
     return model.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
-
-
-@contextmanager
-def make_client(embedder, **settings) -> Iterator[TestClient]:
-    """A client whose app ran its lifespan (so its batcher thread is stopped afterwards)."""
-    settings = {"decoder": "off", **settings}
-    with TestClient(create_app(Settings(**settings), embedder=embedder)) as client:
-        yield client
 
 
 def assert_native_error(response, status: int, kind: str) -> None:
@@ -67,8 +57,8 @@ def test_health_is_503_until_the_models_are_loaded():
     assert_native_error(client.post("/embed", json={"inputs": "x"}), 503, "Unhealthy")
 
 
-def test_health_and_info_when_ready(embedder):
-    with make_client(embedder) as client:
+def test_health_and_info_when_ready(make_client, real_embedder):
+    with make_client(real_embedder) as client:
         assert client.get("/health").json() == {"status": "ok"}
         info = client.get("/info").json()
         assert info["encoder"]["dim"] == 384
@@ -78,18 +68,20 @@ def test_health_and_info_when_ready(embedder):
         assert info["limits"]["max_client_batch_size"] == 32
 
 
-def test_embed_matches_sentence_transformers_in_input_order(embedder, reference_vectors):
-    with make_client(embedder) as client:
+def test_embed_matches_sentence_transformers_in_input_order(
+    make_client, real_embedder, reference_vectors
+):
+    with make_client(real_embedder) as client:
         response = client.post("/embed", json={"inputs": TEXTS})
         assert response.status_code == 200, response.text
         vectors = np.asarray(response.json(), dtype=np.float32)
         assert vectors.shape == (len(TEXTS), 384)
         cosines = np.sum(vectors * reference_vectors, axis=1)
-        assert cosines.min() >= 0.99999, cosines
+        assert cosines.min() >= FP32_MIN_COSINE, cosines
 
 
-def test_embed_single_string_equals_the_batched_one(embedder):
-    with make_client(embedder) as client:
+def test_embed_single_string_equals_the_batched_one(make_client, real_embedder):
+    with make_client(real_embedder) as client:
         batch = np.asarray(client.post("/embed", json={"inputs": TEXTS}).json())
         for i, text in enumerate(TEXTS):
             single = np.asarray(client.post("/embed", json={"inputs": text}).json())
@@ -97,8 +89,8 @@ def test_embed_single_string_equals_the_batched_one(embedder):
             np.testing.assert_allclose(single[0], batch[i], atol=1e-5)
 
 
-def test_embed_without_normalization_keeps_the_direction(embedder):
-    with make_client(embedder) as client:
+def test_embed_without_normalization_keeps_the_direction(make_client, real_embedder):
+    with make_client(real_embedder) as client:
         raw = np.asarray(client.post("/embed", json={"inputs": TEXTS, "normalize": False}).json())
         unit = np.asarray(client.post("/embed", json={"inputs": TEXTS}).json())
         norms = np.linalg.norm(raw, axis=1)
@@ -106,8 +98,8 @@ def test_embed_without_normalization_keeps_the_direction(embedder):
         np.testing.assert_allclose(raw / norms[:, None], unit, atol=1e-5)
 
 
-def test_embed_truncation(embedder):
-    with make_client(embedder) as client:
+def test_embed_truncation(make_client, fake_embedder):
+    with make_client(fake_embedder) as client:
         long_text = "semantic search " * 400  # far over 256 tokens
         assert client.post("/embed", json={"inputs": long_text}).status_code == 200
         refused = client.post("/embed", json={"inputs": long_text, "truncate": False})
@@ -126,27 +118,27 @@ def test_embed_truncation(embedder):
         ({"inputs": "x", "unknown": 1}, 422),
     ],
 )
-def test_embed_bad_input(embedder, body, status):
-    with make_client(embedder) as client:
+def test_embed_bad_input(make_client, fake_embedder, body, status):
+    with make_client(fake_embedder) as client:
         assert_native_error(client.post("/embed", json=body), status, "Validation")
 
 
-def test_malformed_json_is_a_validation_error(embedder):
-    with make_client(embedder) as client:
+def test_malformed_json_is_a_validation_error(make_client, fake_embedder):
+    with make_client(fake_embedder) as client:
         response = client.post(
             "/embed", content=b"{not json", headers={"content-type": "application/json"}
         )
     assert_native_error(response, 422, "Validation")
 
 
-def test_openai_embeddings_float_and_base64(embedder, reference_vectors):
-    with make_client(embedder) as client:
+def test_openai_embeddings_float_and_base64(make_client, real_embedder, reference_vectors):
+    with make_client(real_embedder) as client:
         body = client.post("/v1/embeddings", json={"input": TEXTS, "model": "minilm"}).json()
         assert body["object"] == "list" and body["model"] == "minilm"
         assert [d["index"] for d in body["data"]] == list(range(len(TEXTS)))
         floats = np.asarray([d["embedding"] for d in body["data"]], dtype=np.float32)
-        assert np.sum(floats * reference_vectors, axis=1).min() >= 0.99999
-        expected_tokens = sum(len(embedder.tokenizer.encode(t)) for t in TEXTS)
+        assert np.sum(floats * reference_vectors, axis=1).min() >= FP32_MIN_COSINE
+        expected_tokens = sum(len(real_embedder.tokenizer.encode(t)) for t in TEXTS)
         assert body["usage"] == {"prompt_tokens": expected_tokens, "total_tokens": expected_tokens}
 
         b64 = client.post(
@@ -158,8 +150,8 @@ def test_openai_embeddings_float_and_base64(embedder, reference_vectors):
         np.testing.assert_array_equal(decoded, floats)
 
 
-def test_openai_errors_use_the_openai_envelope(embedder):
-    with make_client(embedder) as client:
+def test_openai_errors_use_the_openai_envelope(make_client, fake_embedder):
+    with make_client(fake_embedder) as client:
         response = client.post("/v1/embeddings", json={"input": []})
     assert response.status_code == 422
     error = response.json()["error"]
@@ -167,8 +159,8 @@ def test_openai_errors_use_the_openai_envelope(embedder):
     assert error["type"] == "invalid_request_error"
 
 
-def test_api_key_guards_every_route_but_health(embedder):
-    with make_client(embedder, api_key="s3cret") as client:
+def test_api_key_guards_every_route_but_health(make_client, fake_embedder):
+    with make_client(fake_embedder, api_key="s3cret") as client:
         assert client.get("/health").status_code == 200
         assert_native_error(client.post("/embed", json={"inputs": "x"}), 401, "Unauthorized")
         assert_native_error(client.get("/info"), 401, "Unauthorized")
@@ -183,12 +175,12 @@ def test_api_key_guards_every_route_but_health(embedder):
         assert client.post("/embed", json={"inputs": "x"}, headers=good).status_code == 200
 
 
-def test_concurrent_requests_get_exactly_what_single_requests_get(embedder):
+def test_concurrent_requests_get_exactly_what_single_requests_get(real_embedder):
     """Dynamic batching packs concurrent requests together; it must change no vector."""
     import httpx
 
     texts = [f"request {i}: " + "word " * (i * 7 % 60) for i in range(24)]
-    expected = embedder.encode(texts)
+    expected = real_embedder.encode(texts)
 
     async def fire(app) -> list[np.ndarray]:
         transport = httpx.ASGITransport(app=app)
@@ -198,7 +190,7 @@ def test_concurrent_requests_get_exactly_what_single_requests_get(embedder):
             )
         return [np.asarray(r.json())[0] for r in responses]
 
-    app = create_app(Settings(max_wait_ms=20, decoder="off"), embedder=embedder)
+    app = create_app(Settings(max_wait_ms=20, decoder="off"), embedder=real_embedder)
     try:
         got = np.stack(asyncio.run(fire(app)))
     finally:
@@ -206,8 +198,8 @@ def test_concurrent_requests_get_exactly_what_single_requests_get(embedder):
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
-def test_metrics_count_requests_batches_and_tokens(embedder):
-    with make_client(embedder) as client:
+def test_metrics_count_requests_batches_and_tokens(make_client, fake_embedder):
+    with make_client(fake_embedder) as client:
         client.post("/embed", json={"inputs": TEXTS})
         client.post("/embed", json={"inputs": []})
         text = client.get("/metrics").text
@@ -215,19 +207,19 @@ def test_metrics_count_requests_batches_and_tokens(embedder):
     assert 'semsearch_requests_total{route="/embed",status="422"} 1.0' in text
     assert 'semsearch_request_duration_seconds_count{route="/embed"}' in text
     assert "semsearch_batch_size_count 1.0" in text
-    expected_tokens = sum(len(embedder.tokenizer.encode(t)) for t in TEXTS)
+    expected_tokens = sum(len(fake_embedder.tokenizer.encode(t)) for t in TEXTS)
     assert f'semsearch_tokens_total{{model="encoder"}} {float(expected_tokens)}' in text
     assert "semsearch_queue_depth 0.0" in text
 
 
-def test_tokenize_matches_the_fast_tokenizer_with_offsets(embedder):
+def test_tokenize_matches_the_fast_tokenizer_with_offsets(make_client, real_embedder):
     from transformers import AutoTokenizer
 
     from semsearch.encoder.model_files import default_model_dir
 
     reference = AutoTokenizer.from_pretrained(str(default_model_dir()))
     texts = ["Héllo, wörld! 日本語", "[CLS] literal and \u200bzero-width", "tokenization"]
-    with make_client(embedder) as client:
+    with make_client(real_embedder) as client:
         body = client.post("/tokenize", json={"inputs": texts}).json()
         bare = client.post("/tokenize", json={"inputs": "x y", "add_special_tokens": False})
     for text, tokens in zip(texts, body, strict=True):
@@ -248,8 +240,8 @@ def test_tokenize_matches_the_fast_tokenizer_with_offsets(embedder):
     assert [t["text"] for t in bare.json()[0]] == ["x", "y"]
 
 
-def test_oversized_bodies_are_refused_before_parsing(embedder):
-    with make_client(embedder, max_body_bytes=2048) as client:
+def test_oversized_bodies_are_refused_before_parsing(make_client, fake_embedder):
+    with make_client(fake_embedder, max_body_bytes=2048) as client:
         big = {"inputs": ["x" * 3000]}
         assert_native_error(client.post("/embed", json=big), 413, "Validation")
         v1 = client.post("/v1/embeddings", json={"input": "y" * 3000})

@@ -2,7 +2,8 @@
 
 Bodies are drawn from each route's own fields (taken from the app's OpenAPI schema, so new fields
 are covered automatically) with values of every JSON type, plus unknown keys and non-objects.
-Every answer must be a documented status with the right error envelope.
+Every answer must be a documented status with the right error envelope. The encoder is the
+hashing embedder (tests/fakes.py: the real tokenizer and limits): no answer here depends on vectors.
 """
 
 from __future__ import annotations
@@ -10,13 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from apps import app_client
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from semsearch.encoder import load_embedder
-from semsearch.service.app import create_app
-from semsearch.service.settings import Settings
 
 JSON_SCALARS = st.one_of(
     st.none(),
@@ -37,9 +35,8 @@ EMBEDDING_ROUTES = ["/embed", "/v1/embeddings", "/tokenize", "/documents", "/sea
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory) -> Iterator[TestClient]:
-    settings = Settings(index_dir=tmp_path_factory.mktemp("index"), decoder="off")
-    with TestClient(create_app(settings, embedder=load_embedder(backend="torch"))) as c:
+def client(tmp_path_factory, fake_embedder) -> Iterator[TestClient]:
+    with app_client(fake_embedder, index_dir=tmp_path_factory.mktemp("index")) as c:
         yield c
 
 

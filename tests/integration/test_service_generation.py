@@ -1,7 +1,9 @@
-"""`/generate`, `/v1/completions`, `/v1/chat/completions` and `/rag` against the real models.
+"""`/generate`, `/v1/completions`, `/v1/chat/completions` and `/rag` against the real decoder.
 
-The decoder itself is checked against transformers in tests/test_decoder_*; here the routes must
-return exactly what the library generates, in the documented shapes, streamed or not.
+The decoder itself is checked against transformers in tests/conformance/test_decoder_*; here the
+routes must return exactly what the library generates, in the documented shapes, streamed or not.
+Retrieval for `/rag` runs the real encoder; the other routes never reach an encoder, so their apps
+hold the hashing embedder (tests/fakes.py).
 """
 
 from __future__ import annotations
@@ -10,14 +12,11 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from semsearch.decoder import load_generator
-from semsearch.encoder import load_embedder
 from semsearch.service.app import create_app
 from semsearch.service.errors import Overloaded
 from semsearch.service.generation import GenerationEngine, Sampling
@@ -27,28 +26,15 @@ PROMPT = "The capital of France is"
 MESSAGES = [{"role": "user", "content": "Name three primary colors."}]
 
 
-@pytest.fixture(scope="module")
-def generator():
-    return load_generator()
-
-
-@pytest.fixture(scope="module")
-def embedder():
-    return load_embedder(backend="torch")
-
-
-@contextmanager
-def make_client(embedder, generator, index_dir, **settings) -> Iterator[TestClient]:
-    app = create_app(
-        Settings(index_dir=index_dir, **settings), embedder=embedder, generator=generator
-    )
-    with TestClient(app) as client:
-        yield client
+@pytest.fixture
+def client(make_client, fake_embedder, real_generator) -> Iterator[TestClient]:
+    with make_client(fake_embedder, real_generator) as c:
+        yield c
 
 
 @pytest.fixture
-def client(embedder, generator, tmp_path) -> Iterator[TestClient]:
-    with make_client(embedder, generator, tmp_path / "index") as c:
+def rag_client(make_client, real_embedder, real_generator) -> Iterator[TestClient]:
+    with make_client(real_embedder, real_generator) as c:
         yield c
 
 
@@ -68,20 +54,20 @@ def sse_events(response: httpx.Response) -> list:
     return events
 
 
-def test_generate_equals_the_library_greedy_output(client, generator):
-    prompt_ids = generator.tokenizer.encode(PROMPT)
-    expected, ids = greedy_text(generator, prompt_ids, 12)
+def test_generate_equals_the_library_greedy_output(client, real_generator):
+    prompt_ids = real_generator.tokenizer.encode(PROMPT)
+    expected, ids = greedy_text(real_generator, prompt_ids, 12)
     body = client.post("/generate", json={"prompt": PROMPT, "max_new_tokens": 12}).json()
     assert body["text"] == expected
-    assert body["finish_reason"] == ("stop" if ids[-1] == generator.eos_token_id else "length")
+    assert body["finish_reason"] == ("stop" if ids[-1] == real_generator.eos_token_id else "length")
     assert body["usage"] == {"prompt_tokens": len(prompt_ids), "completion_tokens": len(ids)}
     tokens = float(len(prompt_ids) + len(ids))
     assert f'semsearch_tokens_total{{model="decoder"}} {tokens}' in client.get("/metrics").text
 
 
-def test_generate_with_messages_applies_the_chat_template(client, generator):
-    prompt = generator.apply_chat_template(MESSAGES, add_generation_prompt=True)
-    expected, _ = greedy_text(generator, generator.tokenizer.encode(prompt), 16)
+def test_generate_with_messages_applies_the_chat_template(client, real_generator):
+    prompt = real_generator.apply_chat_template(MESSAGES, add_generation_prompt=True)
+    expected, _ = greedy_text(real_generator, real_generator.tokenizer.encode(prompt), 16)
     body = client.post("/generate", json={"messages": MESSAGES, "max_new_tokens": 16}).json()
     assert body["text"] == expected
 
@@ -103,7 +89,7 @@ def test_seeded_sampling_is_reproducible(client):
     assert first == again
 
 
-def test_stop_strings_end_the_text(client, generator):
+def test_stop_strings_end_the_text(client, real_generator):
     full = client.post("/generate", json={"prompt": PROMPT, "max_new_tokens": 12}).json()["text"]
     word = full.split()[1] if len(full.split()) > 1 else full.strip()
     body = client.post(
@@ -113,10 +99,10 @@ def test_stop_strings_end_the_text(client, generator):
     assert body["text"] == full[: full.index(word)]
 
 
-def test_openai_chat_completions(client, generator):
-    prompt = generator.apply_chat_template(MESSAGES, add_generation_prompt=True)
-    prompt_ids = generator.tokenizer.encode(prompt)
-    expected, ids = greedy_text(generator, prompt_ids, 16)
+def test_openai_chat_completions(client, real_generator):
+    prompt = real_generator.apply_chat_template(MESSAGES, add_generation_prompt=True)
+    prompt_ids = real_generator.tokenizer.encode(prompt)
+    expected, ids = greedy_text(real_generator, prompt_ids, 16)
     request = {"model": "smollm", "messages": MESSAGES, "max_tokens": 16, "temperature": 0}
     body = client.post("/v1/chat/completions", json=request).json()
     assert body["object"] == "chat.completion" and body["model"] == "smollm"
@@ -138,8 +124,8 @@ def test_openai_chat_completions(client, generator):
     assert chunks[-2]["choices"][0]["finish_reason"] == body["choices"][0]["finish_reason"]
 
 
-def test_openai_completions(client, generator):
-    expected, _ = greedy_text(generator, generator.tokenizer.encode(PROMPT), 16)
+def test_openai_completions(client, real_generator):
+    expected, _ = greedy_text(real_generator, real_generator.tokenizer.encode(PROMPT), 16)
     body = client.post("/v1/completions", json={"prompt": PROMPT, "temperature": 0}).json()
     assert body["object"] == "text_completion"
     assert body["choices"][0]["text"] == expected  # OpenAI's default max_tokens is 16
@@ -150,23 +136,23 @@ def test_openai_completions(client, generator):
     assert "".join(e["choices"][0]["text"] for e in events[:-1]) == expected
 
 
-def test_rag_answers_from_the_retrieved_sources(client):
+def test_rag_answers_from_the_retrieved_sources(rag_client):
     docs = [
         {"id": "paris", "text": "Paris is the capital and largest city of France."},
         {"id": "tokyo", "text": "Tokyo is the capital of Japan."},
         {"id": "bread", "text": "Bread is made from flour, water and yeast."},
     ]
-    client.post("/documents", json={"documents": docs})
+    rag_client.post("/documents", json={"documents": docs})
     request = {"query": "What is the capital of France?", "k": 2, "max_new_tokens": 24}
-    body = client.post("/rag", json=request).json()
+    body = rag_client.post("/rag", json=request).json()
     assert [s["id"] for s in body["sources"]][0] == "paris"
-    hits = client.post("/search", json={"query": request["query"], "k": 2}).json()["hits"]
+    hits = rag_client.post("/search", json={"query": request["query"], "k": 2}).json()["hits"]
     assert [s["id"] for s in body["sources"]] == [h["id"] for h in hits]
     assert body["answer"].strip()
     assert body["usage"]["completion_tokens"] >= 1
     assert "Paris" in body["answer"]
 
-    events = sse_events(client.post("/rag", json={**request, "stream": True}))
+    events = sse_events(rag_client.post("/rag", json={**request, "stream": True}))
     assert [s["id"] for s in events[0]["sources"]] == [s["id"] for s in body["sources"]]
     assert "".join(e.get("text", "") for e in events[1:]) == body["answer"]
     assert events[-1]["finish_reason"] == body["finish_reason"]
@@ -199,11 +185,11 @@ def test_openai_bad_request_uses_the_openai_envelope(client):
     assert response.json()["error"]["type"] == "invalid_request_error"
 
 
-def test_generation_past_the_concurrency_limit_is_429(embedder, generator, tmp_path):
+def test_generation_past_the_concurrency_limit_is_429(fake_embedder, real_generator, tmp_path):
     app = create_app(
         Settings(index_dir=tmp_path / "i", max_concurrent_generations=1),
-        embedder=embedder,
-        generator=generator,
+        embedder=fake_embedder,
+        generator=real_generator,
     )
 
     async def two_at_once() -> list[int]:
@@ -221,9 +207,9 @@ def test_generation_past_the_concurrency_limit_is_429(embedder, generator, tmp_p
         app.state.models.close()
 
 
-def test_leaving_a_stream_stops_the_generation(generator):
-    engine = GenerationEngine(generator, Settings(max_concurrent_generations=1))
-    prompt_ids = generator.tokenizer.encode(PROMPT)
+def test_leaving_a_stream_stops_the_generation(real_generator):
+    engine = GenerationEngine(real_generator, Settings(max_concurrent_generations=1))
+    prompt_ids = real_generator.tokenizer.encode(PROMPT)
 
     async def leave_early() -> float:
         stream = engine.stream(prompt_ids, Sampling(max_new_tokens=400))

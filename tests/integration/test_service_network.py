@@ -1,5 +1,8 @@
 """What only a real socket shows: the API key is checked before the body is read, a body that
-never arrives is refused, and a client that leaves takes its queued embedding work with it."""
+never arrives is refused, and a client that leaves takes its queued embedding work with it.
+
+The encoder is the hashing embedder (tests/fakes.py) with a fixed cost per token, so that work
+queues up behind the running batch as it does behind the real model, at a known rate."""
 
 from __future__ import annotations
 
@@ -11,24 +14,25 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from apps import build_app
+from fakes import TokenHashEmbedder
 from serving import serve_in_thread
 
-from semsearch.encoder import load_embedder
-from semsearch.service.app import create_app
-from semsearch.service.settings import Settings
-
 KEY = "network-test-key"
+# A batch of 16,384 tokens (the default SEMSEARCH_MAX_BATCH_TOKENS: two of the requests below)
+# takes 0.8 s: a few times faster than the real model on two cores, slow enough for work to queue.
+SECONDS_PER_TOKEN = 50e-6
 
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory) -> Iterator[str]:
-    settings = Settings(
+    app = build_app(
+        TokenHashEmbedder(seconds_per_token=SECONDS_PER_TOKEN),
         index_dir=tmp_path_factory.mktemp("index"),
         api_key=KEY,
-        decoder="off",
         body_timeout_s=3.0,
     )
-    with serve_in_thread(create_app(settings, embedder=load_embedder(backend="torch"))) as url:
+    with serve_in_thread(app) as url:
         yield url
 
 

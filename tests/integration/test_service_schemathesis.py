@@ -4,7 +4,8 @@ be a 500 or break the schema the app publishes, and without the key every route 
 a 401.
 
 The example budget is small (the decoder runs for real, on 2 cores); the server's own limits are
-set low so that what schemathesis asks for stays cheap to answer.
+set low so that what schemathesis asks for stays cheap to answer. The encoder is the hashing
+embedder (tests/fakes.py: the real tokenizer and limits): the contract, not the vectors, is tested.
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ from collections.abc import Iterator
 import hypothesis
 import pytest
 import schemathesis
+from apps import build_app
 from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 from serving import serve_in_thread
 
-from semsearch.decoder import load_generator
-from semsearch.encoder import load_embedder
 from semsearch.service.app import create_app
 from semsearch.service.settings import Settings
 
@@ -31,8 +31,10 @@ CHECKS = [not_a_server_error, response_schema_conformance]
 
 
 @pytest.fixture(scope="module")
-def base_url(tmp_path_factory) -> Iterator[str]:
-    limits = Settings(
+def base_url(tmp_path_factory, fake_embedder, real_generator) -> Iterator[str]:
+    app = build_app(
+        fake_embedder,
+        real_generator,
         index_dir=tmp_path_factory.mktemp("index"),
         api_key=KEY,
         max_new_tokens=4,
@@ -40,7 +42,6 @@ def base_url(tmp_path_factory) -> Iterator[str]:
         max_input_chars=2_000,
         max_concurrent_generations=4,
     )
-    app = create_app(limits, embedder=load_embedder(backend="torch"), generator=load_generator())
     with serve_in_thread(app) as url:
         yield url
 

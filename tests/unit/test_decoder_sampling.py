@@ -148,6 +148,9 @@ def test_temperature_at_eps_and_above_samples():
         SamplingParams(temperature=1.0, top_p=1e-300, top_k=1, seed=0),
         SamplingParams(temperature=2.0, repetition_penalty=10.0, seed=0),
         SamplingParams(temperature=100.0, top_p=0.5, top_k=3, repetition_penalty=10.0, seed=0),
+        # A penalty this small divides logits past float32's range (found by schemathesis).
+        SamplingParams(temperature=1.0, top_p=3.3e-237, repetition_penalty=3.7e-169, seed=0),
+        SamplingParams(temperature=SAMPLING_EPS, repetition_penalty=1e-300, seed=0),
     ],
 )
 def test_extreme_valid_values_never_give_nan(params):

@@ -108,9 +108,10 @@ def test_unknown_backend_lists_valid_ones():
     assert all(name in str(info.value) for name in BACKENDS)
 
 
-def test_importing_encoder_does_not_import_torch():
+def test_importing_encoder_does_not_import_torch(tmp_path):
     code = (
-        "import sys, encoder; from encoder import load_embedder, config, model_files; "
+        "import sys, semsearch.encoder; "
+        "from semsearch.encoder import load_embedder, config, model_files; "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)  # the installed package

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny import TINY_BERT as TINY
 
 from semsearch.encoder.config import BertConfig
 from semsearch.encoder.layers import Packing, group_by_length
@@ -16,17 +17,6 @@ from semsearch.encoder.pooling import l2_normalize, mean_pool, mean_pool_packed
 from semsearch.encoder.weights import match_state_dict
 
 transformers = pytest.importorskip("transformers")
-
-TINY = BertConfig(
-    vocab_size=99,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=37,
-    max_position_embeddings=64,
-    type_vocab_size=2,
-    layer_norm_eps=1e-12,
-)
 
 
 def _hf_model(config: BertConfig, seed: int = 0):
@@ -138,6 +128,27 @@ def test_sentence_embeddings_are_mean_pooled_and_normalized(pair):
 
 
 @torch.inference_mode()
+def test_padded_layout_matches_transformers(pair):
+    """`forward_padded` (the layout the ONNX export traces) on right and left padding."""
+    hf, ours = pair
+    for flip in (False, True):
+        batch = {k: v.flip(1) if flip else v for k, v in _batch().items()}
+        ref = hf(**batch).last_hidden_state
+        out = ours.forward_padded(**batch)
+        assert out.shape == ref.shape == (4, 11, TINY.hidden_size)
+        _assert_real_close(out, ref, batch["attention_mask"])
+
+
+@torch.inference_mode()
+def test_padded_and_packed_layouts_pool_to_the_same_vectors(pair):
+    _, ours = pair
+    batch = _batch(seed=7)
+    padded = mean_pool(ours.forward_padded(**batch), batch["attention_mask"])
+    packed = ours.sentence_embeddings(**batch, normalize=False)
+    torch.testing.assert_close(padded, packed, atol=1e-6, rtol=0)
+
+
+@torch.inference_mode()
 def test_fused_qkv_equals_separate_projections():
     hf = _hf_model(TINY, seed=3)
     separate, fused = _ours_from(hf), _ours_from(hf)
@@ -190,8 +201,9 @@ def test_sequence_longer_than_position_table_is_refused(pair):
     _, ours = pair
     T = TINY.max_position_embeddings + 1
     ids = torch.ones(1, T, dtype=torch.long)
-    with pytest.raises(ValueError, match="max_position_embeddings"):
-        ours(ids, torch.ones_like(ids))
+    for forward in (ours, ours.forward_padded):
+        with pytest.raises(ValueError, match="max_position_embeddings"):
+            forward(ids, torch.ones_like(ids))
 
 
 def test_parameter_names_equal_checkpoint_names(pair):

@@ -1,16 +1,13 @@
 """The batch indexer: readers, bad rows, chunking, resume after kill -9, reindex, and the CLI.
 
-A tiny hashing embedder stands in for the encoder: these tests are about pipeline mechanics.
-Search quality with real embeddings is tests/test_index_recall.py's job.
+A word-hashing embedder (tests/fakes.py) stands in for the encoder: these tests are about pipeline
+mechanics. Search quality with real embeddings is tests/conformance/test_index_recall.py's job.
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -18,64 +15,20 @@ import sys
 import time
 import tracemalloc
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
-import numpy as np
 import pytest
+from fakes import WordHashEmbedder
+from index_inputs import docs, write_jsonl
 
 from semsearch.cli import index as cli_index
+from semsearch.cli import search as cli_search
+from semsearch.cli.main import main as cli_main
 from semsearch.index import Collection, FingerprintMismatch, InvalidDocument
 from semsearch.index.ids import MAX_ID_CHARS, check_user_id
 from semsearch.index.ingest.chunking import chunk_spans
 from semsearch.index.ingest.pipeline import BuildOptions, build_index
 from semsearch.index.ingest.readers import BadRow, ReaderOptions, Record, read_inputs
 from semsearch.index.persistence import SWAP_MARKER, mark_complete
-
-_WORD = re.compile(r"\w+|[^\w\s]")
-
-
-class FakeTokenizer:
-    def encode(self, text: str, max_length: int | None = None, add_special_tokens: bool = True):
-        spans = [m.span() for m in _WORD.finditer(text)][:max_length]
-        return SimpleNamespace(ids=list(range(len(spans))), offsets=spans)
-
-
-class FakeEmbedder:
-    """Bag of hashed words, L2-normalized: texts sharing words are close."""
-
-    def __init__(self, dim: int = 64, tag: str = "fake-v1", delay: float = 0.0) -> None:
-        self.dim, self.tag, self.delay = dim, tag, delay
-        self.tokenizer = FakeTokenizer()
-        self.calls: list[list[str]] = []
-
-    def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        self.calls.append(list(texts))
-        out = np.zeros((len(texts), self.dim), np.float32)
-        for row, text in enumerate(texts):
-            out[row, 0] = 1e-3  # never a zero vector
-            for word in _WORD.findall(text.lower()):
-                h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "little")
-                out[row, h % self.dim] += 1.0 if h & 1 << 20 else -1.0
-        time.sleep(self.delay * len(texts))
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
-
-    def fingerprint(self) -> dict[str, Any]:
-        return {"weights_sha256": self.tag, "dim": self.dim, "backend": "fake"}
-
-
-def write_jsonl(path: Path, rows: list[Any]) -> Path:
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
-    return path
-
-
-def docs(n: int) -> list[dict[str, Any]]:
-    words = ["alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa", "zeta"]
-    return [
-        {"id": f"doc{i}", "text": f"{words[i % 8]} {words[i * 3 % 8]} number {i}", "lang": i % 3}
-        for i in range(n)
-    ]
-
 
 # --- readers ---------------------------------------------------------------------------------
 
@@ -190,7 +143,7 @@ def test_readers_turn_bad_ids_into_bad_rows(tmp_path: Path) -> None:
 
 def test_build_search_and_rerun_skips(tmp_path: Path) -> None:
     src = write_jsonl(tmp_path / "in.jsonl", [*docs(300), "{oops", {"id": "doc5", "text": "dup"}])
-    emb = FakeEmbedder()
+    emb = WordHashEmbedder()
     bad: list[BadRow] = []
     opts = BuildOptions(batch_size=16, window_batches=4)
     report = build_index([src], tmp_path / "idx", emb, opts, on_bad_row=bad.append)
@@ -214,14 +167,14 @@ def test_chunking_gives_docid_chunk_n_with_parent(tmp_path: Path) -> None:
         tmp_path / "in.jsonl", [{"id": "long", "text": long_text, "metadata": {"a": 1}}]
     )
     opts = BuildOptions(chunk_tokens=20, chunk_overlap=5)
-    report = build_index([src], tmp_path / "idx", FakeEmbedder(), opts)
+    report = build_index([src], tmp_path / "idx", WordHashEmbedder(), opts)
     assert report.added == 3
     with Collection.open(tmp_path / "idx", read_only=True) as col:
         chunks = [col.get(f"long#chunk-{n}") for n in range(3)]
         assert [c.text.split()[0] for c in chunks] == ["w0", "w15", "w30"]
         assert chunks[2].text.split()[-1] == "w49"
         assert chunks[1].metadata == {"a": 1, "parent_id": "long", "chunk": 1}
-        hits = col.search(FakeEmbedder().encode(["w20 w21 w22"])[0], k=1)
+        hits = col.search(WordHashEmbedder().encode(["w20 w21 w22"])[0], k=1)
         assert hits[0].metadata["parent_id"] == "long"
 
 
@@ -229,12 +182,12 @@ def test_chunks_and_user_documents_never_collide(tmp_path: Path) -> None:
     long_text = " ".join(f"w{i}" for i in range(30))
     chunked = write_jsonl(tmp_path / "long.jsonl", [{"id": "a", "text": long_text}])
     idx = tmp_path / "idx"
-    build_index([chunked], idx, FakeEmbedder(), BuildOptions(chunk_tokens=10))
+    build_index([chunked], idx, WordHashEmbedder(), BuildOptions(chunk_tokens=10))
     plain = write_jsonl(
         tmp_path / "plain.jsonl",
         [{"id": "a#0", "text": "a user document"}, {"id": "a#chunk-0", "text": "an impostor"}],
     )
-    report = build_index([plain], idx, FakeEmbedder())
+    report = build_index([plain], idx, WordHashEmbedder())
     assert (report.added, report.bad_rows, report.count) == (1, 1, 4)
     with Collection.open(idx, read_only=True) as col:
         assert col.get("a#0").text == "a user document"
@@ -244,8 +197,8 @@ def test_chunks_and_user_documents_never_collide(tmp_path: Path) -> None:
 
 def test_other_encoder_is_refused_then_reindexed(tmp_path: Path) -> None:
     src = write_jsonl(tmp_path / "in.jsonl", docs(50))
-    build_index([src], tmp_path / "idx", FakeEmbedder())
-    other = FakeEmbedder(dim=32, tag="fake-v2")
+    build_index([src], tmp_path / "idx", WordHashEmbedder())
+    other = WordHashEmbedder(dim=32, tag="fake-v2")
     with pytest.raises(Exception, match="--reindex") as info:
         build_index([src], tmp_path / "idx", other)
     assert isinstance(info.value, FingerprintMismatch | ValueError)
@@ -256,7 +209,7 @@ def test_other_encoder_is_refused_then_reindexed(tmp_path: Path) -> None:
         assert col.search(other.encode([docs(8)[7]["text"]])[0], k=1)[0].id == "doc7"
     assert not (tmp_path / "idx.reindex").exists()
     # A crash between the swap's two renames (the copy was marked complete before the first):
-    # the next run finishes it. tests/test_index_concurrency.py crashes at every step.
+    # the next run finishes it. tests/unit/test_index_concurrency.py crashes at every step.
     shutil.copytree(tmp_path / "idx", tmp_path / ".idx.old-999")  # stands for the original
     (tmp_path / "idx").rename(tmp_path / "idx.reindex")
     mark_complete(tmp_path / "idx.reindex", {})
@@ -269,10 +222,10 @@ def test_other_encoder_is_refused_then_reindexed(tmp_path: Path) -> None:
 _CHILD = """
 import sys
 sys.path.insert(0, {tests!r})
-from test_index_build import FakeEmbedder
+from fakes import WordHashEmbedder
 from semsearch.index.ingest.pipeline import BuildOptions, build_index
 options = BuildOptions(batch_size=8, window_batches=8)  # 64-doc transactions
-build_index([{src!r}], {idx!r}, FakeEmbedder(delay=0.002), options)
+build_index([{src!r}], {idx!r}, WordHashEmbedder(delay=0.002), options)
 """
 
 
@@ -280,8 +233,8 @@ def test_kill_9_mid_build_then_rerun_has_every_doc_once(tmp_path: Path) -> None:
     n = 2_000
     src = write_jsonl(tmp_path / "in.jsonl", docs(n))
     idx = tmp_path / "idx"
-    code = _CHILD.format(tests=str(Path(__file__).parent), src=str(src), idx=str(idx))
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    code = _CHILD.format(tests=str(Path(__file__).parents[1]), src=str(src), idx=str(idx))
+    env = dict(os.environ)
     child = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE)
     stored = 0
     deadline = time.monotonic() + 60
@@ -296,49 +249,42 @@ def test_kill_9_mid_build_then_rerun_has_every_doc_once(tmp_path: Path) -> None:
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     assert 0 < stored < n
-    report = build_index([src], idx, FakeEmbedder(), BuildOptions(batch_size=64))
+    report = build_index([src], idx, WordHashEmbedder(), BuildOptions(batch_size=64))
     assert report.count == n and report.added + report.skipped_existing == n
     assert report.skipped_existing >= stored
     with Collection.open(idx) as col:
         assert col.count() == n
-        hits = col.search(FakeEmbedder().encode([docs(n)[1003]["text"]])[0], k=5)
+        hits = col.search(WordHashEmbedder().encode([docs(n)[1003]["text"]])[0], k=5)
         assert "doc1003" in [h.id for h in hits if h.score > 0.999]  # (64 hashed dims collide)
 
 
 # --- the CLI -------------------------------------------------------------------------------------
 
 
-def _run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="semsearch")
-    sub = parser.add_subparsers(dest="command", required=True)
-    cli_index.add_index_commands(sub)
-    cli_index.add_search_command(sub)
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
 def test_cli_build_info_search(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(cli_index, "load_embedder", lambda args: FakeEmbedder())
+    for command in (cli_index, cli_search):
+        monkeypatch.setattr(command, "load_embedder", lambda args: WordHashEmbedder())
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)  # main() sets it; undone after the test
     src = write_jsonl(tmp_path / "in.jsonl", [*docs(40), "{bad"])
     idx = str(tmp_path / "idx")
     argv = ["index", "build", str(src), "--index-dir", idx, "--quiet", "--ef-search", "100"]
-    assert _run_cli(argv) == 0
+    assert cli_main(argv) == 0
     out, err = capsys.readouterr()
     assert json.loads((tmp_path / "idx" / "manifest.json").read_text())["index"]["ef_search"] == 100
     assert "40 added" in out and "1 bad rows" in out and "in.jsonl:41: invalid JSON" in err
-    assert _run_cli(["index", "info", "--index-dir", idx, "--json"]) == 0
+    assert cli_main(["index", "info", "--index-dir", idx, "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["count"] == 40 and info["dim"] == 64 and info["factory"] == "Flat"
     argv = ["search", docs(13)[12]["text"], "--index-dir", idx, "-k", "2", "--json"]
-    assert _run_cli([*argv, "--filter", '{"lang": 0}']) == 0
+    assert cli_main([*argv, "--filter", '{"lang": 0}']) == 0
     hits = json.loads(capsys.readouterr().out)["hits"]
     assert hits[0]["id"] == "doc12" and len(hits) == 2
-    assert _run_cli([*argv, "--filter", '{"lang": {"near": 1}}']) == 1
+    assert cli_main([*argv, "--filter", '{"lang": {"near": 1}}']) == 2  # usage
     assert "unknown operator 'near'" in capsys.readouterr().err
-    assert _run_cli(["search", "x", "--index-dir", str(tmp_path / "none")]) == 1
+    assert cli_main(["search", "x", "--index-dir", str(tmp_path / "none")]) == 1
     assert "no collection" in capsys.readouterr().err
     bad = ["index", "build", str(src), "--index-dir", idx, "--quiet", "--index-type", "LSH"]
-    assert _run_cli(bad) == 1
+    assert cli_main(bad) == 2  # usage
     assert "unknown index type 'LSH'" in capsys.readouterr().err

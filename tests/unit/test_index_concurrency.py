@@ -2,7 +2,7 @@
 middle of a reindex swap, and rebuilds kept off the request path.
 
 Other processes are real subprocesses where the property is about processes (flock, open files);
-the hashing embedder of tests/test_index_build.py stands in for the encoder.
+the word-hashing embedder of tests/fakes.py stands in for the encoder.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_index_build import FakeEmbedder, docs, write_jsonl
+from fakes import WordHashEmbedder
+from index_inputs import docs, write_jsonl
 
 from semsearch.index import (
     Collection,
@@ -55,7 +56,7 @@ class Child:
     def __init__(self, code: str, *args: str) -> None:
         env = {
             **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "unit")]),
+            "PYTHONPATH": str(ROOT / "tests"),  # the fakes; semsearch is installed
         }
         self.proc = subprocess.Popen(
             [sys.executable, "-c", code, *args],
@@ -153,9 +154,9 @@ _WRITER = """
 import sys, time
 from pathlib import Path
 from semsearch.index import Collection
-from test_index_build import FakeEmbedder
+from fakes import WordHashEmbedder
 path, stop = Path(sys.argv[1]), Path(sys.argv[2])
-emb = FakeEmbedder()
+emb = WordHashEmbedder()
 col = Collection.open(path, dim=emb.dim, encoder_fingerprint=emb.fingerprint())
 print("open", flush=True)
 i, deadline = 0, time.monotonic() + 30
@@ -175,13 +176,13 @@ def test_reindex_refuses_while_a_server_writes_and_loses_nothing(
 ) -> None:
     src = write_jsonl(tmp_path / "in.jsonl", docs(40))
     idx = tmp_path / "idx"
-    build_index([src], idx, FakeEmbedder())
+    build_index([src], idx, WordHashEmbedder())
     stop = tmp_path / "stop"
     writer = Child(_WRITER, str(idx), str(stop))
     children.append(writer)
     writer.expect("open")
     writer.expect("ack w3")
-    other = FakeEmbedder(dim=32, tag="fake-v2")
+    other = WordHashEmbedder(dim=32, tag="fake-v2")
     options = BuildOptions(reindex=True, lock_timeout_s=0.5)
     with pytest.raises(LockTimeout, match="open in another process.*stop it first"):
         build_index([src], idx, other, options)
@@ -201,7 +202,7 @@ def test_reindex_refuses_while_a_server_writes_and_loses_nothing(
     assert not reindex_dir(idx).exists() and not old_copies(idx)
 
 
-class GatedEmbedder(FakeEmbedder):
+class GatedEmbedder(WordHashEmbedder):
     """Blocks its first encode call until `go` is set (a reindex caught in the middle)."""
 
     def __init__(self, **kwargs: object) -> None:
@@ -217,7 +218,7 @@ class GatedEmbedder(FakeEmbedder):
 def test_opening_during_a_reindex_waits_then_fails_cleanly(tmp_path: Path) -> None:
     src = write_jsonl(tmp_path / "in.jsonl", docs(30))
     idx = tmp_path / "idx"
-    build_index([src], idx, FakeEmbedder())
+    build_index([src], idx, WordHashEmbedder())
     other = GatedEmbedder(dim=32, tag="fake-v2")
     errors: list[BaseException] = []
 
@@ -248,7 +249,7 @@ class Crash(Exception):
     """Stands for the process dying at this point (its locks go with it)."""
 
 
-def _crash_at(monkeypatch: pytest.MonkeyPatch, idx: Path, step: str, emb: FakeEmbedder) -> None:
+def _crash_at(monkeypatch: pytest.MonkeyPatch, idx: Path, step: str, emb: WordHashEmbedder) -> None:
     real_replace, real_rmtree = os.replace, shutil.rmtree
 
     def replace(src: object, dst: object) -> None:
@@ -267,7 +268,7 @@ def _crash_at(monkeypatch: pytest.MonkeyPatch, idx: Path, step: str, emb: FakeEm
     def encode(texts: list[str], batch_size: int = 32) -> np.ndarray:
         if len(emb.calls) >= 2:
             raise Crash(step)
-        return FakeEmbedder.encode(emb, texts, batch_size)
+        return WordHashEmbedder.encode(emb, texts, batch_size)
 
     if step in ("first-rename", "second-rename"):
         monkeypatch.setattr(persistence.os, "replace", replace)
@@ -287,7 +288,7 @@ def test_crash_mid_reindex_keeps_every_document(
     n = 60
     src = write_jsonl(tmp_path / "in.jsonl", docs(n))
     idx = tmp_path / "idx"
-    old, new = FakeEmbedder(), FakeEmbedder(dim=32, tag="fake-v2")
+    old, new = WordHashEmbedder(), WordHashEmbedder(dim=32, tag="fake-v2")
     build_index([src], idx, old)
     options = BuildOptions(reindex=True, batch_size=8, window_batches=2)  # several windows
     with monkeypatch.context() as patch:
@@ -307,7 +308,7 @@ def test_crash_mid_reindex_keeps_every_document(
     if swapped:
         assert not old_copies(idx)  # the new copy is verified complete: the old one may go
     # And a rerun finishes the job.
-    report = build_index([src], idx, FakeEmbedder(dim=32, tag="fake-v2"), options)
+    report = build_index([src], idx, WordHashEmbedder(dim=32, tag="fake-v2"), options)
     assert report.count == n
     with Collection.open(idx, encoder_fingerprint=new.fingerprint()) as col:
         assert col.count() == n and col.info()["dim"] == 32
@@ -319,14 +320,14 @@ def test_unverified_directory_beside_an_old_copy_is_refused_and_kept(tmp_path: P
     """E.g. an empty collection created where a crashed swap had moved the data away."""
     src = write_jsonl(tmp_path / "in.jsonl", docs(20))
     idx = tmp_path / "idx"
-    build_index([src], idx, FakeEmbedder())
+    build_index([src], idx, WordHashEmbedder())
     aside = tmp_path / ".idx.old-4242"
     idx.rename(aside)
     idx.mkdir()
     write_manifest(idx, Manifest())
     for attempt in (
         lambda: Collection.open(idx),
-        lambda: build_index([src], idx, FakeEmbedder()),
+        lambda: build_index([src], idx, WordHashEmbedder()),
     ):
         with pytest.raises(FormatError, match="refusing to guess"):
             attempt()

@@ -1,7 +1,8 @@
 """The collection contract, one battery run against every index type (txtai `testdense.py` style).
 
 Small seeded random vectors: these tests check mechanics (ids, replace, delete, persistence,
-catch-up, refusal), not embedding quality; tests/test_index_recall.py uses real embeddings.
+catch-up, refusal), not embedding quality; tests/conformance/test_index_recall.py uses real
+embeddings.
 """
 
 from __future__ import annotations

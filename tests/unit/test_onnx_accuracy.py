@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 
 from semsearch.encoder.model_files import file_sha256
 from semsearch.encoder.onnx.accuracy import (
+    FP32_MIN_COSINE,
     AccuracyReportError,
     Thresholds,
     check_report,
@@ -51,14 +53,25 @@ def test_top_k_agreement_counts_shared_hits():
     assert 0.0 <= noisy < 1.0
 
 
-def _artifact_with_report(tmp_path: Path, **figures) -> Path:
+DEFAULT = Thresholds()
+# Figures just above the default thresholds: a report that passes.
+PASSING = {
+    "min_cosine": DEFAULT.min_cosine + 0.005,
+    "mean_cosine": DEFAULT.mean_cosine + 0.002,
+    "top10_agreement": DEFAULT.top10_agreement + 0.03,
+}
+
+
+def _artifact_with_report(tmp_path: Path, **figures: float) -> Path:
+    """An artifact and its report, with `figures` (by `Thresholds` field name) over PASSING's."""
     artifact = tmp_path / "model_int8.onnx"
     artifact.write_bytes(b"not really a model, but hashed all the same")
+    values = {**PASSING, **figures}
     report = {
         "version": 1,
         "artifact": {"file": artifact.name, "sha256": file_sha256(artifact), "size_bytes": 43},
-        "cosine": {"min": figures.get("min", 0.995), "mean": figures.get("mean", 0.999)},
-        "retrieval": {"top10_agreement": figures.get("top10", 0.98)},
+        "cosine": {"min": values["min_cosine"], "mean": values["mean_cosine"]},
+        "retrieval": {"top10_agreement": values["top10_agreement"]},
     }
     report_path(artifact).write_text(json.dumps(report))
     return artifact
@@ -66,7 +79,7 @@ def _artifact_with_report(tmp_path: Path, **figures) -> Path:
 
 def test_a_good_report_passes(tmp_path):
     artifact = _artifact_with_report(tmp_path)
-    assert check_report(artifact, Thresholds())["cosine"]["min"] == 0.995
+    assert check_report(artifact, Thresholds())["cosine"]["min"] == PASSING["min_cosine"]
 
 
 def test_missing_report_is_refused_with_the_fix(tmp_path):
@@ -76,26 +89,30 @@ def test_missing_report_is_refused_with_the_fix(tmp_path):
         check_report(artifact, Thresholds())
 
 
-@pytest.mark.parametrize(
-    ("figures", "named"),
-    [
-        ({"min": 0.95}, "min_cosine 0.95000 < 0.99"),
-        ({"mean": 0.99}, "mean_cosine 0.99000 < 0.997"),
-        ({"top10": 0.886}, "top10_agreement 0.88600 < 0.95"),
-    ],
-)
-def test_figures_below_thresholds_are_refused_and_named(tmp_path, figures, named):
-    artifact = _artifact_with_report(tmp_path, **figures)
+def test_the_defaults_are_the_documented_ones():
+    """The one place these numbers are written in code; the README and settings quote them."""
+    assert asdict(DEFAULT) == {"min_cosine": 0.99, "mean_cosine": 0.997, "top10_agreement": 0.95}
+    assert FP32_MIN_COSINE == 0.99999
+
+
+@pytest.mark.parametrize("field", ["min_cosine", "mean_cosine", "top10_agreement"])
+def test_figures_below_thresholds_are_refused_and_named(tmp_path, field):
+    minimum = getattr(DEFAULT, field)
+    low = minimum - 0.004
+    artifact = _artifact_with_report(tmp_path, **{field: low})
     with pytest.raises(AccuracyReportError, match="below the thresholds") as info:
         check_report(artifact, Thresholds())
-    assert named in str(info.value)
+    assert f"{field} {low:.5f} < {minimum}" in str(info.value)
+    others = set(asdict(DEFAULT)) - {field}
+    assert not any(name in str(info.value) for name in others)
 
 
 def test_thresholds_are_configurable(tmp_path):
-    artifact = _artifact_with_report(tmp_path, min=0.95)
-    check_report(artifact, Thresholds(min_cosine=0.9))
+    low = DEFAULT.min_cosine - 0.04
+    artifact = _artifact_with_report(tmp_path, min_cosine=low)
+    check_report(artifact, Thresholds(min_cosine=low - 0.01))
     with pytest.raises(AccuracyReportError):
-        check_report(artifact, Thresholds(top10_agreement=0.99))
+        check_report(artifact, Thresholds(min_cosine=low - 0.01, top10_agreement=0.999))
 
 
 def test_a_report_of_another_file_is_refused(tmp_path):
