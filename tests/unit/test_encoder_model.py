@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 from tiny import TINY_BERT as TINY
+from tiny import random_reference_bert
 
 from semsearch.encoder.config import BertConfig
 from semsearch.encoder.layers import Packing, group_by_length
@@ -20,17 +21,7 @@ transformers = pytest.importorskip("transformers")
 
 
 def _hf_model(config: BertConfig, seed: int = 0):
-    torch.manual_seed(seed)
-    hf_config = transformers.BertConfig(
-        **{k: getattr(config, k) for k in config.__dataclass_fields__},
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-    )
-    model = transformers.BertModel(hf_config, add_pooling_layer=True).eval()
-    with torch.no_grad():  # default init leaves LayerNorm at 1/0 and biases at 0: randomize all
-        for p in model.parameters():
-            p.normal_(0.0, 0.5)
-    return model
+    return random_reference_bert(config, seed, pooling_layer=True)
 
 
 def _ours_from(hf) -> BertModel:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from tiny import TINY_BERT as TINY
+from tiny import random_reference_bert
 
 from semsearch.encoder.model import BertModel
 from semsearch.encoder.onnx.artifacts import OUTPUT_NAME, POOLED_NAME
@@ -40,17 +41,7 @@ ROLE_MODULES = {
 
 @pytest.fixture(scope="module")
 def reference():
-    torch.manual_seed(0)
-    hf_config = transformers.BertConfig(
-        **{k: getattr(TINY, k) for k in TINY.__dataclass_fields__},
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-    )
-    model = transformers.BertModel(hf_config, add_pooling_layer=False).eval()
-    with torch.no_grad():  # default init leaves LayerNorm at 1/0 and biases at 0: randomize all
-        for p in model.parameters():
-            p.normal_(0.0, 0.5)
-    return model
+    return random_reference_bert(TINY)
 
 
 @pytest.fixture(scope="module")
