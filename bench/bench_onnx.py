@@ -22,6 +22,7 @@ docs/img/onnx_accuracy_speed.png (`--plot-only` redraws it from the JSON).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import random
@@ -39,12 +40,13 @@ ROOT = Path(__file__).resolve().parents[1]
 WINDOWS = {"short (~12 tok)": (10, 14), "medium (~70 tok)": (60, 80)}
 REFERENCE = "st-torch"
 NAME = "onnx"
-# The server's defaults for SEMSEARCH_INT8_MIN_COSINE and SEMSEARCH_INT8_MEAN_COSINE (drawn only).
-INT8_MIN_COSINE, INT8_MEAN_COSINE = 0.99, 0.997
+# Our backends measured: the `openvino` one where OpenVINO is installed (the bench extra has it).
+OURS = ("onnx", "onnx-int8") + (("openvino",) if importlib.util.find_spec("openvino") else ())
 LABELS = {
     REFERENCE: "sentence-transformers, torch fp32 (reference)",
     "onnx": "ours onnx (fp32, fused)",
     "onnx-int8": "ours onnx-int8 (served)",
+    "openvino": "ours openvino (fp32 export, bf16 where the CPU has it)",
     "st-onnx": 'sentence-transformers backend="onnx" (fp32)',
     "st-onnx-int8": "sentence-transformers int8 (avx512_vnni, all layers)",
 }
@@ -154,12 +156,12 @@ def run(args: argparse.Namespace, work: Path) -> int:
     load_before = os.getloadavg()
     model_dir = str(default_model_dir())
     st = SentenceTransformer(model_dir, device="cpu")
-    ours = {b: load_embedder(backend=b, threads=args.threads) for b in ("onnx", "onnx-int8")}
+    ours = {b: load_embedder(backend=b, threads=args.threads) for b in OURS}
     encoders: dict[str, Callable[[list[str], int], object]] = {
         REFERENCE: lambda x, bs: st.encode(x, batch_size=bs, normalize_embeddings=True),
-        "onnx": lambda x, bs: ours["onnx"].encode(x, batch_size=bs),
-        "onnx-int8": lambda x, bs: ours["onnx-int8"].encode(x, batch_size=bs),
     }
+    for name, m in ours.items():
+        encoders[name] = lambda x, bs, m=m: m.encode(x, batch_size=bs)
     st_systems, st_note = st_onnx_systems(model_dir, work)
     for name, m in st_systems.items():
         encoders[name] = lambda x, bs, m=m: m.encode(x, batch_size=bs, normalize_embeddings=True)
@@ -223,6 +225,8 @@ def run(args: argparse.Namespace, work: Path) -> int:
         REFERENCE: Path(model_dir) / "model.safetensors",
         **{b: default_artifact_dir() / f for b, f in ARTIFACT_FILES.items()},
     }
+    if "openvino" in ours:
+        files["openvino"] = ours["openvino"].artifact
     for backend, path in files.items():
         m = memory_probe(backend, args.threads, mixed)
         memory.append({"backend": backend, "file": path.name, "mb": path.stat().st_size / 1e6} | m)
@@ -287,13 +291,16 @@ def draw(results: dict) -> None:
 
     import charts
 
+    from semsearch.encoder.onnx.accuracy import Thresholds
+
+    GATES = Thresholds()  # what the server requires of an int8 artifact (drawn as lines)
     plt = charts.pyplot()
     from matplotlib import ticker
 
     fig, ax = plt.subplots(figsize=(8.5, 6.5))
     fig.subplots_adjust(bottom=0.33, top=0.9, left=0.19, right=0.97)
     floor = 1e-6  # fp32 systems agree to ~1e-7: drawn at the top
-    kinds = {REFERENCE: "reference", "onnx": "ours", "onnx-int8": "ours"}
+    kinds = {REFERENCE: "reference", **dict.fromkeys(OURS, "ours")}
 
     def gap(cosine: float) -> float:
         return max(1.0 - cosine, floor)
@@ -309,10 +316,10 @@ def draw(results: dict) -> None:
         ax.plot([x, x], [y, low], color=color, lw=1.2)
         label = f"{LABELS.get(name, name)}: x{x:.2f}, mean {cos['mean']:.4f}, min {cos['min']:.4f}"
         ax.scatter(x, y, s=60, color=color, marker=marker, zorder=3, label=label)
-    for value, style in ((INT8_MEAN_COSINE, "--"), (INT8_MIN_COSINE, ":")):
+    for value, style in ((GATES.mean_cosine, "--"), (GATES.min_cosine, ":")):
         ax.axhline(gap(value), ls=style, lw=1, color="#555555")
     ax.annotate("int8 is served only above mean 0.997 (dashed) and min 0.99 (dotted)",
-                (0.01, gap(INT8_MEAN_COSINE)), xycoords=("axes fraction", "data"), fontsize=7,
+                (0.01, gap(GATES.mean_cosine)), xycoords=("axes fraction", "data"), fontsize=7,
                 xytext=(0, -10), textcoords="offset points", color="#555555")  # fmt: skip
     ax.set_yscale("log")
     ax.set_ylim(0.05, floor / 2)  # inverted: most accurate at the top

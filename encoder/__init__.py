@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from semsearch.encoder.embedder import TorchEmbedder
     from semsearch.encoder.onnx.embedder import OnnxEmbedder, OnnxOptions
+    from semsearch.encoder.onnx.openvino_embedder import OpenVinoEmbedder
     from semsearch.encoder.wordpiece import WordPieceTokenizer
 
 # Every backend the public contract names, and the ones this version implements.
-BACKENDS = ("torch", "onnx", "onnx-int8")
+BACKENDS = ("torch", "onnx", "onnx-int8", "openvino")
 
 __all__ = ["BACKENDS", "WordPieceTokenizer", "load_embedder"]
 
@@ -29,13 +30,15 @@ def load_embedder(
     backend: str = "torch",
     threads: int | None = None,
     onnx_options: OnnxOptions | None = None,
-) -> TorchEmbedder | OnnxEmbedder:
+) -> TorchEmbedder | OnnxEmbedder | OpenVinoEmbedder:
     """Load a sentence-transformers BERT directory (None: the bundled default model; for the
     ONNX backends, the copy of its config and tokenizer that the artifacts carry).
 
-    `threads` sets torch's intra-op thread count (process-wide), or ONNX Runtime's intra-op
+    `threads` sets torch's intra-op thread count (process-wide), or ONNX Runtime's / OpenVINO's
     threads (None: all cores); None leaves torch's default. The ONNX backends serve the artifacts
-    of `semsearch export` (`make artifacts`), located and run as `onnx_options` says.
+    of `semsearch export` (`make artifacts`), located and run as `onnx_options` says: `onnx` and
+    `onnx-int8` on onnxruntime, `openvino` (the plain fp32 export; bf16 where the CPU has it) on
+    OpenVINO.
     """
     if backend not in BACKENDS:
         raise ValueError(
@@ -46,6 +49,12 @@ def load_embedder(
 
         files = serving_model_files(model_dir, onnx_options)
         return OnnxEmbedder(files, backend, threads, onnx_options)
+    if backend == "openvino":
+        from semsearch.encoder.onnx.embedder import serving_model_files
+        from semsearch.encoder.onnx.openvino_embedder import OpenVinoEmbedder
+
+        files = serving_model_files(model_dir, onnx_options)
+        return OpenVinoEmbedder(files, threads, onnx_options)
     try:
         import torch  # noqa: F401
     except ImportError as e:

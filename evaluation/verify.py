@@ -81,7 +81,7 @@ def check_encoder(
     min_cos, mean_cos = float(np.min(cosines)), float(np.mean(cosines))
     max_diff = float(np.max(np.abs(ours - reference)))
     measured = f"min cosine {min_cos:.7f}, mean {mean_cos:.7f}, max |diff| {max_diff:.2e}"
-    if backend == "onnx-int8":
+    if backend in ("onnx-int8", "openvino"):  # lossy: int8, or bf16 where the CPU has it
         passed = min_cos >= thresholds.min_cosine and mean_cos >= thresholds.mean_cosine
         threshold_text = f"min cosine >= {thresholds.min_cosine}, mean >= {thresholds.mean_cosine}"
     else:

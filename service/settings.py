@@ -31,7 +31,7 @@ MAX_LIST_ITEMS = 4096
 MAX_STOP_ITEMS = 64
 MAX_TOKENS_CEILING = 8192  # the most tokens a request may name; parsing refuses more
 
-Backend = Literal["torch", "onnx", "onnx-int8"]
+Backend = Literal["torch", "onnx", "onnx-int8", "openvino"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
 # The settings that bound one request's work; `/info` reports them.
 REQUEST_LIMITS = (

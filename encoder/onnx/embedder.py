@@ -70,6 +70,49 @@ def serving_model_files(model_dir: str | Path | None, options: OnnxOptions | Non
     return read_model_files()
 
 
+def read_manifest(artifact_dir: Path, files: ModelFiles) -> dict[str, Any]:
+    """The artifacts' manifest, checked against the model files they will be served with."""
+    path = artifact_dir / MANIFEST_FILE
+    if not path.is_file():
+        raise FileNotFoundError(missing_artifacts(path))
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    if manifest.get("dim") != files.dim:
+        raise ValueError(
+            f"{path}: artifacts of dimension {manifest.get('dim')}, but {files.model_dir} "
+            f"has hidden_size {files.dim}; re-export for this model"
+        )
+    return manifest
+
+
+def exported_tokenizer(
+    files: ModelFiles, manifest: dict[str, Any], artifact_dir: Path
+) -> WordPieceTokenizer:
+    """The model's tokenizer, refused unless its vocab is the one the graph was exported with."""
+    tokenizer = WordPieceTokenizer.from_dir(files.model_dir)
+    if tokenizer.vocab_sha256 != manifest["vocab_sha256"]:
+        raise ValueError(
+            f"{artifact_dir} was exported with another vocab than {files.vocab_path}; "
+            "re-export them (`semsearch export`) or point model_dir at the original model"
+        )
+    return tokenizer
+
+
+def graph_feeds(
+    input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray | None
+) -> dict[str, np.ndarray]:
+    """The exported graph's int64 (B, T) inputs, without the columns that are padding in every
+    row (they change nothing; dropping them is less work)."""
+    real_cols = np.flatnonzero(attention_mask.astype(bool).any(axis=0))
+    T = int(real_cols[-1]) + 1
+    if token_type_ids is None:
+        token_type_ids = np.zeros_like(input_ids)
+    return {
+        "input_ids": np.ascontiguousarray(input_ids[:, :T], dtype=np.int64),
+        "attention_mask": np.ascontiguousarray(attention_mask[:, :T], dtype=np.int64),
+        "token_type_ids": np.ascontiguousarray(token_type_ids[:, :T], dtype=np.int64),
+    }
+
+
 def missing_artifacts(path: Path) -> str:
     """What to do when the artifacts are not where the settings point."""
     return (
@@ -116,17 +159,12 @@ class OnnxEmbedder(SentenceEmbedder):
         self.artifact = Path(artifact) if artifact else artifact_dir / ARTIFACT_FILES[backend]
         if not self.artifact.is_file():
             raise FileNotFoundError(missing_artifacts(self.artifact))
-        self.manifest = self._read_manifest(artifact_dir)
+        self.manifest = read_manifest(artifact_dir, files)
         self.artifact_sha256 = file_sha256(self.artifact)
         self.report: dict[str, Any] | None = None
         if backend == "onnx-int8" and check_accuracy:
             self.report = check_report(self.artifact, options.thresholds, self.artifact_sha256)
-        self.tokenizer = WordPieceTokenizer.from_dir(files.model_dir)
-        if self.tokenizer.vocab_sha256 != self.manifest["vocab_sha256"]:
-            raise ValueError(
-                f"{artifact_dir} was exported with another vocab than {files.vocab_path}; "
-                "re-export them (`semsearch export`) or point model_dir at the original model"
-            )
+        self.tokenizer = exported_tokenizer(files, self.manifest, artifact_dir)
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads or _cpu_count()
         so.inter_op_num_threads = 1
@@ -150,18 +188,6 @@ class OnnxEmbedder(SentenceEmbedder):
             time.perf_counter() - started,
             self.threads,
         )
-
-    def _read_manifest(self, artifact_dir: Path) -> dict[str, Any]:
-        path = artifact_dir / MANIFEST_FILE
-        if not path.is_file():
-            raise FileNotFoundError(missing_artifacts(path))
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        if manifest.get("dim") != self.files.dim:
-            raise ValueError(
-                f"{path}: artifacts of dimension {manifest.get('dim')}, but {self.files.model_dir} "
-                f"has hidden_size {self.files.dim}; re-export for this model"
-            )
-        return manifest
 
     @property
     def quantization(self) -> dict[str, Any] | None:
@@ -195,16 +221,7 @@ class OnnxEmbedder(SentenceEmbedder):
         self.check_arrays(input_ids, attention_mask, token_type_ids)
         if input_ids.shape[0] == 0:
             return np.empty((0, self.dim), dtype=np.float32)
-        # Columns that are padding in every row change nothing: drop them (less work).
-        real_cols = np.flatnonzero(attention_mask.astype(bool).any(axis=0))
-        T = int(real_cols[-1]) + 1
-        if token_type_ids is None:
-            token_type_ids = np.zeros_like(input_ids)
-        feeds = {
-            "input_ids": np.ascontiguousarray(input_ids[:, :T], dtype=np.int64),
-            "attention_mask": np.ascontiguousarray(attention_mask[:, :T], dtype=np.int64),
-            "token_type_ids": np.ascontiguousarray(token_type_ids[:, :T], dtype=np.int64),
-        }
         output = OUTPUT_NAME if normalize else POOLED_NAME
+        feeds = graph_feeds(input_ids, attention_mask, token_type_ids)
         (vectors,) = self.session.run([output], feeds)
         return np.asarray(vectors, dtype=np.float32)

@@ -50,16 +50,16 @@ def assert_satisfies(obj: object, protocol: type) -> None:
 
 
 @pytest.fixture(scope="module")
-def onnx_embedder():
-    return load_embedder(backend="onnx-int8")
+def artifact_embedders():
+    return [load_embedder(backend=b) for b in ("onnx", "onnx-int8", "openvino")]
 
 
-def test_every_encoder_backend_is_an_embedder(real_embedder, onnx_embedder):
-    for embedder in (real_embedder, onnx_embedder):
+def test_every_encoder_backend_is_an_embedder(real_embedder, artifact_embedders):
+    for embedder in (real_embedder, *artifact_embedders):
         assert_satisfies(embedder, Embedder)
         assert isinstance(embedder.tokenizer, WordPieceTokenizer)
         assert isinstance(embedder.dim, int) and isinstance(embedder.max_length, int)
-        assert embedder.backend in ("torch", "onnx-int8")
+        assert embedder.backend in ("torch", "onnx", "onnx-int8", "openvino")
         arrays = embedder.tokenizer.pad(embedder.tokenizer.encode_batch(["a b", "c"]))
         rows = embedder.encode_batch_arrays(
             arrays["input_ids"], arrays["attention_mask"], arrays["token_type_ids"], normalize=False
