@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     # ORT's intra-op workers spin between parallel sections by default; in a server they would
     # burn the cores the event loop and the tokenizer need, so they sleep instead.
     onnx_spinning: bool = False
+    # Backend openvino: f32 (exact) or bf16 (inside the int8 gates; measured slower than f32 on
+    # this project's AVX512_BF16 CPU without AMX, so not the default: docs/benchmarks.md).
+    openvino_precision: Literal["f32", "bf16"] = "f32"
     # An int8 artifact is served only if its accuracy report meets these (vs torch fp32).
     int8_min_cosine: float = Field(_INT8.min_cosine, ge=0.0, le=1.0)
     int8_mean_cosine: float = Field(_INT8.mean_cosine, ge=0.0, le=1.0)
@@ -145,6 +148,7 @@ class Settings(BaseSettings):
             sequential=self.onnx_sequential,
             memory_arena=self.onnx_memory_arena,
             spinning=self.onnx_spinning,
+            openvino_precision=self.openvino_precision,
             thresholds=Thresholds(
                 self.int8_min_cosine, self.int8_mean_cosine, self.int8_top10_agreement
             ),

@@ -52,6 +52,7 @@ class OnnxOptions:
     sequential: bool = True  # ORT_SEQUENTIAL execution (parallel only helps branchy graphs)
     memory_arena: bool = True  # ORT's CPU memory arena: buffers reused across batches
     spinning: bool = True  # intra-op workers spin between parallel sections (ORT's default)
+    openvino_precision: str = "f32"  # backend openvino: "f32" or "bf16"
     thresholds: Thresholds = field(default_factory=Thresholds)
 
 

@@ -1,10 +1,10 @@
 """`OpenVinoEmbedder`: the plain fp32 ONNX export (`model.onnx`) run by OpenVINO's CPU plugin.
 
-Same artifacts, same contract as `OnnxEmbedder`; only the runtime differs. Where the CPU has
-native bf16 (AVX512_BF16, AMX) OpenVINO runs the MatMuls in bf16 (`INFERENCE_PRECISION_HINT`):
-on such CPUs this roughly doubles batch throughput over onnxruntime, at a cosine to fp32 that stays
-well inside the int8 gates (`Thresholds`; tests/conformance/test_openvino_conformance.py). Elsewhere
-it runs f32. `precision` says which, and is part of the fingerprint: bf16 vectors are not f32's.
+Same artifacts, same contract as `OnnxEmbedder`; only the runtime differs. `precision` "f32"
+(the default) is exact; "bf16" (`INFERENCE_PRECISION_HINT`, refused on a CPU without it) stays well
+inside the int8 gates (`Thresholds`; tests/conformance/test_openvino_conformance.py) but measured
+slower than f32 on this project's AVX512_BF16 CPU without AMX (docs/benchmarks.md). The precision
+is part of the fingerprint: bf16 vectors are not f32's.
 """
 
 from __future__ import annotations
@@ -35,10 +35,9 @@ OPENVINO_HINT = "the openvino backend needs OpenVINO: pip install 'semsearch[ope
 PRECISIONS = ("bf16", "f32")
 
 
-def native_precision(core: Any) -> str:
-    """bf16 where the CPU computes it natively, else f32 (emulated bf16 would only be slower)."""
-    capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-    return "bf16" if "BF16" in capabilities else "f32"
+def has_bf16(core: Any) -> bool:
+    """Whether the CPU computes bf16 natively (emulated bf16 would only be slower)."""
+    return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 class OpenVinoEmbedder(SentenceEmbedder):
@@ -51,19 +50,20 @@ class OpenVinoEmbedder(SentenceEmbedder):
         files: ModelFiles,
         threads: int | None = None,
         options: OnnxOptions | None = None,
-        precision: str | None = None,
     ) -> None:
-        """`precision` None: the CPU's native one (`native_precision`)."""
+        """Runs as `options` say: where the artifacts are, and `openvino_precision`."""
         try:
             import openvino as ov
         except ImportError as e:
             raise ImportError(OPENVINO_HINT) from e
-        if precision not in (None, *PRECISIONS):
-            raise ValueError(f"precision must be one of {PRECISIONS} or None, got {precision!r}")
+        options = options or OnnxOptions()
+        precision = options.openvino_precision
+        if precision not in PRECISIONS:
+            raise ValueError(f"openvino precision must be one of {PRECISIONS}, got {precision!r}")
         check_threads(threads)
         started = time.perf_counter()
         self.files = files
-        artifact_dir = Path((options or OnnxOptions()).artifact_dir or default_artifact_dir())
+        artifact_dir = Path(options.artifact_dir or default_artifact_dir())
         self.artifact = artifact_dir / FP32_FILE
         if not self.artifact.is_file():
             raise FileNotFoundError(missing_artifacts(self.artifact))
@@ -71,7 +71,9 @@ class OpenVinoEmbedder(SentenceEmbedder):
         self.artifact_sha256 = file_sha256(self.artifact)
         self.tokenizer = exported_tokenizer(files, self.manifest, artifact_dir)
         core = ov.Core()
-        self.precision = precision or native_precision(core)
+        self.precision = precision
+        if self.precision == "bf16" and not has_bf16(core):
+            raise ValueError("openvino precision bf16 needs a CPU with native bf16 (AVX512_BF16)")
         config: dict[str, Any] = {
             "INFERENCE_PRECISION_HINT": self.precision,
             "PERFORMANCE_HINT": "LATENCY",  # one request at a time uses every thread
