@@ -42,7 +42,6 @@ class SentenceEmbedder(ABC):
     def fingerprint(self) -> dict[str, Any]:
         """What identifies this encoder's vectors: two fingerprints equal -> same vectors."""
 
-    @abstractmethod
     def encode_batch_arrays(
         self,
         input_ids: np.ndarray,
@@ -51,6 +50,20 @@ class SentenceEmbedder(ABC):
         normalize: bool = True,
     ) -> np.ndarray:
         """The core: padded int64 (B, T) arrays in, (B, dim) float32 sentence vectors out."""
+        self.check_arrays(input_ids, attention_mask, token_type_ids)
+        if input_ids.shape[0] == 0:
+            return np.empty((0, self.dim), dtype=np.float32)
+        return self._embed(input_ids, attention_mask, token_type_ids, normalize)
+
+    @abstractmethod
+    def _embed(
+        self,
+        input_ids: np.ndarray,
+        attention_mask: np.ndarray,
+        token_type_ids: np.ndarray | None,
+        normalize: bool,
+    ) -> np.ndarray:
+        """The backend's forward on checked, non-empty (B, T) arrays: (B, dim) float32."""
 
     def check_arrays(
         self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: Any

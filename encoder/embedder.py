@@ -65,17 +65,13 @@ class TorchEmbedder(SentenceEmbedder):
             "quantization": None,
         }
 
-    def encode_batch_arrays(
+    def _embed(
         self,
         input_ids: np.ndarray,
         attention_mask: np.ndarray,
-        token_type_ids: np.ndarray | None = None,
-        normalize: bool = True,
+        token_type_ids: np.ndarray | None,
+        normalize: bool,
     ) -> np.ndarray:
-        """The core: padded int64 (B, T) arrays in, (B, dim) float32 sentence vectors out."""
-        self.check_arrays(input_ids, attention_mask, token_type_ids)
-        if input_ids.shape[0] == 0:
-            return np.empty((0, self.dim), dtype=np.float32)
         types = None
         if token_type_ids is not None:
             types = torch.from_numpy(token_type_ids.astype(np.int64))

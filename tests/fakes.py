@@ -64,14 +64,13 @@ class TokenHashEmbedder(SentenceEmbedder):
             "quantization": None,
         }
 
-    def encode_batch_arrays(
+    def _embed(
         self,
         input_ids: np.ndarray,
         attention_mask: np.ndarray,
-        token_type_ids: np.ndarray | None = None,
-        normalize: bool = True,
+        token_type_ids: np.ndarray | None,
+        normalize: bool,
     ) -> np.ndarray:
-        self.check_arrays(input_ids, attention_mask, token_type_ids)
         B, T = input_ids.shape
         out = np.zeros((B, self.dim), dtype=np.float32)  # (B, C)
         out[:, 0] = 1e-3  # never a zero vector
