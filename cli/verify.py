@@ -14,6 +14,17 @@ from semsearch.cli.arguments import positive_int
 from semsearch.cli.exits import FAILED, OK
 from semsearch.service.settings import BACKENDS
 
+# The shipped corpus holds 38,129 texts; a check draws n paragraphs and n/10 long texts built from
+# 40 paragraphs each, so past this the corpus would run out (a usage error, not a failed job).
+MAX_TEXTS = 5000
+
+
+def probe_count(text: str) -> int:
+    value = positive_int(text)
+    if value > MAX_TEXTS:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_TEXTS} texts, got {value}")
+    return value
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     what = (
@@ -23,9 +34,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("verify", help=what, description=what)
     p.add_argument(
         "--texts",
-        type=positive_int,
+        type=probe_count,
         default=500,
-        help="real texts per check (default: %(default)s)",
+        help=f"real texts per check, at most {MAX_TEXTS} (default: %(default)s)",
     )
     p.add_argument(
         "--backend",

@@ -175,6 +175,7 @@ def test_generate_command_prints_the_greedy_continuation(real_generator):
         (["index", "build", "in.jsonl", "--index-type", "HNSW"], {}),
         (["export", "--search"], {}),  # --search needs a scratch --out
         (["generate", "hi", "--top-p", "0"], {}),
+        (["verify", "--texts", "9600"], {}),  # more than the shipped corpus can give
         (["serve"], {"SEMSEARCH_PORT": "0"}),
     ],
 )
