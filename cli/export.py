@@ -14,14 +14,16 @@ from semsearch.cli.exits import UsageError
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     what = (
-        "export the encoder to ONNX (fp32, fused fp32, optionally int8) with an accuracy report "
-        "beside each artifact; needs the 'export' extra"
+        "export the encoder to ONNX (fp32, fused fp32, optionally int8 for onnxruntime and for "
+        "OpenVINO) with an accuracy report beside each artifact, and time the artifacts within "
+        "the gates to choose what backend auto serves; needs the 'export' extra"
     )
     p = subparsers.add_parser("export", help=what, description=what)
     p.add_argument(
         "--quantize",
         choices=["int8"],
-        help="also write the int8 artifact (default: fp32 artifacts only)",
+        help="also write the int8 artifacts, onnx-int8 and openvino-int8 (default: fp32 "
+        "artifacts only)",
     )
     p.add_argument("--out", type=Path, help=setting_help("artifact directory", "onnx_dir"))
     p.add_argument(
@@ -36,10 +38,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--search",
-        action="store_true",
+        nargs="?",
+        const="onnx-int8",
+        choices=["onnx-int8", "openvino-int8"],
         help="instead: export fp32 into --out (required: a scratch directory), quantize it with "
-        "each int8 variant of docs/benchmarks.md's search table there, measure each and print "
-        "the table (default: off)",
+        "each int8 plan of docs/benchmarks.md's search table for that backend (onnx-int8 when "
+        "no backend is named), measure each and print the table (default: off)",
     )
     p.set_defaults(run=run, prog=p.prog)
 
@@ -52,9 +56,11 @@ def run(args: argparse.Namespace) -> int:
     if args.search:
         if args.out is None:  # the variants would land beside the served artifacts
             raise UsageError("--search needs --out: a scratch directory for its variants")
-        from semsearch.evaluation.int8_search import run_search
-
-        print(run_search(args.out, model_dir=model_dir, threads=args.threads))
+        if args.search == "openvino-int8":
+            from semsearch.evaluation.openvino_search import run_openvino_search as search
+        else:
+            from semsearch.evaluation.int8_search import run_search as search
+        print(search(args.out, model_dir=model_dir, threads=args.threads))
         return 0
     from semsearch.evaluation.export import run_export
 

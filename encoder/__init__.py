@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from semsearch.encoder.wordpiece import WordPieceTokenizer
 
 # Every backend the public contract names, and the ones this version implements.
-BACKENDS = ("torch", "onnx", "onnx-int8", "openvino")
+BACKENDS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8", "auto")
 
 __all__ = ["BACKENDS", "WordPieceTokenizer", "load_embedder"]
 
@@ -30,6 +30,7 @@ def load_embedder(
     backend: str = "torch",
     threads: int | None = None,
     onnx_options: OnnxOptions | None = None,
+    prefer: str | None = None,
 ) -> TorchEmbedder | OnnxEmbedder | OpenVinoEmbedder:
     """Load a sentence-transformers BERT directory (None: the bundled default model; for the
     ONNX backends, the copy of its config and tokenizer that the artifacts carry).
@@ -37,8 +38,9 @@ def load_embedder(
     `threads` sets torch's intra-op thread count (process-wide), or ONNX Runtime's / OpenVINO's
     threads (None: all cores); None leaves torch's default. The ONNX backends serve the artifacts
     of `semsearch export` (`make artifacts`), located and run as `onnx_options` says: `onnx` and
-    `onnx-int8` on onnxruntime, `openvino` (the plain fp32 export; bf16 where the CPU has it) on
-    OpenVINO.
+    `onnx-int8` on onnxruntime, `openvino` (the plain fp32 export, f32 or bf16) and
+    `openvino-int8` (NNCF's static int8) on OpenVINO. `auto` serves the fastest of those that
+    passed the accuracy gates when the export measured them (`encoder.onnx.auto`), `prefer` first.
     """
     if backend not in BACKENDS:
         raise ValueError(
@@ -49,12 +51,16 @@ def load_embedder(
 
         files = serving_model_files(model_dir, onnx_options)
         return OnnxEmbedder(files, backend, threads, onnx_options)
-    if backend == "openvino":
+    if backend in ("openvino", "openvino-int8"):
         from semsearch.encoder.onnx.embedder import serving_model_files
         from semsearch.encoder.onnx.openvino_embedder import OpenVinoEmbedder
 
         files = serving_model_files(model_dir, onnx_options)
-        return OpenVinoEmbedder(files, threads, onnx_options)
+        return OpenVinoEmbedder(files, threads, onnx_options, backend)
+    if backend == "auto":
+        from semsearch.encoder.onnx.auto import load_auto
+
+        return load_auto(model_dir, threads, onnx_options, prefer)
     try:
         import torch  # noqa: F401
     except ImportError as e:

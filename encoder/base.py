@@ -29,6 +29,8 @@ class SentenceEmbedder(ABC):
     backend: str
     files: ModelFiles
     tokenizer: WordPieceTokenizer
+    # Set by backend `auto` (`encoder.onnx.auto`): which backend it chose and why.
+    backend_choice: dict[str, Any] | None = None
 
     @property
     def dim(self) -> int:

@@ -1,11 +1,13 @@
 """`semsearch export`: build the ONNX artifacts and the accuracy report beside each one.
 
-Runs in the export toolchain (`.venv-export`, the `export` extra: torch, onnx, optimum-onnx):
-export our encoder (fp32), fuse it with onnxruntime's BERT optimizer, quantize it to int8
-(`encoder.onnx.quantize`), then measure every artifact against our torch fp32 encoder on real
-text (`evaluation.corpus`: the probe and retrieval sets here) and write `<artifact>.accuracy.json`.
-`--search` (`evaluation.int8_search`) measures the quantization variants of docs/benchmarks.md's
-search table instead of writing artifacts.
+Runs in the export toolchain (`.venv-export`, the `export` extra: torch, onnx, optimum-onnx, nncf,
+openvino): export our encoder (fp32), fuse it with onnxruntime's BERT optimizer, quantize it to
+int8 for onnxruntime (`encoder.onnx.quantize`) and for OpenVINO (`encoder.onnx.nncf_quantize`),
+measure every artifact against our torch fp32 encoder on real text (`evaluation.text_sets`) and
+write `<artifact>.accuracy.json`; then time the artifacts that pass on this machine and write
+which one backend `auto` serves (`evaluation.backend_choice`). `--search`
+(`evaluation.int8_search`) measures the quantization variants of docs/benchmarks.md's search
+tables instead of writing artifacts.
 """
 
 from __future__ import annotations
@@ -27,30 +29,19 @@ from semsearch.encoder.onnx.accuracy import (
     top_k_agreement,
     write_report,
 )
-from semsearch.encoder.onnx.artifacts import FP32_FILE, FP32_OPTIMIZED_FILE, INT8_FILE
+from semsearch.encoder.onnx.artifacts import (
+    FP32_FILE,
+    FP32_OPTIMIZED_FILE,
+    INT8_FILE,
+    OPENVINO_INT8_FILE,
+)
 from semsearch.encoder.onnx.export import export_fp32, optimize_fp32, write_manifest
-from semsearch.evaluation.corpus import long_texts, real_texts
+from semsearch.evaluation.text_sets import calibration_feeds, probe_set, retrieval_set
 
 log = logging.getLogger(__name__)
 
-PROBE_REAL, PROBE_LONG = 1950, 50  # 2,000 texts of 3 to 400+ tokens
-CORPUS_DOCS, CORPUS_QUERIES = 5000, 200
 TOP_K = 10
 REFERENCE = "torch fp32 (encoder.model.BertModel), same tokenizer"
-
-
-def probe_set() -> list[str]:
-    return list(real_texts(PROBE_REAL)) + long_texts(PROBE_LONG)
-
-
-def retrieval_set(n_docs: int = CORPUS_DOCS, n_queries: int = CORPUS_QUERIES):
-    """Real documents, and short real queries (the first words of other real texts)."""
-    docs = list(real_texts(n_docs, seed=3))
-    known = set(docs)
-    queries = [
-        " ".join(t.split()[:12]) for t in real_texts(4 * n_queries, seed=4) if t not in known
-    ][:n_queries]
-    return docs, queries
 
 
 class Measure:
@@ -106,18 +97,18 @@ class Measure:
 def onnx_encoder(
     model_dir: str | Path | None, backend: str, artifact: Path, threads: int | None
 ) -> Callable[[Sequence[str]], np.ndarray]:
-    """`encode` of `artifact`, its accuracy report unchecked (it is what is being measured)."""
+    """`encode` of `artifact` on `backend`'s runtime, its accuracy report unchecked (it is what
+    is being measured)."""
     from semsearch.encoder.model_files import read_model_files
     from semsearch.encoder.onnx.embedder import OnnxEmbedder, OnnxOptions
 
-    emb = OnnxEmbedder(
-        read_model_files(model_dir),
-        backend,
-        threads,
-        OnnxOptions(artifact_dir=artifact.parent),
-        artifact=artifact,
-        check_accuracy=False,
-    )
+    files, options = read_model_files(model_dir), OnnxOptions(artifact_dir=artifact.parent)
+    if backend.startswith("openvino"):
+        from semsearch.encoder.onnx.openvino_embedder import OpenVinoEmbedder
+
+        emb = OpenVinoEmbedder(files, threads, options, backend, artifact, check_accuracy=False)
+        return emb.encode
+    emb = OnnxEmbedder(files, backend, threads, options, artifact=artifact, check_accuracy=False)
     return emb.encode
 
 
@@ -128,8 +119,10 @@ def run_export(
     threads: int | None = None,
     thresholds: Thresholds | None = None,
 ) -> list[Path]:
-    """Write the artifacts, the manifest and one accuracy report per artifact into `out_dir`."""
+    """Write the artifacts, the manifest and one accuracy report per artifact into `out_dir`;
+    with int8, also the measured choice of backend `auto`."""
     from semsearch.encoder.model_files import read_model_files
+    from semsearch.evaluation.backend_choice import write_backend_choice
 
     if quantize not in (None, "int8"):
         raise ValueError(f"unknown quantization {quantize!r}; supported: int8")
@@ -148,6 +141,12 @@ def run_export(
     write_measured_report(optimized, "onnx", measure, model_dir, threads)
     if quantize == "int8":
         built.append(export_int8(fp32, out_dir / INT8_FILE, measure, files, threads, thresholds))
+        built.append(
+            export_openvino_int8(
+                fp32, out_dir / OPENVINO_INT8_FILE, measure, files, threads, thresholds
+            )
+        )
+    write_backend_choice(out_dir, threads, thresholds or Thresholds())
     return built
 
 
@@ -168,6 +167,38 @@ def export_int8(
     figures = write_measured_report(
         int8,
         "onnx-int8",
+        measure,
+        files.model_dir,
+        threads,
+        quantization=settings,
+        thresholds=thresholds,
+    )
+    failed = below_thresholds(figures["cosine"], figures["retrieval"], thresholds)
+    if failed:
+        log.warning("%s is below the thresholds (%s): the server will refuse it", int8, failed)
+    return int8
+
+
+def export_openvino_int8(
+    fp32: Path,
+    int8: Path,
+    measure: Measure,
+    files: ModelFiles,
+    threads: int | None,
+    thresholds: Thresholds | None,
+) -> Path:
+    """NNCF's static int8 of `fp32` with the shipped plan (`NncfPlan()`), calibrated on
+    `calibration_feeds` (texts none of the measurements use), and its report."""
+    from semsearch.encoder.onnx.nncf_quantize import NncfPlan, quantize_nncf
+    from semsearch.encoder.wordpiece import WordPieceTokenizer
+
+    thresholds = thresholds or Thresholds()
+    tokenizer = WordPieceTokenizer.from_dir(files.model_dir)
+    feeds = calibration_feeds(tokenizer, files.max_seq_length)
+    settings = quantize_nncf(fp32, int8, NncfPlan(), files.config.num_hidden_layers, feeds)
+    figures = write_measured_report(
+        int8,
+        "openvino-int8",
         measure,
         files.model_dir,
         threads,
@@ -210,9 +241,8 @@ def write_measured_report(
 __all__ = [
     "Measure",
     "export_int8",
+    "export_openvino_int8",
     "onnx_encoder",
-    "probe_set",
-    "retrieval_set",
     "run_export",
     "write_measured_report",
 ]

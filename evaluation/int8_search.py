@@ -10,61 +10,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
-
 from semsearch.encoder.onnx.artifacts import FP32_FILE
 from semsearch.encoder.onnx.export import export_fp32, write_manifest
 from semsearch.encoder.onnx.smooth import SmoothPlan
-from semsearch.evaluation.corpus import join_paragraphs, long_texts, real_texts
-from semsearch.evaluation.export import (
-    PROBE_LONG,
-    Measure,
-    onnx_encoder,
-    probe_set,
-    retrieval_set,
-)
+from semsearch.evaluation.export import Measure, onnx_encoder
+from semsearch.evaluation.text_sets import calibration_feeds
 
 log = logging.getLogger(__name__)
-
-CALIBRATION_REAL, CALIBRATION_LONG = 480, 32  # sizes the smoothing of the search's variants
-
-
-def calibration_paragraphs() -> list[str]:
-    """Real paragraphs none of the measurements use: not a probe text, not inside a probe long
-    text, not a retrieval document, not the opening of a retrieval query."""
-    docs, queries = retrieval_set()
-    seen = set(probe_set()) | set(docs)
-    probe_long = long_texts(PROBE_LONG)
-    openings = set(queries)
-
-    def unseen(paragraph: str) -> bool:
-        return (
-            paragraph not in seen
-            and " ".join(paragraph.split()[:12]) not in openings
-            and not any(paragraph in text for text in probe_long)
-        )
-
-    return [p for p in real_texts(4 * CALIBRATION_REAL, seed=11) if unseen(p)]
-
-
-def calibration_texts() -> list[str]:
-    """The texts that size the smoothing (`encoder.onnx.smooth`): short paragraphs and long ones
-    joined from the rest, so a variant is judged on texts it never saw."""
-    fresh = calibration_paragraphs()
-    return fresh[:CALIBRATION_REAL] + join_paragraphs(fresh[CALIBRATION_REAL:], CALIBRATION_LONG)
-
-
-def calibration_feeds(tokenizer, max_length: int, batch_size: int = 32):
-    """`calibration_texts()` as model feeds, longest first: dicts of int64 (batch, seq) arrays."""
-    encodings = tokenizer.encode_batch(calibration_texts(), max_length=max_length)
-    encodings.sort(key=len, reverse=True)
-    for start in range(0, len(encodings), batch_size):
-        arrays = tokenizer.pad(encodings[start : start + batch_size])  # each (batch, seq)
-        yield {
-            name: np.asarray(arrays[name], dtype=np.int64)
-            for name in ("input_ids", "attention_mask", "token_type_ids")
-        }
-
 
 NONE: tuple[str, ...] = ()
 # Q/K/V and FFN-up inputs smoothed (alpha 0.8) in all of them.
@@ -154,8 +106,5 @@ def run_search(work_dir: Path, model_dir=None, threads: int | None = None) -> st
 
 __all__ = [
     "SEARCH_PLANS",
-    "calibration_feeds",
-    "calibration_paragraphs",
-    "calibration_texts",
     "run_search",
 ]

@@ -19,7 +19,8 @@ def load_configured_embedder(
     threads: int | None = None,
 ) -> SentenceEmbedder:
     """`encoder.load_embedder` with the settings' backend, model dir, threads and ONNX options;
-    arguments that are not None (command-line flags) override the settings."""
+    arguments that are not None (command-line flags) override the settings. Backend `auto`
+    prefers the backend the collection in `settings.index_dir` was built with."""
     from semsearch.encoder import load_embedder
 
     settings = settings or Settings()
@@ -29,4 +30,19 @@ def load_configured_embedder(
         backend=backend,
         threads=threads or settings.threads,
         onnx_options=settings.onnx_options() if backend != "torch" else None,
+        prefer=collection_backend(settings.index_dir) if backend == "auto" else None,
     )
+
+
+def collection_backend(index_dir: Path) -> str | None:
+    """The encoder backend an existing collection was built with (None: no collection yet, or
+    one without a recorded encoder)."""
+    from semsearch.index.errors import FormatError
+    from semsearch.index.persistence import read_manifest
+
+    try:
+        manifest = read_manifest(index_dir)
+    except (OSError, FormatError):
+        return None  # opening the collection reports what is wrong with it
+    fingerprint = manifest.encoder_fingerprint if manifest else None
+    return fingerprint.get("backend") if isinstance(fingerprint, dict) else None

@@ -74,6 +74,10 @@ class Info(BaseModel):
     version: str
     model_id: str
     encoder: dict = Field(description="fingerprint: weights/vocab hashes, dim, max length, backend")
+    encoder_choice: dict | None = Field(
+        None,
+        description="backend auto only: the backend chosen, why, and the export's measurements",
+    )
     decoder: dict | None = None
     index: dict | None = None
     limits: dict

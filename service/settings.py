@@ -31,7 +31,7 @@ MAX_LIST_ITEMS = 4096
 MAX_STOP_ITEMS = 64
 MAX_TOKENS_CEILING = 8192  # the most tokens a request may name; parsing refuses more
 
-Backend = Literal["torch", "onnx", "onnx-int8", "openvino"]
+Backend = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
 # The settings that bound one request's work; `/info` reports them.
 REQUEST_LIMITS = (
@@ -77,10 +77,12 @@ class Settings(BaseSettings):
 
     # Encoder
     model_dir: Path | None = None  # None: onnx/model/ for the ONNX backends, else all-MiniLM-L6-v2
-    backend: Backend = "onnx-int8"
+    # auto: the fastest artifact within the accuracy gates, as `semsearch export` measured on this
+    # machine (backend_choice.json beside the artifacts); /info says which and why.
+    backend: Backend = "auto"
     threads: int | None = Field(None, ge=1)  # None: the runtime's default (ONNX: all cores)
 
-    # ONNX Runtime (backends onnx, onnx-int8): artifacts from `make artifacts`
+    # The ONNX artifacts (every backend but torch): from `make artifacts`
     onnx_dir: Path = Field(default_factory=paths.onnx_dir)
     onnx_sequential: bool = True  # ORT_SEQUENTIAL execution
     onnx_memory_arena: bool = True  # ORT's CPU memory arena

@@ -1,10 +1,14 @@
-"""`OpenVinoEmbedder`: the plain fp32 ONNX export (`model.onnx`) run by OpenVINO's CPU plugin.
+"""`OpenVinoEmbedder`: ONNX artifacts run by OpenVINO's CPU plugin.
 
-Same artifacts, same contract as `OnnxEmbedder`; only the runtime differs. `precision` "f32"
-(the default) is exact; "bf16" (`INFERENCE_PRECISION_HINT`, refused on a CPU without it) stays well
-inside the int8 gates (`Thresholds`; tests/conformance/test_openvino_conformance.py) but measured
-slower than f32 on this project's AVX512_BF16 CPU without AMX (docs/benchmarks.md). The precision
-is part of the fingerprint: bf16 vectors are not f32's.
+Same artifacts directory, same contract as `OnnxEmbedder`; only the runtime differs:
+- backend `openvino` runs the plain fp32 export (`model.onnx`). `precision` "f32" (the default) is
+  exact; "bf16" (`INFERENCE_PRECISION_HINT`, refused on a CPU without it) stays well inside the
+  int8 gates (`Thresholds`; tests/conformance/test_openvino_conformance.py) but measured slower
+  than f32 on this project's AVX512_BF16 CPU without AMX (docs/benchmarks.md).
+- backend `openvino-int8` runs NNCF's static int8 artifact (`encoder.onnx.nncf_quantize`), its
+  float parts in f32 (what its accuracy report measured), and is served only when that report
+  meets the thresholds, as `onnx-int8` is.
+The precision is part of the fingerprint: bf16 vectors are not f32's.
 """
 
 from __future__ import annotations
@@ -19,7 +23,13 @@ import numpy as np
 
 from semsearch.encoder.base import SentenceEmbedder, check_threads
 from semsearch.encoder.model_files import ModelFiles, file_sha256
-from semsearch.encoder.onnx.artifacts import FP32_FILE, OUTPUT_NAME, POOLED_NAME
+from semsearch.encoder.onnx.accuracy import check_report
+from semsearch.encoder.onnx.artifacts import (
+    FP32_FILE,
+    OPENVINO_INT8_FILE,
+    OUTPUT_NAME,
+    POOLED_NAME,
+)
 from semsearch.encoder.onnx.embedder import (
     OnnxOptions,
     default_artifact_dir,
@@ -31,8 +41,9 @@ from semsearch.encoder.onnx.embedder import (
 
 logger = logging.getLogger(__name__)
 
-OPENVINO_HINT = "the openvino backend needs OpenVINO: pip install 'semsearch[openvino]'"
+OPENVINO_HINT = "the openvino backends need OpenVINO (a semsearch dependency): pip install openvino"
 PRECISIONS = ("bf16", "f32")
+ARTIFACT_FILES = {"openvino": FP32_FILE, "openvino-int8": OPENVINO_INT8_FILE}
 
 
 def has_bf16(core: Any) -> bool:
@@ -41,34 +52,48 @@ def has_bf16(core: Any) -> bool:
 
 
 class OpenVinoEmbedder(SentenceEmbedder):
-    """Sentence vectors from the fp32 ONNX export on OpenVINO (pooling and normalization inside)."""
-
-    backend = "openvino"
+    """Sentence vectors from an ONNX artifact on OpenVINO (pooling and normalization inside)."""
 
     def __init__(
         self,
         files: ModelFiles,
         threads: int | None = None,
         options: OnnxOptions | None = None,
+        backend: str = "openvino",
+        artifact: Path | None = None,
+        check_accuracy: bool = True,
     ) -> None:
-        """Runs as `options` say: where the artifacts are, and `openvino_precision`."""
+        """Runs as `options` say: where the artifacts are, and `openvino_precision`. `artifact`
+        overrides the backend's file in the artifact dir; `check_accuracy=False` skips the int8
+        report check (only for `semsearch export`, which is about to write it)."""
         try:
             import openvino as ov
         except ImportError as e:
             raise ImportError(OPENVINO_HINT) from e
+        if backend not in ARTIFACT_FILES:
+            raise ValueError(f"backend must be one of {sorted(ARTIFACT_FILES)}, got {backend!r}")
         options = options or OnnxOptions()
         precision = options.openvino_precision
         if precision not in PRECISIONS:
             raise ValueError(f"openvino precision must be one of {PRECISIONS}, got {precision!r}")
+        if backend == "openvino-int8" and precision != "f32":
+            raise ValueError(
+                "backend openvino-int8 runs its float parts in f32, as its accuracy report "
+                f"measured them; openvino precision {precision!r} applies to backend openvino only"
+            )
         check_threads(threads)
         started = time.perf_counter()
+        self.backend = backend
         self.files = files
         artifact_dir = Path(options.artifact_dir or default_artifact_dir())
-        self.artifact = artifact_dir / FP32_FILE
+        self.artifact = Path(artifact) if artifact else artifact_dir / ARTIFACT_FILES[backend]
         if not self.artifact.is_file():
             raise FileNotFoundError(missing_artifacts(self.artifact))
         self.manifest = read_manifest(artifact_dir, files)
         self.artifact_sha256 = file_sha256(self.artifact)
+        self.report: dict[str, Any] | None = None
+        if backend == "openvino-int8" and check_accuracy:
+            self.report = check_report(self.artifact, options.thresholds, self.artifact_sha256)
         self.tokenizer = exported_tokenizer(files, self.manifest, artifact_dir)
         core = ov.Core()
         self.precision = precision
@@ -85,7 +110,8 @@ class OpenVinoEmbedder(SentenceEmbedder):
         # An infer request is not thread-safe; one per thread that encodes, made on first use.
         self._local = threading.local()
         logger.info(
-            "loaded openvino encoder %s (%s) in %.2fs (%d threads)",
+            "loaded %s encoder %s (%s) in %.2fs (%d threads)",
+            backend,
             self.artifact,
             self.precision,
             time.perf_counter() - started,
@@ -102,7 +128,7 @@ class OpenVinoEmbedder(SentenceEmbedder):
             "pooling": self.files.pooling,
             "normalize": True,
             "backend": self.backend,
-            "quantization": None,
+            "quantization": "int8-static" if self.backend == "openvino-int8" else None,
             "precision": self.precision,
             "artifact_sha256": self.artifact_sha256,
         }

@@ -38,6 +38,7 @@ async def info(models: ModelsDep, settings: SettingsDep) -> Info:
         version=__version__,
         model_id=engine.model_id,
         encoder=engine.embedder.fingerprint(),
+        encoder_choice=getattr(engine.embedder, "backend_choice", None),
         decoder=models.generation.generator.fingerprint() if models.generation else None,
         limits={
             "max_input_length": engine.max_length,

@@ -22,7 +22,7 @@ from semsearch.encoder.onnx.accuracy import (
 )
 from semsearch.encoder.onnx.artifacts import FP32_FILE
 from semsearch.encoder.onnx.embedder import OnnxEmbedder, OnnxOptions, default_artifact_dir
-from semsearch.evaluation.export import probe_set, retrieval_set
+from semsearch.evaluation.text_sets import probe_set, retrieval_set
 
 INT8 = Thresholds()
 

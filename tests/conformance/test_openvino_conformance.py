@@ -19,11 +19,9 @@ from semsearch.encoder.onnx.accuracy import (
     top_k_agreement,
 )
 from semsearch.encoder.onnx.embedder import OnnxOptions
-from semsearch.evaluation.export import probe_set, retrieval_set
+from semsearch.evaluation.text_sets import probe_set, retrieval_set
 
-ov = pytest.importorskip("openvino")
-
-GATES = Thresholds()
+ov = GATES = Thresholds()
 
 
 @pytest.fixture(scope="module")

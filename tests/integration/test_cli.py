@@ -24,10 +24,17 @@ from serving import REPO, free_port, running_server
 
 from semsearch.cli.arguments import env_name
 from semsearch.cli.main import build_parser
+from semsearch.encoder.onnx.auto import read_choice
+from semsearch.encoder.onnx.embedder import default_artifact_dir
 from semsearch.service.settings import Settings
 
 SEMSEARCH = [sys.executable, "-m", "semsearch"]
 DOCS = REPO / "docs" / "API.md"
+
+
+def auto_pick() -> str:
+    """What the default backend, auto, serves: the fastest artifact the export measured here."""
+    return read_choice(default_artifact_dir())["ranking"][0]
 
 
 def run_cli(
@@ -110,7 +117,7 @@ def test_index_build_info_and_search_on_the_real_encoder(tmp_path):
     assert info.returncode == 0, info.stderr
     details = json.loads(info.stdout)
     assert details["count"] == 3 and details["dim"] == 384
-    assert details["encoder_fingerprint"]["backend"] == "onnx-int8"
+    assert details["encoder_fingerprint"]["backend"] == auto_pick()  # the default backend, auto
 
     query = ["search", "a dog and a fox", "-k", "2", "--json"]
     found = run_cli(*query, "--filter", '{"lang": "en"}', env=env)
@@ -146,7 +153,7 @@ def test_serve_answers_health_and_embed(tmp_path):
         vectors = np.asarray(response.json())
         assert vectors.shape == (2, 384)
         np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-        assert httpx.get(f"{base}/info", timeout=10).json()["encoder"]["backend"] == "onnx-int8"
+        assert httpx.get(f"{base}/info", timeout=10).json()["encoder"]["backend"] == auto_pick()
 
 
 def test_generate_command_prints_the_greedy_continuation(real_generator):

