@@ -37,6 +37,7 @@ ONNX_ARTIFACTS := $(ONNX_DIR)/backend_choice.json
 # Artifacts are rebuilt when the encoder's math or the export code changes.
 ONNX_SOURCES := encoder/config.py encoder/layers.py encoder/model.py encoder/pooling.py \
 	encoder/weights.py $(wildcard encoder/onnx/*.py) evaluation/export.py evaluation/corpus.py \
+	evaluation/text_sets.py evaluation/backend_choice.py \
 	$(wildcard evaluation/data/*)
 
 .PHONY: setup test test-slow serve lint bench clean artifacts

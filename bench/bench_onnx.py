@@ -304,8 +304,12 @@ def draw(results: dict) -> None:
     plt = charts.pyplot()
     from matplotlib import ticker
 
-    fig, ax = plt.subplots(figsize=(8.5, 6.5))
-    fig.subplots_adjust(bottom=0.33, top=0.9, left=0.19, right=0.97)
+    # The legend (a line per system) sits under the axes, above the run's footer: sized in inches.
+    footer_in, legend_in = 0.35, 0.3 + 0.18 * len(results["systems"])
+    bottom_in = footer_in + legend_in + 0.6  # + the x label and ticks
+    height = 5.0 + bottom_in
+    fig, ax = plt.subplots(figsize=(8.5, height))
+    fig.subplots_adjust(bottom=bottom_in / height, top=0.9, left=0.19, right=0.97)
     floor = 1e-6  # fp32 systems agree to ~1e-7: drawn at the top
     kinds = {REFERENCE: "reference", **dict.fromkeys((*OURS, "openvino-bf16"), "ours")}
     markers = dict(zip(results["systems"], "o^vD<>ph*", strict=False))  # one shape per system
@@ -350,7 +354,7 @@ def draw(results: dict) -> None:
         f"{results['texts_per_workload']} texts a workload, cosine on {results['cosine']['texts']} "
         "real texts"
     )
-    fig.legend(loc="lower center", bbox_to_anchor=(0.5, 0.06), fontsize=8)
+    fig.legend(loc="lower center", bbox_to_anchor=(0.5, footer_in / height), fontsize=8)
     charts.save_chart(fig, "onnx_accuracy_speed", results["run"])
 
 

@@ -415,6 +415,7 @@ def draw(res: dict[str, Any]) -> None:
     fig.subplots_adjust(bottom=0.23, top=0.78, wspace=0.25)
     single = [w for w in res["workloads"] if w["per_request"] == 1]
     levels = [w["concurrency"] for w in single]
+    colors = {}  # system -> its line's color, which its library line shares
     for system in res["systems"]:
         kind = (
             "ours" if system.startswith("ours") else "peer" if system == INFINITY else "reference"
@@ -424,10 +425,12 @@ def draw(res: dict[str, Any]) -> None:
         style = {"marker": "o", "ms": 4, "color": charts.COLORS[kind], "label": label}
         if system.startswith("ours") and not system.endswith("int8"):
             style["color"] = charts.COLORS["other"]
+        colors[system] = style["color"]
         left.plot(levels, [med(c["sps"]) for c in cells], **style)
         right.plot(levels, [med(c["p99"]) for c in cells], **style)
     for backend, lib in res["library"].items():
-        left.axhline(med(lib["b32_sps"]), ls="--", lw=1, color=charts.COLORS["ours"],
+        color = colors.get(f"ours {backend}", charts.COLORS["ours"])
+        left.axhline(med(lib["b32_sps"]), ls="--", lw=1, color=color,
                      label=f"library in-process, {backend}, batch 32")  # fmt: skip
     for ax in (left, right):
         ax.set_xscale("log", base=2)

@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
             from semsearch.evaluation.openvino_search import run_openvino_search as search
         else:
             from semsearch.evaluation.int8_search import run_search as search
-        print(search(args.out, model_dir=model_dir, threads=args.threads))
+        for line in search(args.out, model_dir=model_dir, threads=args.threads):
+            print(line, flush=True)  # a row per plan as it is measured: a search takes minutes
         return 0
     from semsearch.evaluation.export import run_export
 

@@ -8,6 +8,7 @@ use, and is measured as the shipped artifact is (`evaluation.export.Measure`). W
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 from semsearch.encoder.onnx.artifacts import FP32_FILE
@@ -57,8 +58,9 @@ SEARCH_PLANS = {
 }
 
 
-def run_search(work_dir: Path, model_dir=None, threads: int | None = None) -> str:
-    """Quantize with each plan of SEARCH_PLANS and measure it; returns a Markdown table."""
+def run_search(work_dir: Path, model_dir=None, threads: int | None = None) -> Iterator[str]:
+    """Quantize with each plan of SEARCH_PLANS and measure it: the lines of a Markdown table,
+    each as soon as it is measured."""
     import onnx
 
     from semsearch.encoder.model_files import read_model_files
@@ -73,11 +75,11 @@ def run_search(work_dir: Path, model_dir=None, threads: int | None = None) -> st
     fp32 = export_fp32(work_dir / FP32_FILE, model_dir)
     write_manifest(work_dir, model_dir)
     measure = Measure(model_dir, threads)
-    rows = [
+    yield (
         "| variant | nodes kept fp32 (incl. side paths) | size MB | min cos | mean cos | p1 cos | "
-        "top-10 | texts/s |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+        "top-10 | texts/s |"
+    )
+    yield "|---|---|---|---|---|---|---|---|"
     ranges = None  # of the fp32 export on the calibration texts: the same for every plan
     for i, (name, kwargs) in enumerate(SEARCH_PLANS.items()):
         plan = QuantPlan(**kwargs)
@@ -88,20 +90,18 @@ def run_search(work_dir: Path, model_dir=None, threads: int | None = None) -> st
         settings = quantize_int8(fp32, out, plan, config.num_hidden_layers, ranges=ranges)
         f = measure.figures(onnx_encoder(model_dir, "onnx-int8", out, threads))
         c, r = f["cosine"], f["retrieval"]
-        rows.append(
+        yield (
             f"| {name} | {settings['nodes_excluded']} | {out.stat().st_size / 1e6:.1f} | "
             f"{c['min']:.4f} | {c['mean']:.5f} | {c['p1']:.4f} | {r['top10_agreement']:.3f} | "
             f"{f['probe_texts_per_s']:.0f} |"
         )
-        log.info("%s: %s", name, rows[-1])
     f = measure.figures(onnx_encoder(model_dir, "onnx", fp32, threads))
     c, r = f["cosine"], f["retrieval"]
-    rows.append(
+    yield (
         f"| fp32 export (reference point) | all | {fp32.stat().st_size / 1e6:.1f} | "
         f"{c['min']:.6f} | {c['mean']:.6f} | {c['p1']:.6f} | {r['top10_agreement']:.3f} | "
         f"{f['probe_texts_per_s']:.0f} |"
     )
-    return "\n".join(rows)
 
 
 __all__ = [

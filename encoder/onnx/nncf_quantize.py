@@ -15,7 +15,9 @@ Needs the export toolchain (the `export` extra: nncf, onnx, onnxruntime).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -114,17 +116,19 @@ def quantize_nncf(
         rewrites = smooth(model, ranges, plan.smoothing, num_layers)
     keep = float_nodes(model, plan, num_layers)
     alpha = -1.0 if plan.smooth_quant_alpha is None else plan.smooth_quant_alpha  # -1: off
-    quantized = nncf.quantize(
-        model,
-        nncf.Dataset(list(calibration)),
-        preset=nncf.QuantizationPreset(plan.preset),
-        model_type=nncf.ModelType.TRANSFORMER,
-        subset_size=len(calibration),  # every batch: the texts are few and chosen
-        ignored_scope=nncf.IgnoredScope(names=keep) if keep else None,
-        advanced_parameters=AdvancedQuantizationParameters(
-            smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=alpha)
-        ),
-    )
+    # NNCF draws progress bars on stdout; a command's stdout is its result: they go to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        quantized = nncf.quantize(
+            model,
+            nncf.Dataset(list(calibration)),
+            preset=nncf.QuantizationPreset(plan.preset),
+            model_type=nncf.ModelType.TRANSFORMER,
+            subset_size=len(calibration),  # every batch: the texts are few and chosen
+            ignored_scope=nncf.IgnoredScope(names=keep) if keep else None,
+            advanced_parameters=AdvancedQuantizationParameters(
+                smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=alpha)
+            ),
+        )
     onnx.checker.check_model(quantized)
     tmp = dst.with_name(dst.name + ".tmp")
     onnx.save(quantized, str(tmp))

@@ -143,6 +143,9 @@ class OpenVinoEmbedder(SentenceEmbedder):
         request = getattr(self._local, "request", None)
         if request is None:
             request = self._local.request = self.compiled.create_infer_request()
-        results = request.infer(graph_feeds(input_ids, attention_mask, token_type_ids))
+        # share_inputs: OpenVINO reads the arrays in place (graph_feeds made them contiguous)
+        results = request.infer(
+            graph_feeds(input_ids, attention_mask, token_type_ids), share_inputs=True
+        )
         output = self.compiled.output(OUTPUT_NAME if normalize else POOLED_NAME)
         return np.array(results[output], dtype=np.float32)  # a copy: the request reuses its buffer
