@@ -24,6 +24,9 @@ from semsearch.service.routes import (
     search,
     tokenize,
 )
+from semsearch.service.routes import (
+    models as model_routes,
+)
 from semsearch.service.settings import Settings
 
 
@@ -70,6 +73,7 @@ def create_app(
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(RequestId)  # every answer, a 401 or 413 included, carries the id
 
-    for module in (operations, embeddings, tokenize, documents, search, generation, rag):
+    routers = (operations, model_routes, embeddings, tokenize, documents, search, generation, rag)
+    for module in routers:
         app.include_router(module.router)
     return app

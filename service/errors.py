@@ -43,6 +43,12 @@ class ValidationFailed(ApiError):
     status, kind = 422, "Validation"
 
 
+class Unsupported(ApiError):
+    """A well-formed request asking for something this server cannot do (`n: 2`, `tools`)."""
+
+    status, kind = 400, "Validation"
+
+
 class PayloadTooLarge(ApiError):
     status, kind = 413, "Validation"
 

@@ -1,29 +1,57 @@
 """Request and response bodies of the OpenAI-compatible `/v1/*` routes (OpenAI's field names).
 
-Unknown fields (`user`, `n`, `logprobs`...) are ignored, as OpenAI-compatible servers commonly do,
-so existing clients work unchanged.
+OpenAI fields this server cannot honour (`n` > 1, `tools`, `logprobs`, `dimensions` other than the
+model's...) are refused with a 400 naming the field (`service.openai_unsupported`); fields that
+only label a request (`user`, `metadata`) and unknown ones are ignored. `model` in a response is
+the served model's name, whatever the request said.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from semsearch.service.openai_unsupported import refuse_token_ids
 from semsearch.service.sampling_schema import OpenAISampling
 from semsearch.service.schemas import Texts
 from semsearch.service.settings import MAX_LIST_ITEMS
+
+# OpenAI also takes token ids as `input` (LangChain's OpenAIEmbeddings sends tiktoken's by
+# default); they are parsed only to be refused with what to change (`openai_unsupported`).
+TokenIds = Annotated[list[int], Field(max_length=MAX_LIST_ITEMS)]
 
 
 class OpenAIEmbeddingRequest(BaseModel):
     """`/v1/embeddings`."""
 
-    input: str | Texts
-    model: str | None = None
+    input: str | Texts | TokenIds | Annotated[list[TokenIds], Field(max_length=MAX_LIST_ITEMS)]
+    model: str | None = Field(None, description="any name: the served model answers")
     encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1, description="only the model's own (384)")
 
     def texts(self) -> list[str]:
-        return [self.input] if isinstance(self.input, str) else list(self.input)
+        """The inputs as texts; token ids are refused (400) with what to change."""
+        if isinstance(self.input, str):
+            return [self.input]
+        refuse_token_ids(self.input)
+        return list(self.input)  # type: ignore[arg-type]  # strings, once ids are refused
+
+
+class ModelCard(BaseModel):
+    """One entry of `/v1/models`."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "semsearch"
+    kind: Literal["embedding", "generation"]
+    context_length: int = Field(description="tokens per input (embedding) or in all (generation)")
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
 
 
 class OpenAIEmbedding(BaseModel):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from semsearch.service.errors import ValidationFailed
 from semsearch.service.generation import Sampling
@@ -86,9 +86,12 @@ class StreamOptions(BaseModel):
 
 class OpenAISampling(SamplingFields):
     """`/v1/completions` and `/v1/chat/completions`: OpenAI's names and defaults. `top_k` and
-    `repetition_penalty` are not OpenAI's, but llama.cpp's server accepts them on /v1 too."""
+    `repetition_penalty` are not OpenAI's, but llama.cpp's server accepts them on /v1 too. Other
+    fields are kept (`model_extra`) for `openai_unsupported` to refuse what cannot be honoured."""
 
-    model: str | None = None
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = Field(None, description="any name: the served model answers")
     max_tokens: MaxTokens = Field(
         None, description="default 16 (completions), 512 (chat); at most SEMSEARCH_MAX_NEW_TOKENS"
     )

@@ -15,6 +15,7 @@ import httpx
 import uvicorn
 
 REPO = Path(__file__).resolve().parents[1]
+CLIENT_KEY = "test-key-for-the-clients"  # the API key of the client tests' server
 
 
 def free_port() -> int:

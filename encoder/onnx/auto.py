@@ -2,10 +2,11 @@
 
 `semsearch export` measures every artifact whose figures pass (`evaluation.backend_choice`) and
 writes the ranking, fastest first, to `backend_choice.json` beside them. `auto` loads the first
-backend of that ranking that loads here: one whose runtime is not installed (OpenVINO is an
-extra) or whose report is refused is skipped, with the reason kept. A backend the caller prefers
-(the one an existing collection was built with: its vectors are the only ones it accepts) is
-tried first. Without a choice file (artifacts from an older export) the order is `FALLBACK`.
+backend of that ranking that loads here: one whose runtime does not import or whose report is
+refused (another threshold setting, a replaced file) is skipped, with the reason kept. A backend
+the caller prefers (the one an existing collection was built with: its vectors are the only ones
+it accepts) is tried first. Without a choice file (artifacts from an older export) the order is
+`FALLBACK`.
 
 What was chosen and why is the embedder's `backend_choice` (`/info` publishes it).
 """
@@ -51,7 +52,9 @@ def read_choice(artifact_dir: Path) -> dict[str, Any] | None:
     except (OSError, ValueError) as exc:
         logger.warning("ignoring %s: %s", path, exc)
         return None
-    ranking = choice.get("ranking") if isinstance(choice, dict) else None
+    if not isinstance(choice, dict):
+        choice = {}
+    ranking = choice.get("ranking")
     if choice.get("version") != CHOICE_VERSION or not isinstance(ranking, list):
         logger.warning("ignoring %s: not a version-%d choice file", path, CHOICE_VERSION)
         return None

@@ -15,6 +15,7 @@ from semsearch.service.openai_schemas import (
     OpenAIEmbeddingResponse,
     OpenAIUsage,
 )
+from semsearch.service.openai_unsupported import refuse_other_dimensions
 from semsearch.service.schemas import NATIVE_ERRORS, OPENAI_ERRORS, EmbedRequest
 from semsearch.service.streaming import until_disconnected
 
@@ -37,6 +38,7 @@ async def openai_embeddings(
     body: OpenAIEmbeddingRequest, request: Request, engine: EmbeddingDep
 ) -> OpenAIEmbeddingResponse:
     # OpenAI truncates nothing silently either: too long is an error, as with `truncate: false`.
+    refuse_other_dimensions(body.dimensions, engine.embedder.dim)
     texts = body.texts()
     check_input_count(len(texts), engine.settings.max_client_batch_size, "input")
     result = await until_disconnected(request, engine.embed(texts, normalize=True, truncate=False))
@@ -52,6 +54,6 @@ async def openai_embeddings(
     tokens = sum(result.token_counts)
     return OpenAIEmbeddingResponse(
         data=data,
-        model=body.model or engine.model_id,
+        model=engine.model_id,
         usage=OpenAIUsage(prompt_tokens=tokens, total_tokens=tokens),
     )

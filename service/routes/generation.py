@@ -22,6 +22,7 @@ from semsearch.service.openai_schemas import (
     CompletionResponse,
     CompletionUsage,
 )
+from semsearch.service.openai_unsupported import GENERATION_RULES, refuse_unsupported
 from semsearch.service.schemas import (
     NATIVE_ERRORS,
     OPENAI_ERRORS,
@@ -107,9 +108,10 @@ class _Meta:
 async def completions(
     body: CompletionRequest, request: Request, engine: GenerationDep
 ) -> CompletionResponse | StreamingResponse:
+    refuse_unsupported(body.model_extra, GENERATION_RULES)
     sampling = body.sampling(engine.default_max_new_tokens(_COMPLETIONS_DEFAULT_MAX_TOKENS))
     prompt_ids = await engine.prepare(body.prompt, None, sampling)
-    meta = _Meta.new("cmpl", "text_completion", body.model or engine.model_id)
+    meta = _Meta.new("cmpl", "text_completion", engine.model_id)
     if body.stream:
         slot = engine.reserve()
         events = _openai_events(
@@ -134,10 +136,11 @@ async def completions(
 async def chat_completions(
     body: ChatCompletionRequest, request: Request, engine: GenerationDep
 ) -> ChatCompletionResponse | StreamingResponse:
+    refuse_unsupported(body.model_extra, GENERATION_RULES)
     sampling = body.sampling(engine.default_max_new_tokens(_CHAT_DEFAULT_MAX_TOKENS))
     messages = [m.model_dump() for m in body.messages]
     prompt_ids = await engine.prepare(None, messages, sampling)
-    meta = _Meta.new("chatcmpl", "chat.completion", body.model or engine.model_id)
+    meta = _Meta.new("chatcmpl", "chat.completion", engine.model_id)
     if body.stream:
         slot = engine.reserve()
         chunks = replace(meta, object="chat.completion.chunk")

@@ -90,7 +90,9 @@ def test_without_a_choice_file_the_default_order(artifacts):
     assert emb.backend == FALLBACK[0] and "default order" in emb.backend_choice["reason"]
 
 
-@pytest.mark.parametrize("content", ["not json", json.dumps({"version": 99, "ranking": []})])
+@pytest.mark.parametrize(
+    "content", ["not json", "[1, 2]", json.dumps({"version": 99, "ranking": []})]
+)
 def test_an_unreadable_choice_file_is_ignored(artifacts, content):
     (artifacts / BACKEND_CHOICE_FILE).write_text(content)
     assert read_choice(artifacts) is None
