@@ -161,12 +161,21 @@ def error_headers(status: int) -> dict[str, str]:
     return {}
 
 
+def error_status(path: str, error: ApiError) -> int:
+    """The status `error` is sent with: OpenAI's dialect has no 422, a malformed `/v1/*` request
+    is a 400 there (`invalid_request_error` either way)."""
+    if error.status == 422 and path.startswith("/v1/"):
+        return 400
+    return error.status
+
+
 def error_response(request: Request, error: ApiError) -> JSONResponse:
     rid = request_id(request.scope)
     # The header is set here too: a 500 is sent by Starlette's outermost middleware, past ours.
     headers = {**error_headers(error.status), **({"x-request-id": rid} if rid else {})}
+    status = error_status(request.url.path, error)
     return JSONResponse(
-        error_body(request.url.path, error, rid), status_code=error.status, headers=headers
+        error_body(request.url.path, error, rid), status_code=status, headers=headers
     )
 
 

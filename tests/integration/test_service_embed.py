@@ -154,7 +154,7 @@ def test_openai_embeddings_float_and_base64(make_client, real_embedder, referenc
 def test_openai_errors_use_the_openai_envelope(make_client, fake_embedder):
     with make_client(fake_embedder) as client:
         response = client.post("/v1/embeddings", json={"input": []})
-    assert response.status_code == 422
+    assert response.status_code == 400  # OpenAI's status for a malformed request
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
     assert error["type"] == "invalid_request_error"

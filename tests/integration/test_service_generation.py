@@ -182,8 +182,11 @@ def test_bad_generation_requests_are_422(client, path, body):
 
 def test_openai_bad_request_uses_the_openai_envelope(client):
     response = client.post("/v1/chat/completions", json={"messages": []})
-    assert response.status_code == 422
+    assert response.status_code == 400  # OpenAI's status: its dialect has no 422
     assert response.json()["error"]["type"] == "invalid_request_error"
+    role = {"messages": [{"role": "wizard", "content": "hi"}]}
+    refused = client.post("/v1/chat/completions", json=role)
+    assert refused.status_code == 400 and refused.json()["error"]["param"].startswith("messages")
 
 
 def test_generation_past_the_concurrency_limit_is_429(fake_embedder, real_generator, tmp_path):
