@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from semsearch import __version__
 from semsearch.service.auth import ApiKeyGate
@@ -65,13 +66,23 @@ def create_app(
     app.state.models = models
     app.state.metrics = metrics
     install_error_handlers(app)
-    # Outermost last: request id -> metrics -> API key (headers only) -> body limits -> routes.
+    # Outermost last: (CORS) -> request id -> metrics -> API key (headers only) -> body limits
+    # -> routes.
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
     )
     app.add_middleware(ApiKeyGate, api_key=settings.api_key)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(RequestId)  # every answer, a 401 or 413 included, carries the id
+    if settings.cors_origin_list():
+        # Outermost: a browser's preflight carries no key and must be answered before the gate.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list(),
+            allow_methods=["GET", "HEAD", "POST", "DELETE"],
+            allow_headers=["authorization", "content-type", "x-request-id"],
+            expose_headers=["x-request-id"],
+        )
 
     routers = (operations, model_routes, embeddings, tokenize, documents, search, generation, rag)
     for module in routers:

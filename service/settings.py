@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     api_key: str | None = None
+    # Browser origins allowed to call the API (CORS), comma-separated; "*" allows any; empty: off,
+    # so a page on another site cannot read the answers with its visitor's network access.
+    cors_origins: str = ""
 
     # Default paths (semsearch.paths, read when the settings are built): the collection in the
     # data directory ($SEMSEARCH_DATA_DIR, else ~/.local/share/semsearch or its XDG equivalent),
@@ -155,6 +158,9 @@ class Settings(BaseSettings):
                 self.int8_min_cosine, self.int8_mean_cosine, self.int8_top10_agreement
             ),
         )
+
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
     def index_limits(self) -> Limits:
         """The collection's share of the request limits."""

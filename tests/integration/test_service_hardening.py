@@ -447,3 +447,30 @@ def test_searches_past_their_pool_are_a_429_while_reads_go_on(make_client, fake_
             release.set()
             pending.join()
         assert client.post("/search", json={"query": "alpha"}).status_code == 200
+
+
+def test_cors_is_off_unless_origins_are_configured(make_client, fake_embedder):
+    page = {"Origin": "https://app.example"}
+    with make_client(fake_embedder) as client:
+        assert "access-control-allow-origin" not in client.get("/health", headers=page).headers
+    preflight = {
+        **page,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type",
+    }
+    origins = "https://app.example, https://other.example"
+    with make_client(fake_embedder, cors_origins=origins, api_key="k") as client:
+        # The preflight carries no key: answered before the key is checked.
+        allowed = client.options("/embed", headers=preflight)
+        assert allowed.status_code == 200
+        assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+        answer = client.post(
+            "/embed", json={"inputs": "x"}, headers={**page, "Authorization": "Bearer k"}
+        )
+        assert answer.status_code == 200
+        assert answer.headers["access-control-allow-origin"] == "https://app.example"
+        assert "x-request-id" in answer.headers["access-control-expose-headers"]
+        stranger = {**preflight, "Origin": "https://evil.example"}
+        refused = client.options("/embed", headers=stranger)
+        assert "access-control-allow-origin" not in refused.headers
+        assert client.post("/embed", json={"inputs": "x"}).status_code == 401  # still keyed
