@@ -162,21 +162,8 @@ def export_int8(
     the thresholds it was judged by (None: `Thresholds()`)."""
     from semsearch.encoder.onnx.quantize import QuantPlan, quantize_int8
 
-    thresholds = thresholds or Thresholds()
     settings = quantize_int8(fp32, int8, QuantPlan(), files.config.num_hidden_layers)
-    figures = write_measured_report(
-        int8,
-        "onnx-int8",
-        measure,
-        files.model_dir,
-        threads,
-        quantization=settings,
-        thresholds=thresholds,
-    )
-    failed = below_thresholds(figures["cosine"], figures["retrieval"], thresholds)
-    if failed:
-        log.warning("%s is below the thresholds (%s): the server will refuse it", int8, failed)
-    return int8
+    return judge_int8(int8, "onnx-int8", settings, measure, files, threads, thresholds)
 
 
 def export_openvino_int8(
@@ -192,13 +179,27 @@ def export_openvino_int8(
     from semsearch.encoder.onnx.nncf_quantize import NncfPlan, quantize_nncf
     from semsearch.encoder.wordpiece import WordPieceTokenizer
 
-    thresholds = thresholds or Thresholds()
     tokenizer = WordPieceTokenizer.from_dir(files.model_dir)
     feeds = calibration_feeds(tokenizer, files.max_seq_length)
     settings = quantize_nncf(fp32, int8, NncfPlan(), files.config.num_hidden_layers, feeds)
+    return judge_int8(int8, "openvino-int8", settings, measure, files, threads, thresholds)
+
+
+def judge_int8(
+    int8: Path,
+    backend: str,
+    settings: dict[str, Any],
+    measure: Measure,
+    files: ModelFiles,
+    threads: int | None,
+    thresholds: Thresholds | None,
+) -> Path:
+    """Measure `int8` on `backend`'s runtime and write its report, which records its quantization
+    `settings` and the thresholds it was judged by (None: `Thresholds()`); warn when below."""
+    thresholds = thresholds or Thresholds()
     figures = write_measured_report(
         int8,
-        "openvino-int8",
+        backend,
         measure,
         files.model_dir,
         threads,
@@ -242,6 +243,7 @@ __all__ = [
     "Measure",
     "export_int8",
     "export_openvino_int8",
+    "judge_int8",
     "onnx_encoder",
     "run_export",
     "write_measured_report",

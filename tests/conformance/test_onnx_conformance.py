@@ -22,34 +22,13 @@ from semsearch.encoder.onnx.accuracy import (
 )
 from semsearch.encoder.onnx.artifacts import FP32_FILE
 from semsearch.encoder.onnx.embedder import OnnxEmbedder, OnnxOptions, default_artifact_dir
-from semsearch.evaluation.text_sets import probe_set, retrieval_set
 
 INT8 = Thresholds()
 
 
 @pytest.fixture(scope="module")
-def texts() -> list[str]:
-    return probe_set()
-
-
-@pytest.fixture(scope="module")
-def queries() -> list[str]:
-    return retrieval_set(n_docs=50, n_queries=200)[1]
-
-
-@pytest.fixture(scope="module")
-def fp32():
-    return load_embedder(backend="onnx")
-
-
-@pytest.fixture(scope="module")
 def int8():
     return load_embedder(backend="onnx-int8")
-
-
-@pytest.fixture(scope="module")
-def fp32_vectors(fp32, texts) -> np.ndarray:
-    return fp32.encode(texts)
 
 
 @pytest.fixture(scope="module")

@@ -19,30 +19,14 @@ from semsearch.encoder.onnx.accuracy import (
     top_k_agreement,
 )
 from semsearch.encoder.onnx.embedder import OnnxOptions
-from semsearch.evaluation.text_sets import probe_set, retrieval_set
 
 ov = GATES = Thresholds()
-
-
-@pytest.fixture(scope="module")
-def texts() -> list[str]:
-    return probe_set()
-
-
-@pytest.fixture(scope="module")
-def fp32():
-    return load_embedder(backend="onnx")
 
 
 @pytest.fixture(scope="module")
 def native():
     """bf16, as `SEMSEARCH_OPENVINO_PRECISION=bf16` serves it."""
     return load_embedder(backend="openvino", onnx_options=OnnxOptions(openvino_precision="bf16"))
-
-
-@pytest.fixture(scope="module")
-def fp32_vectors(fp32, texts) -> np.ndarray:
-    return fp32.encode(texts)
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +41,7 @@ def test_native_precision_is_inside_the_int8_gates(native, native_vectors, fp32_
     np.testing.assert_allclose(np.linalg.norm(native_vectors, axis=1), 1.0, atol=1e-5)
 
 
-def test_native_precision_top10_agreement(native, fp32, native_vectors, fp32_vectors):
-    queries = retrieval_set(n_docs=50, n_queries=200)[1]
+def test_native_precision_top10_agreement(native, fp32, native_vectors, fp32_vectors, queries):
     agreement = top_k_agreement(
         fp32.encode(queries), fp32_vectors, native.encode(queries), native_vectors, k=10
     )

@@ -25,29 +25,14 @@ from semsearch.encoder.onnx.accuracy import (
 )
 from semsearch.encoder.onnx.artifacts import MANIFEST_FILE, MODEL_CONFIG_DIR, OPENVINO_INT8_FILE
 from semsearch.encoder.onnx.embedder import OnnxOptions, default_artifact_dir
-from semsearch.evaluation.text_sets import calibration_texts, probe_set, retrieval_set
+from semsearch.evaluation.text_sets import calibration_texts
 
 ov = GATES = Thresholds()
 
 
 @pytest.fixture(scope="module")
-def texts() -> list[str]:
-    return probe_set()
-
-
-@pytest.fixture(scope="module")
-def fp32():
-    return load_embedder(backend="onnx")
-
-
-@pytest.fixture(scope="module")
 def int8():
     return load_embedder(backend="openvino-int8")
-
-
-@pytest.fixture(scope="module")
-def fp32_vectors(fp32, texts) -> np.ndarray:
-    return fp32.encode(texts)
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +47,7 @@ def test_int8_cosine_to_fp32(int8_vectors, fp32_vectors):
     np.testing.assert_allclose(np.linalg.norm(int8_vectors, axis=1), 1.0, atol=1e-5)
 
 
-def test_int8_top10_agreement_with_fp32(fp32, int8, fp32_vectors, int8_vectors):
-    queries = retrieval_set(n_docs=50, n_queries=200)[1]
+def test_int8_top10_agreement_with_fp32(fp32, int8, fp32_vectors, int8_vectors, queries):
     agreement = top_k_agreement(
         fp32.encode(queries), fp32_vectors, int8.encode(queries), int8_vectors, k=10
     )
