@@ -114,6 +114,38 @@ def graph_feeds(
     }
 
 
+@dataclass(frozen=True)
+class ServedArtifact:
+    """An artifact checked for serving, whatever the runtime: its file and hash, the manifest, its
+    accuracy report (int8 only), and the tokenizer it was exported with."""
+
+    path: Path
+    sha256: str
+    manifest: dict[str, Any]
+    report: dict[str, Any] | None
+    tokenizer: WordPieceTokenizer
+
+
+def open_artifact(
+    files: ModelFiles,
+    options: OnnxOptions,
+    file_name: str,
+    artifact: Path | None = None,
+    check_accuracy: bool = False,
+) -> ServedArtifact:
+    """`file_name` in the artifact dir (or `artifact`), refused when missing, exported for another
+    model or vocab, or (with `check_accuracy`) without a report that meets the thresholds."""
+    artifact_dir = Path(options.artifact_dir or default_artifact_dir())
+    path = Path(artifact) if artifact else artifact_dir / file_name
+    if not path.is_file():
+        raise FileNotFoundError(missing_artifacts(path))
+    manifest = read_manifest(artifact_dir, files)
+    sha256 = file_sha256(path)
+    report = check_report(path, options.thresholds, sha256) if check_accuracy else None
+    tokenizer = exported_tokenizer(files, manifest, artifact_dir)
+    return ServedArtifact(path, sha256, manifest, report, tokenizer)
+
+
 def missing_artifacts(path: Path) -> str:
     """What to do when the artifacts are not where the settings point."""
     return (
@@ -156,16 +188,16 @@ class OnnxEmbedder(SentenceEmbedder):
         self.backend = backend
         self.files = files
         self.options = options
-        artifact_dir = Path(options.artifact_dir or default_artifact_dir())
-        self.artifact = Path(artifact) if artifact else artifact_dir / ARTIFACT_FILES[backend]
-        if not self.artifact.is_file():
-            raise FileNotFoundError(missing_artifacts(self.artifact))
-        self.manifest = read_manifest(artifact_dir, files)
-        self.artifact_sha256 = file_sha256(self.artifact)
-        self.report: dict[str, Any] | None = None
-        if backend == "onnx-int8" and check_accuracy:
-            self.report = check_report(self.artifact, options.thresholds, self.artifact_sha256)
-        self.tokenizer = exported_tokenizer(files, self.manifest, artifact_dir)
+        served = open_artifact(
+            files,
+            options,
+            ARTIFACT_FILES[backend],
+            artifact,
+            check_accuracy=check_accuracy and backend == "onnx-int8",
+        )
+        self.artifact, self.artifact_sha256 = served.path, served.sha256
+        self.manifest, self.report = served.manifest, served.report
+        self.tokenizer = served.tokenizer
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads or _cpu_count()
         so.inter_op_num_threads = 1

@@ -4,11 +4,11 @@ NNCF's post-training quantization calibrates every activation scale on real text
 unlike `encoder.onnx.quantize`'s per-batch dynamic scales) and writes QuantizeLinear /
 DequantizeLinear pairs into the ONNX graph, so the artifact stays an ONNX file; OpenVINO's CPU
 plugin fuses each pair into an int8 kernel (VNNI where the CPU has it). NNCF's transformer preset
-quantizes every weight MatMul and Q K^T; `NncfPlan` says what stays float (run at the runtime's
-float precision) and which rewrites run first: NNCF's SmoothQuant, and the project's smoothing and
-outlier side paths (`encoder.onnx.smooth`). docs/benchmarks.md's OpenVINO search table shows what
-each choice costs; the FFN down MatMuls (GELU outputs, outliers ~25x the median channel) carry most
-of the error.
+quantizes every weight MatMul and Q K^T; `NncfPlan` says what stays float (f32: the backend
+serves it so, as its report measured it) and which rewrites run first: NNCF's SmoothQuant, and
+the project's smoothing and outlier side paths (`encoder.onnx.smooth`). docs/benchmarks.md's
+OpenVINO search table shows what each choice costs; the FFN down MatMuls (GELU outputs, outliers
+~25x the median channel) carry most of the error.
 
 Needs the export toolchain (the `export` extra: nncf, onnx, onnxruntime).
 """

@@ -22,22 +22,14 @@ from typing import Any
 import numpy as np
 
 from semsearch.encoder.base import SentenceEmbedder, check_threads
-from semsearch.encoder.model_files import ModelFiles, file_sha256
-from semsearch.encoder.onnx.accuracy import check_report
+from semsearch.encoder.model_files import ModelFiles
 from semsearch.encoder.onnx.artifacts import (
     FP32_FILE,
     OPENVINO_INT8_FILE,
     OUTPUT_NAME,
     POOLED_NAME,
 )
-from semsearch.encoder.onnx.embedder import (
-    OnnxOptions,
-    default_artifact_dir,
-    exported_tokenizer,
-    graph_feeds,
-    missing_artifacts,
-    read_manifest,
-)
+from semsearch.encoder.onnx.embedder import OnnxOptions, graph_feeds, open_artifact
 
 logger = logging.getLogger(__name__)
 
@@ -85,16 +77,16 @@ class OpenVinoEmbedder(SentenceEmbedder):
         started = time.perf_counter()
         self.backend = backend
         self.files = files
-        artifact_dir = Path(options.artifact_dir or default_artifact_dir())
-        self.artifact = Path(artifact) if artifact else artifact_dir / ARTIFACT_FILES[backend]
-        if not self.artifact.is_file():
-            raise FileNotFoundError(missing_artifacts(self.artifact))
-        self.manifest = read_manifest(artifact_dir, files)
-        self.artifact_sha256 = file_sha256(self.artifact)
-        self.report: dict[str, Any] | None = None
-        if backend == "openvino-int8" and check_accuracy:
-            self.report = check_report(self.artifact, options.thresholds, self.artifact_sha256)
-        self.tokenizer = exported_tokenizer(files, self.manifest, artifact_dir)
+        served = open_artifact(
+            files,
+            options,
+            ARTIFACT_FILES[backend],
+            artifact,
+            check_accuracy=check_accuracy and backend == "openvino-int8",
+        )
+        self.artifact, self.artifact_sha256 = served.path, served.sha256
+        self.manifest, self.report = served.manifest, served.report
+        self.tokenizer = served.tokenizer
         core = ov.Core()
         self.precision = precision
         if self.precision == "bf16" and not has_bf16(core):
