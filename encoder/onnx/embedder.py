@@ -146,6 +146,26 @@ def open_artifact(
     return ServedArtifact(path, sha256, manifest, report, tokenizer)
 
 
+def artifact_fingerprint(
+    embedder: SentenceEmbedder, served: ServedArtifact, quantization: str | None, **extra: Any
+) -> dict[str, Any]:
+    """What identifies an artifact embedder's vectors (two equal -> same vectors): the model's
+    weights and vocab, the output's shape and pooling, the backend, its quantization and the
+    artifact's own hash, plus what else the runtime changes (`extra`, e.g. its precision)."""
+    return {
+        "weights_sha256": served.manifest["weights_sha256"],
+        "vocab_sha256": served.tokenizer.vocab_sha256,
+        "dim": embedder.dim,
+        "max_length": embedder.max_length,
+        "pooling": embedder.files.pooling,
+        "normalize": True,
+        "backend": embedder.backend,
+        "quantization": quantization,
+        **extra,
+        "artifact_sha256": served.sha256,
+    }
+
+
 def missing_artifacts(path: Path) -> str:
     """What to do when the artifacts are not where the settings point."""
     return (
@@ -195,6 +215,7 @@ class OnnxEmbedder(SentenceEmbedder):
             artifact,
             check_accuracy=check_accuracy and backend == "onnx-int8",
         )
+        self.served = served
         self.artifact, self.artifact_sha256 = served.path, served.sha256
         self.manifest, self.report = served.manifest, served.report
         self.tokenizer = served.tokenizer
@@ -228,20 +249,9 @@ class OnnxEmbedder(SentenceEmbedder):
 
     def fingerprint(self) -> dict[str, Any]:
         """What identifies this encoder's vectors: two fingerprints equal -> same vectors."""
-        quant = self.quantization
-        return {
-            "weights_sha256": self.manifest["weights_sha256"],
-            "vocab_sha256": self.tokenizer.vocab_sha256,
-            "dim": self.dim,
-            "max_length": self.max_length,
-            "pooling": self.files.pooling,
-            "normalize": True,
-            "backend": self.backend,
-            "quantization": None
-            if self.backend != "onnx-int8"
-            else f"int8-{(quant or {}).get('mode', 'dynamic')}",
-            "artifact_sha256": self.artifact_sha256,
-        }
+        mode = (self.quantization or {}).get("mode", "dynamic")
+        quantization = f"int8-{mode}" if self.backend == "onnx-int8" else None
+        return artifact_fingerprint(self, self.served, quantization)
 
     def _embed(
         self,

@@ -29,7 +29,12 @@ from semsearch.encoder.onnx.artifacts import (
     OUTPUT_NAME,
     POOLED_NAME,
 )
-from semsearch.encoder.onnx.embedder import OnnxOptions, graph_feeds, open_artifact
+from semsearch.encoder.onnx.embedder import (
+    OnnxOptions,
+    artifact_fingerprint,
+    graph_feeds,
+    open_artifact,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +89,7 @@ class OpenVinoEmbedder(SentenceEmbedder):
             artifact,
             check_accuracy=check_accuracy and backend == "openvino-int8",
         )
+        self.served = served
         self.artifact, self.artifact_sha256 = served.path, served.sha256
         self.manifest, self.report = served.manifest, served.report
         self.tokenizer = served.tokenizer
@@ -112,18 +118,8 @@ class OpenVinoEmbedder(SentenceEmbedder):
 
     def fingerprint(self) -> dict[str, Any]:
         """What identifies this encoder's vectors: two fingerprints equal -> same vectors."""
-        return {
-            "weights_sha256": self.manifest["weights_sha256"],
-            "vocab_sha256": self.tokenizer.vocab_sha256,
-            "dim": self.dim,
-            "max_length": self.max_length,
-            "pooling": self.files.pooling,
-            "normalize": True,
-            "backend": self.backend,
-            "quantization": "int8-static" if self.backend == "openvino-int8" else None,
-            "precision": self.precision,
-            "artifact_sha256": self.artifact_sha256,
-        }
+        quantization = "int8-static" if self.backend == "openvino-int8" else None
+        return artifact_fingerprint(self, self.served, quantization, precision=self.precision)
 
     def _embed(
         self,
