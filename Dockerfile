@@ -55,8 +55,10 @@ ENV SEMSEARCH_MODELS_DIR=/app/models \
 VOLUME /data
 USER semsearch
 EXPOSE 8000
+# Healthy means ready (/ready: models loaded, collection open), what `depends_on: service_healthy`
+# and load balancers wait for; /health is the liveness probe (200 while loading, 503 once it failed).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=30 \
-    CMD ["python", "-c", "import urllib.request as r; r.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
+    CMD ["python", "-c", "import urllib.request as r; r.urlopen('http://127.0.0.1:8000/ready', timeout=4)"]
 CMD ["semsearch", "serve", "--host", "0.0.0.0", "--port", "8000"]
 
 # --- full: the generation routes too (torch CPU build + the decoder's GGUF in the models dir) ---

@@ -104,6 +104,7 @@ bench: setup $(BENCH_EXPORT_STAMP)
 	$(EXPORT_PY) bench/bench_onnx.py
 	$(PY) bench/bench_index.py
 	$(PY) bench/bench_decoder.py
+	$(PY) bench/bench_rag_ttft.py
 	$(PY) bench/bench_service.py
 	$(PY) bench/bench_mixed.py
 	$(PY) bench/bench_health.py

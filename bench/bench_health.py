@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import httpx
-from loadgen import Processes, free_port, wait_healthy
+from loadgen import Processes, free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -122,7 +122,7 @@ def main() -> int:
         log = Path(work) / "server.log"
         base = f"http://127.0.0.1:{port}"
         try:
-            wait_healthy(procs.start(cmd, log, env, ROOT), base, log)
+            wait_ready(procs.start(cmd, log, env, ROOT), base, log)
             names = list(loads)
             for r in range(args.rounds):
                 order = names[r % len(names) :] + names[: r % len(names)]  # rotate: no fixed slot

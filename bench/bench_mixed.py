@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import httpx
-from loadgen import Processes, free_port, run_load, wait_healthy
+from loadgen import Processes, free_port, run_load, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -88,7 +88,7 @@ def main() -> int:
         log = Path(work) / "server.log"
         base = f"http://127.0.0.1:{port}"
         try:
-            wait_healthy(procs.start(cmd, log, env, ROOT), base, log)
+            wait_ready(procs.start(cmd, log, env, ROOT), base, log)
             phases: dict[str, list[tuple[float, float]]] = {"idle": [], "generating": []}
             decode_rates: list[float] = []
             for r in range(args.rounds):

@@ -50,7 +50,7 @@ from typing import Any
 
 import charts
 import httpx
-from loadgen import LoadResult, Processes, free_port, process_cpu, run_load, wait_healthy
+from loadgen import LoadResult, Processes, free_port, process_cpu, run_load, wait_ready
 from naive_server import default_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,13 +106,14 @@ def thread_env(threads: int) -> dict[str, str]:
 
 
 def launch(procs: Processes, name: str, cmd: list[str], env: dict[str, str], route: str,
-           work: Path, cwd: Path = ROOT) -> Server:  # fmt: skip
-    """Start `cmd` (which takes `--port`), wait for `/health`."""
+           work: Path, cwd: Path = ROOT, probe: str = "/ready") -> Server:  # fmt: skip
+    """Start `cmd` (which takes `--port`), wait until `probe` answers 200 (the naive server and
+    Infinity answer `/health` once their model is loaded)."""
     port = free_port()
     log = work / f"{name.replace(' ', '-')}.log"
     proc = procs.start([*cmd, "--port", str(port)], log, env, cwd)
     base = f"http://127.0.0.1:{port}"
-    wait_healthy(proc, base, log)
+    wait_ready(proc, base, log, probe=probe)
     shape = "openai" if route == "/embeddings" else "tei"
     return Server(name, base + route, shape, proc, f"{base}/metrics" if shape == "tei" else None)
 
@@ -127,7 +128,7 @@ def start_ours(procs: Processes, backend: str, threads: int, work: Path) -> Serv
 
 def start_naive(procs: Processes, threads: int, work: Path) -> Server:
     cmd = [sys.executable, str(ROOT / "bench" / "naive_server.py"), "--threads", str(threads)]
-    server = launch(procs, NAIVE, cmd, thread_env(threads), "/embed", work)
+    server = launch(procs, NAIVE, cmd, thread_env(threads), "/embed", work, probe="/health")
     server.metrics_url = None
     return server
 
@@ -168,7 +169,7 @@ def start_infinity(procs: Processes, venv: Path, model: Path, threads: int, work
            INFINITY_NAME, *"--engine optimum --device cpu --pooling-method mean --batch-size 32 "
            "--host 127.0.0.1 --log-level warning --no-model-warmup".split()]  # fmt: skip
     env = thread_env(threads) | {"HF_HUB_OFFLINE": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0"}
-    return launch(procs, INFINITY, cmd, env, "/embeddings", work, cwd=model)
+    return launch(procs, INFINITY, cmd, env, "/embeddings", work, cwd=model, probe="/health")
 
 
 def bodies(server: Server, texts: list[str], per_request: int) -> list[bytes]:

@@ -1,5 +1,5 @@
 """A bounded async HTTP load generator for servers on this machine (127.0.0.1 only), and the
-harness around them: start as subprocesses, wait for `/health`, account CPU per thread, end.
+harness around them: start as subprocesses, wait for `/ready`, account CPU per thread, end.
 
 `concurrency` workers each own one keep-alive HTTP/1.1 connection and send the prepared JSON bodies
 one after another, closed-loop: a worker sends its next request when the previous answer is in.
@@ -231,22 +231,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_healthy(
-    proc: subprocess.Popen[bytes], base_url: str, log: Path, timeout: float = 300.0
+def wait_ready(
+    proc: subprocess.Popen[bytes],
+    base_url: str,
+    log: Path,
+    timeout: float = 300.0,
+    probe: str = "/ready",
 ) -> None:
-    """Poll `GET /health` until 200; fail early if the process exits."""
+    """Poll `GET <probe>` until 200 (ours: `/ready`, once the models are loaded; other servers
+    name their readiness route); fail early if the process exits."""
     check_local(base_url)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{' '.join(proc.args)} exited ({proc.returncode}); see {log}")
         try:
-            if httpx.get(f"{base_url}/health", timeout=2.0, trust_env=False).status_code == 200:
+            if httpx.get(f"{base_url}{probe}", timeout=2.0, trust_env=False).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    raise RuntimeError(f"{base_url} not healthy after {timeout:.0f}s; see {log}")
+    raise RuntimeError(f"{base_url} not ready after {timeout:.0f}s; see {log}")
 
 
 _TICK = os.sysconf("SC_CLK_TCK")

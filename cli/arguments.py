@@ -34,7 +34,8 @@ def _defaults() -> Settings:
 
 
 def settings_from(args: argparse.Namespace, *names: str) -> Settings:
-    """Flags that were given override SEMSEARCH_* variables, which override defaults."""
+    """Flags that were given override SEMSEARCH_* variables, which override the settings file
+    (SEMSEARCH_CONFIG, or a `config` flag), which overrides defaults."""
     given = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     return Settings(**given)
 

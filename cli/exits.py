@@ -25,7 +25,7 @@ exit codes:
        not match the collection, a collection busy past the lock timeout, a verify check below
        its threshold
   2    usage: an unknown command or flag, a bad value or combination of flags, a bad filter,
-       an invalid SEMSEARCH_* variable
+       an invalid SEMSEARCH_* variable, a missing or invalid settings file
   130  interrupted (Ctrl-C); `serve` instead shuts down gracefully and exits 0
 """
 
@@ -36,7 +36,11 @@ class UsageError(Exception):
 
 def classify(exc: Exception) -> tuple[int, str] | None:
     """`(exit code, one-line message)` for an expected failure; None for a bug."""
-    refused = (UsageError, *_loaded("semsearch.index.errors", "FilterError", "InvalidArgument"))
+    refused = (
+        UsageError,
+        *_loaded("semsearch.index.errors", "FilterError", "InvalidArgument"),
+        *_loaded("semsearch.service.config_file", "ConfigFileError"),
+    )
     if isinstance(exc, refused):
         return USAGE, _one_line(exc)
     if isinstance(exc, _loaded("pydantic", "ValidationError")):  # before ValueError: it is one

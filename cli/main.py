@@ -22,8 +22,9 @@ COMMANDS = (serve, embed, index, search, generate, export, verify)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DESCRIPTION = """\
 Self-hosted embeddings, vector search and retrieval-augmented generation. `python -m semsearch`
-is the same command. Settings come from flags, then SEMSEARCH_* environment variables, then
-defaults; files live under SEMSEARCH_DATA_DIR (models under SEMSEARCH_MODELS_DIR).
+is the same command. Settings come from flags, then SEMSEARCH_* environment variables, then the
+settings file (TOML: `serve --config FILE` or SEMSEARCH_CONFIG), then defaults; files live under
+SEMSEARCH_DATA_DIR (models under SEMSEARCH_MODELS_DIR).
 """
 
 

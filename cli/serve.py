@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from semsearch.cli.arguments import (
     add_encoder_flags,
@@ -13,14 +14,36 @@ from semsearch.cli.arguments import (
     settings_from,
 )
 
-_FLAGS = ("host", "port", "index_dir", "backend", "model_dir", "threads")
+_FLAGS = ("config", "host", "port", "log_format", "index_dir", "backend", "model_dir", "threads")
+DESCRIPTION = """\
+Run the HTTP service (uvicorn). Settings come from these flags, then SEMSEARCH_* environment
+variables, then the settings file (--config or SEMSEARCH_CONFIG: TOML, one key per setting, named
+as its variable without the prefix, in lower case), then defaults.
+"""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    what = "run the HTTP service (uvicorn); every other setting from its SEMSEARCH_* variable"
-    p = subparsers.add_parser("serve", help=what, description=what)
+    p = subparsers.add_parser(
+        "serve",
+        help="run the HTTP service (uvicorn); settings from flags, SEMSEARCH_*, a settings file",
+        description=DESCRIPTION,
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help=setting_help(
+            "TOML settings file, ranked below flags and SEMSEARCH_* variables", "config", "none"
+        ),
+    )
     p.add_argument("--host", help=setting_help("bind address", "host"))
     p.add_argument("--port", type=port, help=setting_help("port", "port"))
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help=setting_help("log lines; json: one object per line, one access line per request",
+                          "log_format"),
+    )  # fmt: skip
     add_index_dir_flag(p)
     add_encoder_flags(p)
     p.set_defaults(run=run, prog=p.prog)
@@ -31,7 +54,11 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from semsearch.service.app import create_app
+    from semsearch.service.logs import configure_logging
 
+    # Ours and uvicorn's lines in one format (its loggers propagate to the root's handler); each
+    # request's access line comes from the app (service/access.py), so uvicorn's is off.
+    configure_logging(settings.log_format, args.log_level)
     app = create_app(settings)
     # Tokenizer threads hold the GIL for Python's default 5 ms at a time; handing it back sooner
     # keeps the event loop (and /health) responsive while they run (bench/bench_health.py).
@@ -43,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         log_level=args.log_level.lower(),
+        log_config=None,
+        access_log=False,
         limit_concurrency=settings.max_connections,
     )
     return 0

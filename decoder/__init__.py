@@ -53,6 +53,7 @@ def load_generator(
     threads: int | None = None,
     weights: str = "fp32",
     pre_tokenizer: str | None = None,
+    prefix_cache_mb: float = 0,
 ) -> Generator:
     """Load the decoder. `gguf_path` None = SmolLM2's GGUF in the models directory
     (`semsearch.paths.gguf_path()`).
@@ -62,7 +63,9 @@ def load_generator(
     4-bit matmuls, bf16 activations: ~3x faster decode, greedy output may differ where fp32's
     top-2 logits are close) or "int8" (weight-only int8). `pre_tokenizer`: None = from the
     GGUF's `tokenizer.ggml.pre` as llama.cpp maps it ("smollm": digits split off first), or
-    "gpt2" for what transformers' GGUF conversion builds (see `decoder.bpe`)."""
+    "gpt2" for what transformers' GGUF conversion builds (see `decoder.bpe`).
+    `prefix_cache_mb`: memory for the keys and values of prompt beginnings that later prompts
+    reuse (`decoder.prefix_cache`); 0 = off."""
     path = Path(gguf_path) if gguf_path is not None else paths.gguf_path()
     if not path.is_file():
         raise FileNotFoundError(
@@ -71,7 +74,13 @@ def load_generator(
         )
     from semsearch.decoder.generate import load
 
-    return load(str(path), threads=threads, weights=weights, pre_tokenizer=pre_tokenizer)
+    return load(
+        str(path),
+        threads=threads,
+        weights=weights,
+        pre_tokenizer=pre_tokenizer,
+        prefix_cache_bytes=int(prefix_cache_mb * 2**20),
+    )
 
 
 def __getattr__(name: str) -> object:

@@ -22,12 +22,13 @@ from typing import Any
 
 import torch
 
-from semsearch.decoder.bpe import BPETokenizer, ChatTemplate
+from semsearch.decoder.bpe import IM_START, BPETokenizer, ChatTemplate
 from semsearch.decoder.config import DecoderConfig
 from semsearch.decoder.gguf import GGUFFile
 from semsearch.decoder.heap import release_freed_heap
 from semsearch.decoder.kv_cache import KVCache
 from semsearch.decoder.model import DecoderModel
+from semsearch.decoder.prefix_cache import PrefixCache, split_points
 from semsearch.decoder.quantized import WEIGHT_FORMATS, quantize_linears
 from semsearch.decoder.sampling import SamplingParams, next_token
 from semsearch.decoder.weights import load_gguf_weights
@@ -47,7 +48,9 @@ class StreamEvent:
     text: str  # new final text; may be "" while a character or a possible stop string is pending
     token_ids: list[int]
     finish_reason: str | None = None  # None until the last event, then "stop" | "length"
-    usage: dict[str, int] | None = None  # on the last event: prompt/completion/total tokens
+    # On the last event: prompt/completion/total tokens, and cached_tokens: the prompt's tokens
+    # whose keys and values came from the prefix cache
+    usage: dict[str, int] | None = None
 
 
 def _split_stop(stop: str | Sequence[str | int] | None) -> tuple[list[str], set[int]]:
@@ -76,8 +79,15 @@ class Generator:
     """A loaded model and tokenizer behind `generate` / `stream` (see API.md)."""
 
     def __init__(
-        self, model: DecoderModel, tokenizer: BPETokenizer, chat: ChatTemplate, gguf: GGUFFile
+        self,
+        model: DecoderModel,
+        tokenizer: BPETokenizer,
+        chat: ChatTemplate,
+        gguf: GGUFFile,
+        prefix_cache_bytes: int = 0,
     ) -> None:
+        """`prefix_cache_bytes` > 0 keeps that much of recent prompts' keys and values for the
+        prompts that begin alike (`decoder.prefix_cache`); 0 turns the prefix cache off."""
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.chat = chat
@@ -89,6 +99,9 @@ class Generator:
         }
         self._caches: list[KVCache] = []
         self._lock = threading.Lock()
+        self.prefix_cache = PrefixCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
+        # Prefills split at message starts, where a chat prompt's reusable prefixes end
+        self._message_start = tokenizer.special_tokens.get(IM_START)
 
     @property
     def eos_token_id(self) -> int:
@@ -183,6 +196,24 @@ class Generator:
             self._caches.sort(key=lambda c: c.max_len, reverse=True)
             del self._caches[2:]
 
+    def _prefill(
+        self, prompt: list[int], seq: torch.Tensor, cache: KVCache
+    ) -> tuple[torch.Tensor, int]:
+        """Run the prompt into `cache`: logits (1, 1, V) after its last token, and how many of its
+        tokens were taken from the prefix cache instead of computed."""
+        n = len(prompt)
+        if self.prefix_cache is None:
+            return self.model(seq[None, :n], 0, cache, last_only=True), 0
+        points = split_points(prompt, self._message_start)
+        reused = self.prefix_cache.restore(prompt, points, cache)
+        start = reused
+        for end in [p for p in points if p > start]:  # the same chunks, cached or not
+            self.model.extend(seq[None, start:end], start, cache)
+            start = end
+        logits = self.model(seq[None, start:n], start, cache, last_only=True)
+        self.prefix_cache.store(prompt, points, cache)
+        return logits, reused
+
     def stream(
         self,
         prompt_ids: Sequence[int],
@@ -221,7 +252,12 @@ class Generator:
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
         budget = min(max_new_tokens, self.context_length - n_prompt)
-        usage = {"prompt_tokens": n_prompt, "completion_tokens": 0, "total_tokens": n_prompt}
+        usage = {
+            "prompt_tokens": n_prompt,
+            "completion_tokens": 0,
+            "total_tokens": n_prompt,
+            "cached_tokens": 0,
+        }
         if budget == 0:
             yield StreamEvent("", [], "length", usage)
             return
@@ -233,13 +269,13 @@ class Generator:
         cache = self._take_cache(n_prompt + budget) if use_cache else None
         try:
             with torch.inference_mode():
+                if cache is not None:
+                    logits, usage["cached_tokens"] = self._prefill(prompt, seq, cache)  # (1, 1, V)
                 for step in range(budget):
                     n = n_prompt + step
                     if cache is None:
                         logits = self.model(seq[None, :n], last_only=True)  # (1, 1, V)
-                    elif step == 0:
-                        logits = self.model(seq[None, :n], 0, cache, last_only=True)
-                    else:
+                    elif step > 0:
                         logits = self.model(seq[None, n - 1 : n], n - 1, cache, last_only=True)
                     seen = seq[:n] if params.repetition_penalty != 1.0 else None
                     tok = next_token(logits[0, -1], params, rng, seen)
@@ -271,6 +307,7 @@ def load(
     threads: int | None = None,
     weights: str = "fp32",
     pre_tokenizer: str | None = None,
+    prefix_cache_bytes: int = 0,
 ) -> Generator:
     """Open the GGUF, build tokenizer, chat template and model (see `decoder.load_generator`)."""
     if weights not in WEIGHT_FORMATS:
@@ -289,7 +326,7 @@ def load(
     tokenizer = gguf_tokenizer(f, pre, unknown_token_id(f))
     chat = ChatTemplate(f.metadata("tokenizer.chat_template"), tokenizer.special_tokens)
     model = load_model(f, weights)
-    generator = Generator(model, tokenizer, chat, f)
+    generator = Generator(model, tokenizer, chat, f, prefix_cache_bytes)
     f.close()  # everything is read; the memory map would only hold pages resident
     release_freed_heap()
     logger.info(

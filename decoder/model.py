@@ -99,16 +99,28 @@ class DecoderModel(nn.Module):
             raise ValueError(f"cache holds {cache.length} positions but start is {start}")
         if T == 1 and cache is not None:
             return self.decode_step(ids[:, 0], start, cache)[:, None]  # (B, 1, V)
-        x = self.model.embed_tokens(ids)  # (B, T, C)
-        for block in self.model.layers:
-            x = block(x, self.rope, start, cache)
-        if cache is not None:
-            cache.length = start + T
+        x = self._blocks(ids, start, cache)  # (B, T, C)
         if last_only:
             x = x[:, -1:]  # (B, 1, C)
         h = self.model.norm(x)  # (B, T or 1, C)
         logits = self._head(h.view(-1, h.shape[-1]))  # (B * (T or 1), V)
         return logits.view(B, -1, logits.shape[-1])  # (B, T or 1, V)
+
+    def extend(self, ids: torch.Tensor, start: int, cache: KVCache) -> None:
+        """Write the keys and values of ids (B, T) at positions start .. start+T-1 to `cache`,
+        without the output head: a prefill chunk whose logits nobody reads."""
+        if start != cache.length:
+            raise ValueError(f"cache holds {cache.length} positions but start is {start}")
+        self._blocks(ids, start, cache)
+
+    def _blocks(self, ids: torch.Tensor, start: int, cache: KVCache | None) -> torch.Tensor:
+        """ids (B, T) -> the last block's output (B, T, C); the cache then holds start + T."""
+        x = self.model.embed_tokens(ids)  # (B, T, C)
+        for block in self.model.layers:
+            x = block(x, self.rope, start, cache)
+        if cache is not None:
+            cache.length = start + ids.shape[1]
+        return x
 
     def decode_step(self, ids: torch.Tensor, pos: int, cache: KVCache) -> torch.Tensor:
         """One token per sequence, ids (B,) at position `pos` -> logits (B, V) in fp32.

@@ -9,7 +9,7 @@ input order (post). Backends implement only `encode_batch_arrays`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,12 @@ class SentenceEmbedder(ABC):
     @property
     def max_length(self) -> int:
         return self.files.max_seq_length
+
+    @property
+    def prompts(self) -> Mapping[str, str]:
+        """The model's named prompts (config_sentence_transformers.json): name -> text that
+        sentence-transformers' `encode(..., prompt_name=name)` puts before each input."""
+        return self.files.prompts
 
     @abstractmethod
     def fingerprint(self) -> dict[str, Any]:

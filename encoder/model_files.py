@@ -2,7 +2,8 @@
 
 A directory as sentence-transformers saves it: `config.json` (the BERT config), `model.safetensors`,
 `vocab.txt`, `sentence_bert_config.json` (`max_seq_length`), `modules.json` (Transformer ->
-Pooling -> Normalize) and the pooling module's `config.json`. Whatever this encoder cannot reproduce
+Pooling -> Normalize), the pooling module's `config.json`, and `config_sentence_transformers.json`
+(its `prompts`, optional). Whatever this encoder cannot reproduce
 exactly (another pooling mode, a max length past the position table, ...) is refused here, before
 any weights are read, with the file and the values in the message. Nothing is ever downloaded.
 """
@@ -12,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,8 @@ class ModelFiles:
     max_seq_length: int  # tokens incl. [CLS]/[SEP]; longer inputs are truncated to this
     pooling: str  # "mean": the only mode implemented
     normalize: bool  # whether modules.json ends in a Normalize module
+    # config_sentence_transformers.json's `prompts`: name -> text put before an input to encode.
+    prompts: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def dim(self) -> int:
@@ -140,6 +144,34 @@ def _read_pooling(model_dir: Path, modules: list[dict[str, Any]], config: BertCo
     return "mean"
 
 
+def _read_prompts(model_dir: Path, modules: list[dict[str, Any]]) -> dict[str, str]:
+    """The named prompts sentence-transformers' `encode(..., prompt_name=)` puts before a text.
+
+    A Pooling module that leaves the prompt's tokens out of the mean (`include_prompt: false`)
+    is not reproduced here: its prompts are ignored, with a warning, rather than served wrong."""
+    path = model_dir / "config_sentence_transformers.json"
+    if not path.is_file():
+        return {}
+    data = _read_json(path)
+    prompts = (data.get("prompts") if isinstance(data, dict) else None) or {}
+    if not isinstance(prompts, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in prompts.items()
+    ):
+        raise ValueError(f"{path}: prompts must be an object of strings, got {prompts!r:.200}")
+    for module in modules if prompts else ():
+        pooling = model_dir / str(module.get("path", "")) / "config.json"
+        if _module_kind(module) == "Pooling" and pooling.is_file():
+            if _read_json(pooling).get("include_prompt") is False:
+                logger.warning(
+                    "%s: include_prompt is false, which this encoder does not implement; "
+                    "the prompts of %s are not served",
+                    pooling,
+                    path,
+                )
+                return {}
+    return prompts
+
+
 def read_model_files(model_dir: str | Path | None = None, weights: bool = True) -> ModelFiles:
     """Read and validate a sentence-transformers directory (None: the bundled default model).
 
@@ -165,4 +197,5 @@ def read_model_files(model_dir: str | Path | None = None, weights: bool = True) 
         max_seq_length=_read_max_seq_length(model_dir, config),
         pooling=_read_pooling(model_dir, modules, config),
         normalize=any(_module_kind(m) == "Normalize" for m in modules),
+        prompts=_read_prompts(model_dir, modules),
     )

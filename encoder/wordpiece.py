@@ -3,9 +3,10 @@
 The pipeline follows `tokenizers` (Rust): split out literal special tokens (`[CLS]`, `[SEP]`, ...
 written in the text, matched case-sensitively anywhere, even inside a word) -> BertNormalizer +
 BertPreTokenizer (`encoder/normalize.py`) -> greedy longest-match-first WordPiece with `##`
-continuations (`models/wordpiece/mod.rs`) -> longest-first truncation (`utils/truncation.rs`) ->
-`[CLS] A [SEP] (B [SEP])` (TemplateProcessing). Offsets are `str` indices into the original text.
-A single text's truncation stops tokenizing at the cut (same result, at the kept tokens' cost).
+continuations (`models/wordpiece/mod.rs`) -> longest-first truncation, of the end or the start
+(`utils/truncation.rs`) -> `[CLS] A [SEP] (B [SEP])` (TemplateProcessing). Offsets are `str`
+indices into the original text. A single text cut at its end stops tokenizing at the cut (same
+result, at the kept tokens' cost).
 
 Where we deliberately differ from what a transformers caller sees (all tested):
 - `max_length` too small for the special tokens raises ValueError; the reference logs an error
@@ -354,21 +355,33 @@ class WordPieceTokenizer:
         text_pair: str | None = None,
         max_length: int | None = None,
         add_special_tokens: bool = True,
+        truncation_side: str = "right",
     ) -> Encoding:
         """Encode a text or a pair; `max_length` truncates longest-first to that many tokens,
-        special tokens included. `text_pair=""` is an (empty) second sequence, not "no pair".
+        special tokens included, cutting each sequence's end (`truncation_side="right"`) or its
+        start (`"left"`, transformers' name; `tokenizers`' direction). `text_pair=""` is an
+        (empty) second sequence, not "no pair".
 
-        A single text with `max_length` costs what the kept tokens cost, not the text's length
-        (a 2 MB text cut to 256 tokens takes milliseconds): tokenization stops at the cut. A pair
-        is tokenized in full, both texts, before it is cut: longest-first needs both lengths.
+        A single text cut on the right costs what the kept tokens cost, not the text's length
+        (a 2 MB text cut to 256 tokens takes milliseconds): tokenization stops at the cut. A text
+        cut on the left, and a pair, are tokenized in full before they are cut.
         """
+        if truncation_side not in ("right", "left"):
+            raise ValueError(f"truncation_side must be 'right' or 'left', got {truncation_side!r}")
+        left = truncation_side == "left"
         if text_pair is None:
             budget = None
             if max_length is not None:
                 budget = max_length - (2 if add_special_tokens else 0)
                 if budget < 0:
                     raise ValueError(f"max_length={max_length} leaves no room for [CLS] and [SEP]")
-            ids_a, offs_a = self._tokenize(text, budget)
+            if left:
+                ids_a, offs_a = self._tokenize(text)
+                if budget is not None and len(ids_a) > budget:
+                    cut = len(ids_a) - budget
+                    del ids_a[:cut], offs_a[:cut]
+            else:
+                ids_a, offs_a = self._tokenize(text, budget)
             if not add_special_tokens:
                 n = len(ids_a)
                 return Encoding(ids_a, [0] * n, [1] * n, offs_a, [0] * n)
@@ -387,7 +400,11 @@ class WordPieceTokenizer:
             if budget < 0:
                 raise ValueError(f"max_length={max_length} leaves no room for [CLS] [SEP] [SEP]")
             n1, n2 = _truncated_lengths(len(ids_a), len(ids_b), budget)
-            del ids_a[n1:], offs_a[n1:], ids_b[n2:], offs_b[n2:]
+            if left:
+                cut_a, cut_b = len(ids_a) - n1, len(ids_b) - n2
+                del ids_a[:cut_a], offs_a[:cut_a], ids_b[:cut_b], offs_b[:cut_b]
+            else:
+                del ids_a[n1:], offs_a[n1:], ids_b[n2:], offs_b[n2:]
         na, nb = len(ids_a), len(ids_b)
         if not add_special_tokens:
             return Encoding(
@@ -411,10 +428,13 @@ class WordPieceTokenizer:
         texts: Sequence[str],
         max_length: int | None = None,
         add_special_tokens: bool = True,
+        truncation_side: str = "right",
     ) -> list[Encoding]:
-        """`encode` each text (no pairs, no padding); see `pad`. With `max_length`, each text
-        costs what its kept tokens cost (see `encode`)."""
-        return [self.encode(t, None, max_length, add_special_tokens) for t in texts]
+        """`encode` each text (no pairs, no padding); see `pad`. With `max_length` and the right
+        side, each text costs what its kept tokens cost (see `encode`)."""
+        return [
+            self.encode(t, None, max_length, add_special_tokens, truncation_side) for t in texts
+        ]
 
     def pad(
         self, encodings: Sequence[Encoding], pad_to: int | None = None

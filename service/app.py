@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from semsearch import __version__
+from semsearch.service.access import AccessLog
 from semsearch.service.auth import ApiKeyGate
 from semsearch.service.errors import install_error_handlers
 from semsearch.service.limits import BodySizeLimit
@@ -45,13 +46,13 @@ def create_app(
         embedder=embedder,
         generator=generator,
         on_batch=metrics.observe_batch,
-        on_usage=metrics.observe_generation,
+        on_generation=metrics.observe_generation,
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Load in the background: the server accepts connections at once and /health says 503
-        # until the models are in memory, which is what orchestrators' readiness probes expect.
+        # Load in the background: the server accepts connections at once, /health (liveness)
+        # answers 200 and /ready (readiness) 503 until the models are in memory.
         models.start_loading()
         yield
         models.close()
@@ -66,13 +67,14 @@ def create_app(
     app.state.models = models
     app.state.metrics = metrics
     install_error_handlers(app)
-    # Outermost last: (CORS) -> request id -> metrics -> API key (headers only) -> body limits
-    # -> routes.
+    # Outermost last: (CORS) -> request id -> access log -> metrics -> API key (headers only)
+    # -> body limits -> routes.
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
     )
     app.add_middleware(ApiKeyGate, api_key=settings.api_key)
     app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_middleware(AccessLog)
     app.add_middleware(RequestId)  # every answer, a 401 or 413 included, carries the id
     if settings.cors_origin_list():
         # Outermost: a browser's preflight carries no key and must be answered before the gate.

@@ -1,4 +1,4 @@
-"""The API key: `Authorization: Bearer <key>` on every route but `/health` and the API docs.
+"""The API key: `Authorization: Bearer <key>` on every route but the probes and the API docs.
 
 Checked from the headers alone, in ASGI middleware that runs before the body is read or parsed:
 a caller without the key costs a header lookup, never the parsing of a 2 MB body.
@@ -13,7 +13,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from semsearch.service.errors import Unauthorized, send_error
 
 # Probes and the API's description need no key: they reveal the API's shape, nothing stored.
-OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+OPEN_PATHS = frozenset(
+    {"/health", "/ready", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+)
 
 
 class ApiKeyGate:

@@ -49,6 +49,7 @@ class BatchStats:
     tokens: int
     queue_depth: int
     seconds: float
+    queue_waits: tuple[float, ...] = ()  # per request: seconds from submit to the batch's start
 
 
 class Batcher(Generic[E]):
@@ -170,6 +171,7 @@ class Batcher(Generic[E]):
                     tokens=sum(r.tokens for r in batch),
                     queue_depth=len(self._queue),
                     seconds=elapsed,
+                    queue_waits=tuple(started - r.enqueued for r in batch),
                 )
             )
 

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from semsearch.service.access import note
 from semsearch.service.batcher import Batcher, BatchStats
 from semsearch.service.errors import PayloadTooLarge, ValidationFailed, input_errors
 from semsearch.service.offload import run_sized
 from semsearch.service.protocols import Embedder
 from semsearch.service.settings import Settings
+from semsearch.service.token_inputs import Input, check_token_ids, ids_encoding
 
 if TYPE_CHECKING:
     from semsearch.encoder.wordpiece import Encoding
@@ -87,13 +89,32 @@ class EmbeddingEngine:
     def max_length(self) -> int:
         return self.embedder.max_length
 
-    def tokenize(self, texts: Sequence[str], truncate: bool) -> list[Encoding]:
-        """Pre: WordPiece encodings, truncated to the model's length, or 413 when too long."""
+    def tokenize(
+        self,
+        inputs: Sequence[Input],
+        truncate: bool,
+        truncation_side: str = "right",
+        prompt: str = "",
+    ) -> list[Encoding]:
+        """Pre: texts (after `prompt`) to WordPiece encodings and token ids as given, truncated
+        to the model's length at `truncation_side`, or 413 when too long."""
         tokenizer = self.embedder.tokenizer
+        max_length = self.max_length if truncate else None
+        encodings = []
         with input_errors():
-            if truncate:
-                return tokenizer.encode_batch(texts, max_length=self.max_length)
-            encodings = tokenizer.encode_batch(texts)
+            for item in inputs:
+                if isinstance(item, str) or prompt:
+                    # Ids after a prompt are read back as text and encoded with it, as TEI does.
+                    text = item if isinstance(item, str) else tokenizer.decode(item)
+                    encodings.append(
+                        tokenizer.encode(
+                            prompt + text, max_length=max_length, truncation_side=truncation_side
+                        )
+                    )
+                else:
+                    encodings.append(ids_encoding(item, max_length, truncation_side))
+        if truncate:
+            return encodings
         for i, enc in enumerate(encodings):
             if len(enc) > self.max_length:
                 raise PayloadTooLarge(
@@ -119,25 +140,42 @@ class EmbeddingEngine:
         rows[order] = sorted_rows
         return rows
 
-    def check_inputs(self, texts: Sequence[str], what: str = "input") -> int:
-        """Each text within SEMSEARCH_MAX_INPUT_CHARS (413 otherwise); their total length."""
-        return check_text_lengths(
-            texts, self.settings.max_input_chars, "SEMSEARCH_MAX_INPUT_CHARS", what
+    def check_inputs(self, inputs: Sequence[Input], what: str = "input") -> int:
+        """Each text within SEMSEARCH_MAX_INPUT_CHARS (413 otherwise), each list of token ids
+        as `check_token_ids` says; their total length (characters and ids)."""
+        limit, setting = self.settings.max_input_chars, "SEMSEARCH_MAX_INPUT_CHARS"
+        ids = [(i, item) for i, item in enumerate(inputs) if not isinstance(item, str)]
+        if not ids:
+            return check_text_lengths(inputs, limit, setting, what)
+        texts = [item if isinstance(item, str) else "" for item in inputs]  # indices kept
+        vocab_size = len(self.embedder.tokenizer.id_to_token)
+        return check_text_lengths(texts, limit, setting, what) + check_token_ids(
+            ids, vocab_size, limit, what
         )
 
     async def embed(
-        self, texts: Sequence[str], *, normalize: bool, truncate: bool, chars: int | None = None
+        self,
+        texts: Sequence[Input],
+        *,
+        normalize: bool,
+        truncate: bool,
+        chars: int | None = None,
+        truncation_side: str = "right",
+        prompt: str = "",
     ) -> Embedded:
-        """Tokenize (off the loop when long), queue for the model, normalize. `chars`: the
-        texts' total length when the caller already checked it (else they are checked here)."""
+        """Tokenize (off the loop when long), queue for the model, normalize. `texts` may hold
+        token ids too. `chars`: the inputs' total length when the caller already checked it (else
+        they are checked here)."""
         if chars is None:
             chars = self.check_inputs(texts)
-        encodings = await run_sized(chars, self.tokenize, texts, truncate)
+        encodings = await run_sized(chars, self.tokenize, texts, truncate, truncation_side, prompt)
         vectors = await self.batcher.submit(encodings)
+        token_counts = [len(e) for e in encodings]
+        note(batch_size=len(texts), tokens=sum(token_counts))  # the request's access line
         if normalize:
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
             vectors = vectors / np.maximum(norms, 1e-12)  # the epsilon of torch's F.normalize
-        return Embedded(vectors=vectors, token_counts=[len(e) for e in encodings])
+        return Embedded(vectors=vectors, token_counts=token_counts)
 
     async def embed_many(self, texts: Sequence[str]) -> np.ndarray:
         """Normalized, truncated vectors for any number of texts, queued in client-sized pieces."""

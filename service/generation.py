@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from semsearch.service.access import note
 from semsearch.service.errors import Overloaded, PayloadTooLarge, ValidationFailed, input_errors
 from semsearch.service.offload import run_sized
 from semsearch.service.protocols import TextGenerator
@@ -65,12 +67,25 @@ class Completion:
     usage: dict[str, int]
 
 
+@dataclass(frozen=True)
+class GenerationStats:
+    """What one generation did, handed to an observer (metrics) when it ends, finished or stopped
+    because its client left."""
+
+    # prompt, cached and completion tokens; {} if it stopped before the last token
+    usage: dict[str, int]
+    first_token_s: float | None  # from its slot being taken (admitted) to its first token
+    decode_tokens: int  # tokens after the first (the first comes out of the prompt's prefill)
+    decode_s: float  # from the first token to the last
+
+
 class Slot:
     """One of the `max_concurrent_generations` places, taken before a response starts (so a busy
     server answers 429, not a 200 with a cut-off stream). The generation's worker releases it when
     it ends; a slot never handed to a worker (the client left first) is released by its owner."""
 
     def __init__(self, semaphore: threading.BoundedSemaphore) -> None:
+        self.admitted = time.perf_counter()
         self._semaphore = semaphore
         self._lock = threading.Lock()
         self._released = False
@@ -93,11 +108,11 @@ class GenerationEngine:
         self,
         generator: TextGenerator,
         settings: Settings,
-        on_usage: Callable[[dict[str, int]], None] | None = None,
+        on_generation: Callable[[GenerationStats], None] | None = None,
     ) -> None:
         self.generator = generator
         self.settings = settings
-        self._on_usage = on_usage
+        self._on_generation = on_generation
         self._slots = threading.BoundedSemaphore(settings.max_concurrent_generations)
         self._pool = ThreadPoolExecutor(
             max_workers=settings.max_concurrent_generations, thread_name_prefix="semsearch-gen"
@@ -220,6 +235,9 @@ class GenerationEngine:
 
         def work() -> None:
             params = sampling.params
+            first = last = 0.0  # when the first and the latest token came (0: none yet)
+            tokens = 0
+            usage: dict[str, int] = {}
             try:
                 events = self.generator.stream(
                     prompt_ids,
@@ -232,14 +250,26 @@ class GenerationEngine:
                     seed=params.seed,
                 )
                 for event in events:
+                    if event.token_ids:
+                        last = time.perf_counter()
+                        first = first or last
+                        tokens += len(event.token_ids)
+                    usage = event.usage or usage
                     delta = Delta(event.text, event.finish_reason, event.usage)
                     loop.call_soon_threadsafe(queue.put_nowait, delta)
-                    if event.usage is not None and self._on_usage is not None:
-                        self._on_usage(event.usage)
                     if cancelled.is_set():
                         events.close()  # frees the KV cache now
                         log.info("generation stopped: the client went away")
                         break
+                if self._on_generation is not None:  # before the end is queued: seen by then
+                    self._on_generation(
+                        GenerationStats(
+                            usage=usage,
+                            first_token_s=first - slot.admitted if tokens else None,
+                            decode_tokens=max(tokens - 1, 0),
+                            decode_s=last - first,
+                        )
+                    )
             except BaseException as exc:  # handed to the waiting handler, which maps it
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
             finally:
@@ -259,6 +289,12 @@ class GenerationEngine:
                     return
                 if isinstance(item, BaseException):
                     raise item
+                if item.usage is not None:  # the request's access line
+                    note(
+                        prompt_tokens=item.usage.get("prompt_tokens", 0),
+                        cached_tokens=item.usage.get("cached_tokens", 0),
+                        completion_tokens=item.usage.get("completion_tokens", 0),
+                    )
                 yield item
         finally:
             cancelled.set()

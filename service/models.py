@@ -1,7 +1,8 @@
 """Everything an app instance loads: encoder, collection and decoder, off the event loop.
 
-Loading runs on a background thread so the server accepts connections at once and `/health`
-answers 503 until every enabled component is in memory (what readiness probes expect). Each route
+Loading runs on a background thread so the server accepts connections at once: `/health`
+(liveness) answers 200 meanwhile, `/ready` (readiness) 503 until every enabled component is in
+memory. A failed load is final (`load_error`; both answer 503: only a restart retries). Each route
 needs only its own components: `/embed` works while the decoder is still loading.
 """
 
@@ -18,7 +19,7 @@ from semsearch.service.batcher import BatchStats
 from semsearch.service.encoders import load_configured_embedder
 from semsearch.service.engine import EmbeddingEngine
 from semsearch.service.errors import Unhealthy
-from semsearch.service.generation import GenerationEngine
+from semsearch.service.generation import GenerationEngine, GenerationStats
 from semsearch.service.protocols import Embedder, TextGenerator
 from semsearch.service.settings import Settings
 from semsearch.service.workpool import WorkPool
@@ -33,11 +34,11 @@ class Models:
         embedder: Embedder | None = None,
         generator: TextGenerator | None = None,
         on_batch: Callable[[BatchStats], None] | None = None,
-        on_usage: Callable[[dict[str, int]], None] | None = None,
+        on_generation: Callable[[GenerationStats], None] | None = None,
     ) -> None:
         self.settings = settings
         self._on_batch = on_batch
-        self._on_usage = on_usage
+        self._on_generation = on_generation
         self.embedding: EmbeddingEngine | None = None
         self.collection: Collection | None = None
         self.generation: GenerationEngine | None = None
@@ -50,7 +51,7 @@ class Models:
         if embedder is not None:
             self._attach_encoder(embedder)
         if generator is not None:
-            self.generation = GenerationEngine(generator, settings, on_usage)
+            self.generation = GenerationEngine(generator, settings, on_generation)
 
     @property
     def decoder_enabled(self) -> bool:
@@ -89,11 +90,13 @@ class Models:
                 from semsearch.decoder import load_generator
 
                 generator = load_generator(
-                    gguf_path=self.settings.gguf_path, weights=self.settings.decoder
+                    gguf_path=self.settings.gguf_path,
+                    weights=self.settings.decoder,
+                    prefix_cache_mb=self.settings.prefix_cache_mb,
                 )
-                self.generation = GenerationEngine(generator, self.settings, self._on_usage)
+                self.generation = GenerationEngine(generator, self.settings, self._on_generation)
                 log.info("decoder ready (%s weights)", self.settings.decoder)
-        except Exception as exc:  # kept and reported by /health; the cause is logged in full
+        except Exception as exc:  # kept and reported by the probes; the cause is logged in full
             log.exception("loading the models failed")
             self.load_error = exc
             return
@@ -119,7 +122,7 @@ class Models:
     def _missing(self, what: str) -> Unhealthy:
         if self.load_error is not None:
             return Unhealthy(f"the service failed to start: {self.load_error}")
-        return Unhealthy(f"the {what} is still loading; retry when GET /health answers 200")
+        return Unhealthy(f"the {what} is still loading; retry when GET /ready answers 200")
 
     def require_embedding(self) -> EmbeddingEngine:
         if self.embedding is None:

@@ -88,17 +88,25 @@ class ChatCompletionRequest(OpenAISampling):
 FinishReason = Literal["stop", "length"]
 
 
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int  # prompt tokens whose keys and values the prefix cache had
+
+
 class CompletionUsage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails
 
     @classmethod
     def of(cls, usage: dict[str, int]) -> CompletionUsage:
         """From the decoder's last event (a stream cut short has none: zeros)."""
         prompt, completion = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
         return cls(
-            prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=prompt + completion,
+            prompt_tokens_details=PromptTokensDetails(cached_tokens=usage.get("cached_tokens", 0)),
         )
 
 

@@ -8,7 +8,7 @@ frozen dataclass field or a plain attribute satisfies them alike.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -31,8 +31,12 @@ class Embedder(Protocol):
     @property
     def max_length(self) -> int: ...  # tokens per input, [CLS] and [SEP] included
 
-    # The concrete tokenizer: `/tokenize` publishes its pieces and offsets, and its encodings go
-    # from `encode_batch` through the batcher to `pad` unchanged.
+    @property
+    def prompts(self) -> Mapping[str, str]: ...  # `prompt_name` -> the text put before an input
+
+    # The concrete tokenizer: `/tokenize` publishes its pieces and offsets, `/decode` inverts
+    # them, and its encodings (or a client's token ids, wrapped as encodings) go from
+    # `encode_batch` through the batcher to `pad` unchanged.
     @property
     def tokenizer(self) -> WordPieceTokenizer: ...
 

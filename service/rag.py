@@ -22,7 +22,11 @@ def clip(text: str, max_chars: int) -> str:
 
 
 def rag_messages(query: str, hits: Sequence[Hit], max_source_chars: int) -> list[dict[str, str]]:
-    """Chat messages for the decoder: the sources in the system message, the query as the user's."""
+    """Chat messages for the decoder: the instructions (the system message), the sources, the query.
+
+    Three messages, so the decoder's prefix cache can reuse the instructions for every question
+    and the sources for another question that retrieved the same ones (it reuses whole messages).
+    The sources are the user's turn, not the system's: retrieved text is not trusted."""
     if hits:
         sources = "\n\n".join(
             f"[{i}] {clip(hit.text, max_source_chars)}" for i, hit in enumerate(hits, start=1)
@@ -30,7 +34,8 @@ def rag_messages(query: str, hits: Sequence[Hit], max_source_chars: int) -> list
     else:
         sources = "(no source matched the question)"
     return [
-        {"role": "system", "content": f"{SYSTEM_PROMPT}\n\nSources:\n{sources}"},
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": f"Sources:\n{sources}"},
         {"role": "user", "content": query},
     ]
 

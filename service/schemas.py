@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from semsearch.service.sampling_schema import NativeSampling
-from semsearch.service.settings import MAX_LIST_ITEMS
+from semsearch.service.settings import MAX_LIST_ITEMS, MAX_TOKEN_IDS
 
 # Lists the parser refuses past a ceiling before validating any item (the limits in Settings, a
 # 413 naming the setting, are checked after parsing).
 Texts = Annotated[list[str], Field(max_length=MAX_LIST_ITEMS)]
+# Token ids, as TEI takes them: integers only (no floats, no booleans). Their range (the
+# vocabulary) and count (SEMSEARCH_MAX_INPUT_CHARS: an id counts as a character) are checked after
+# parsing; the parser refuses a list past MAX_TOKEN_IDS before looking at its items.
+TokenIds = Annotated[list[StrictInt], Field(max_length=MAX_TOKEN_IDS)]
 
 
 class ErrorResponse(BaseModel):
@@ -53,16 +57,31 @@ STREAMED: dict[int | str, dict] = {200: {"content": {"text/event-stream": {}}}}
 
 
 class EmbedRequest(BaseModel):
-    """TEI's `/embed`."""
+    """TEI's `/embed`: a text, token ids, or a batch of either (mixed)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    inputs: str | Texts
+    inputs: str | TokenIds | Annotated[list[str | TokenIds], Field(max_length=MAX_LIST_ITEMS)]
     normalize: bool = True
     truncate: bool = True
+    # TEI's spelling, and the lower-case aliases TEI accepts too.
+    truncation_direction: Literal["Right", "Left", "right", "left"] = Field(
+        "Right", description="with truncate: Right keeps an input's start, Left its end"
+    )
+    prompt_name: str | None = Field(
+        None, description="a key of the model's sentence-transformers `prompts`, put before texts"
+    )
 
-    def texts(self) -> list[str]:
-        return [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)
+    def items(self) -> list[str | list[int]]:
+        """One item per input: a text, or a list of token ids."""
+        inputs = self.inputs
+        if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)):
+            return [inputs]  # one text, or one list of ids
+        return list(inputs)
+
+    def truncation_side(self) -> str:
+        """The tokenizer's name for the direction: "right" | "left"."""
+        return self.truncation_direction.lower()
 
 
 class Health(BaseModel):
@@ -145,6 +164,21 @@ class TokenizeRequest(BaseModel):
         return [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)
 
 
+class DecodeRequest(BaseModel):
+    """TEI's `/decode`: token ids back to text, one sequence or a batch of them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: TokenIds | Annotated[list[TokenIds], Field(max_length=MAX_LIST_ITEMS)]
+    skip_special_tokens: bool = True
+
+    def sequences(self) -> list[list[int]]:
+        ids = self.ids
+        if ids and isinstance(ids[0], list):
+            return list(ids)
+        return [ids] if ids else []
+
+
 class Token(BaseModel):
     id: int
     text: str
@@ -170,6 +204,17 @@ class GenerateRequest(NativeSampling):
 class GenerateUsage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
+    # Of prompt_tokens, those whose keys and values the prefix cache had (no prefill for them)
+    cached_tokens: int = 0
+
+    @classmethod
+    def of(cls, usage: dict[str, int], prompt_tokens: int = 0) -> GenerateUsage:
+        """From the decoder's last event (a stream cut short has none: `prompt_tokens`)."""
+        return cls(
+            prompt_tokens=usage.get("prompt_tokens", prompt_tokens),
+            completion_tokens=usage.get("completion_tokens", 0),
+            cached_tokens=usage.get("cached_tokens", 0),
+        )
 
 
 class GenerateResponse(BaseModel):

@@ -1,8 +1,10 @@
 """Service settings: the only place `SEMSEARCH_*` variables are read (beside `semsearch.paths`,
 which reads the two that locate the data and models directories).
 
-Precedence (API.md): command-line flags, then `SEMSEARCH_*` environment variables, then defaults.
-The CLI passes its flags as init kwargs, which pydantic-settings ranks above the environment.
+Precedence (API.md): command-line flags, then `SEMSEARCH_*` environment variables, then the
+settings file (TOML, named by `SEMSEARCH_CONFIG` or `--config`: `service/config_file.py`), then
+defaults. The CLI passes its flags as init kwargs, which pydantic-settings ranks above the
+environment; the file's source comes after both, so they can say which file it is.
 Default paths come from `semsearch.paths` when the settings are built (never the source tree):
 the collection in the data directory, the model files in the models directory.
 """
@@ -13,10 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from semsearch import paths
 from semsearch.encoder.onnx.accuracy import Thresholds
+from semsearch.service.config_file import ConfigFileSource
 
 if TYPE_CHECKING:
     from semsearch.encoder.onnx.embedder import OnnxOptions
@@ -30,6 +33,7 @@ _INT8 = Thresholds()
 MAX_LIST_ITEMS = 4096
 MAX_STOP_ITEMS = 64
 MAX_TOKENS_CEILING = 8192  # the most tokens a request may name; parsing refuses more
+MAX_TOKEN_IDS = 32_768  # ids in one list of token ids (/embed, /decode); parsing refuses more
 
 Backend = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
@@ -66,8 +70,12 @@ class Settings(BaseSettings):
         env_prefix="SEMSEARCH_", extra="ignore", env_ignore_empty=True
     )
 
+    # A TOML file of settings (keys: these field names), ranked below flags and the environment.
+    config: Path | None = None
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    # Log lines: text, or one JSON object per line (with one access line per request).
+    log_format: Literal["text", "json"] = "text"
     api_key: str | None = None
     # Browser origins allowed to call the API (CORS), comma-separated; "*" allows any; empty: off,
     # so a page on another site cannot read the answers with its visitor's network access.
@@ -107,6 +115,9 @@ class Settings(BaseSettings):
     gguf_path: Path = Field(default_factory=paths.gguf_path)
     max_concurrent_generations: int = Field(1, ge=1)  # more at once -> 429
     rag_max_source_chars: int = Field(1200, ge=100)
+    # Keys and values of recent prompts' beginnings (system prompt, RAG instructions, earlier chat
+    # turns), reused by prompts that begin alike; 0 = off. SmolLM2 takes 45 KiB per token.
+    prefix_cache_mb: float = Field(128.0, ge=0)
 
     # Request limits (TEI's names where it has them). Each bounds the work one request can cause;
     # past a limit the answer is 413 (too much) or 422 (malformed), naming the setting.
@@ -144,6 +155,18 @@ class Settings(BaseSettings):
     # event loop waits at most this per switch behind a tokenizer thread.
     switch_interval_ms: float = Field(1.0, gt=0, le=100)
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Highest first; the defaults come last on their own. No .env or secrets directory.
+        return init_settings, env_settings, ConfigFileSource(settings_cls)
+
     def onnx_options(self) -> OnnxOptions:
         """The encoder's ONNX options (`encoder.load_embedder(onnx_options=...)`)."""
         from semsearch.encoder.onnx.embedder import OnnxOptions
@@ -174,7 +197,7 @@ class Settings(BaseSettings):
             lock_timeout_s=self.lock_timeout_s,
         )
 
-    @field_validator("index_dir", "onnx_dir", "gguf_path", "model_dir")
+    @field_validator("config", "index_dir", "onnx_dir", "gguf_path", "model_dir")
     @classmethod
     def _expand_home(cls, value: Path | None) -> Path | None:
         # `~` means the home directory, as in semsearch.paths.

@@ -21,6 +21,12 @@ T = TypeVar("T")
 
 _POLL_SECONDS = 0.25
 
+# After this many seconds without an event, a stream sends an SSE comment line (which every SSE
+# client skips), so a proxy or load balancer that cuts idle connections (nginx's default
+# `proxy_read_timeout` is 60 s) keeps the stream open through a long prefill or a slow token.
+KEEPALIVE_SECONDS = 15.0
+KEEPALIVE = ": keep-alive\n\n"
+
 
 def sse_event(data: dict[str, object] | str) -> str:
     """One SSE event; `data` is JSON-encoded unless it is already a string (OpenAI's `[DONE]`)."""
@@ -50,15 +56,28 @@ class _SSEResponse(StreamingResponse):
 def sse_response(
     events: AsyncIterator[str], request: Request, on_close: Callable[[], None] = lambda: None
 ) -> StreamingResponse:
-    """Stream `events`; an error after the 200 went out becomes an error event (the route's
-    envelope, with the request id) followed by `[DONE]`, since the status can no longer change.
-    Starlette cancels `events` when the client disconnects, which stops the generation."""
+    """Stream `events`, with a keep-alive comment after each KEEPALIVE_SECONDS of silence; an
+    error after the 200 went out becomes an error event (the route's envelope, with the request
+    id) followed by `[DONE]`, since the status can no longer change. A client that disconnects
+    ends the stream (Starlette cancels or drops it), and with it `events`, which stops the
+    generation."""
     return _SSEResponse(_guarded(events, request), on_close)
 
 
 async def _guarded(events: AsyncIterator[str], request: Request) -> AsyncIterator[str]:
+    iterator = aiter(events)
+    pending: asyncio.Future[str] | None = None
     try:
-        async for event in events:
+        while True:
+            # The next event is awaited in a task of its own, so waiting for it can time out
+            # (and send a keep-alive) without cancelling it.
+            pending = asyncio.ensure_future(anext(iterator))
+            while not (await asyncio.wait({pending}, timeout=KEEPALIVE_SECONDS))[0]:
+                yield KEEPALIVE
+            try:
+                event = pending.result()
+            except StopAsyncIteration:
+                return
             yield event
     except Exception as exc:  # the response has started: report in-band
         error = to_api_error(exc)
@@ -67,6 +86,9 @@ async def _guarded(events: AsyncIterator[str], request: Request) -> AsyncIterato
             log.error("stream failed on %s (request id %s)", request.url.path, rid, exc_info=exc)
         yield sse_event(error_body(request.url.path, error, rid))
         yield sse_event("[DONE]")
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()  # the client left (or the server stops) while an event was awaited
 
 
 async def until_disconnected(request: Request, work: Awaitable[T]) -> T:

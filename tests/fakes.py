@@ -1,7 +1,8 @@
 """Hashing embedders for tests whose subject is not the encoder's model: deterministic vectors,
-no weights, texts that share tokens are close and unrelated texts nearly orthogonal.
+no weights, texts that share tokens are close and unrelated texts nearly orthogonal; and a
+scripted decoder for tests about streams, not about generation.
 
-Two contracts, two fakes:
+Two embedder contracts, two fakes:
 
 - `TokenHashEmbedder` is what the service sees in the real encoder (`encoder/base.py`'s
   `SentenceEmbedder`): the real model files (dim 384, max length 256), the real WordPiece tokenizer,
@@ -10,13 +11,18 @@ Two contracts, two fakes:
 - `WordHashEmbedder` is what the batch indexer needs (`index/ingest/pipeline.py`'s `Embedder`):
   words as tokens (so chunk boundaries are easy to state in a test), `encode(texts)` and a
   fingerprint, in any dim (two dims and tags stand for two encoders).
+
+`GatedLoader` stands in for the service's encoder loading, held until the test lets it finish.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import threading
 import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -116,3 +122,99 @@ class WordHashEmbedder:
 
     def fingerprint(self) -> dict[str, Any]:
         return {"weights_sha256": self.tag, "dim": self.dim, "backend": "fake"}
+
+
+@dataclass(frozen=True)
+class ScriptedEvent:
+    """The decoder's `StreamEvent`: one token's ids and new text; the last says why it ended."""
+
+    text: str
+    token_ids: list[int]
+    finish_reason: str | None = None
+    usage: dict[str, int] | None = None
+
+
+class CharTokenizer:
+    """One token per character: a prompt's length is easy to state."""
+
+    def encode(self, text: str) -> list[int]:
+        return [ord(c) for c in text]
+
+
+class ScriptedGenerator:
+    """The decoder's contract (`service/protocols.py`'s `TextGenerator`) answering `words`, one
+    per event, whatever the prompt. `prefill_seconds` of silence come first (a long prompt's
+    prefill), then `seconds_per_token` before each word; with `fail_after`, the stream raises after
+    that many events (a worker that crashes mid-stream), with a message naming a path that must
+    not reach the client."""
+
+    context_length = 2048
+
+    def __init__(
+        self,
+        words: Sequence[str] = ("Hello", " there", "!"),
+        *,
+        prefill_seconds: float = 0.0,
+        seconds_per_token: float = 0.0,
+        fail_after: int | None = None,
+    ) -> None:
+        self.words = tuple(words)
+        self.prefill_seconds = prefill_seconds
+        self.seconds_per_token = seconds_per_token
+        self.fail_after = fail_after
+        self.tokenizer = CharTokenizer()
+
+    def chat_ids(
+        self, messages: list[dict[str, str]], add_generation_prompt: bool = True
+    ) -> list[int]:
+        return self.tokenizer.encode("".join(f"{m['role']}: {m['content']}\n" for m in messages))
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"model": "scripted", "words": list(self.words)}
+
+    def stream(
+        self,
+        prompt_ids: Sequence[int],
+        max_new_tokens: int = 32,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        repetition_penalty: float = 1.0,
+        stop: str | Sequence[str | int] | None = None,
+        seed: int | None = None,
+    ) -> Iterator[ScriptedEvent]:
+        time.sleep(self.prefill_seconds)
+        words = self.words[:max_new_tokens]
+        for i, word in enumerate(words):
+            time.sleep(self.seconds_per_token)
+            if i == self.fail_after:
+                raise RuntimeError("worker crashed reading /srv/secret")
+            if i < len(words) - 1:
+                yield ScriptedEvent(word, [i])
+            else:
+                usage = {
+                    "prompt_tokens": len(prompt_ids),
+                    "completion_tokens": len(words),
+                    "total_tokens": len(prompt_ids) + len(words),
+                }
+                reason = "stop" if len(words) == len(self.words) else "length"
+                yield ScriptedEvent(word, [i], reason, usage)
+
+
+class GatedLoader:
+    """`load_configured_embedder(settings)` for `semsearch.service.models`: it blocks until
+    `release()`, then returns `embedder` or raises `error`, so a test sees the server loading."""
+
+    def __init__(self, embedder: Any, error: Exception | None = None) -> None:
+        self.embedder, self.error = embedder, error
+        self._gate = threading.Event()
+
+    def release(self) -> None:
+        self._gate.set()
+
+    def __call__(self, settings: Any) -> Any:
+        if not self._gate.wait(timeout=60):
+            raise TimeoutError("the test never released the loader")
+        if self.error is not None:
+            raise self.error
+        return self.embedder

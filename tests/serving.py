@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,40 +25,57 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_ready(base: str, alive: Callable[[], None] = lambda: None, timeout: float = 60) -> None:
+    """Poll GET /ready until 200; `alive()` raises when the server is gone."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive()
+        try:
+            if httpx.get(f"{base}/ready", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"{base} never became ready"
+        time.sleep(0.2)
+
+
 @contextmanager
 def running_server(
-    command: list[str], port: int, env: dict[str, str], timeout: float = 180
+    command: list[str],
+    port: int,
+    env: dict[str, str],
+    timeout: float = 180,
+    log: Path | None = None,
 ) -> Iterator[str]:
-    """Start `command`, wait until GET /health answers 200, yield the base URL, then stop it."""
-    server = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
+    """Start `command`, wait until GET /ready answers 200, yield the base URL, then stop it.
+    Its output (stdout and stderr) goes to `log`, readable once the block has ended."""
+    with tempfile.TemporaryDirectory() as scratch:
+        log = log or Path(scratch) / "server.log"
+        with log.open("w") as out:
+            server = subprocess.Popen(
+                command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, text=True
+            )
+
+        def alive() -> None:
             if server.poll() is not None:
-                output = server.stdout.read() if server.stdout else ""
+                output = log.read_text()
                 raise AssertionError(f"the server exited with {server.returncode}:\n{output}")
-            try:
-                if httpx.get(f"{base}/health", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server never became healthy"
-            time.sleep(0.5)
-        yield base
-    finally:
-        server.terminate()
+
         try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+            wait_ready(f"http://127.0.0.1:{port}", alive, timeout)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
 
 
 @contextmanager
-def serve_in_thread(app) -> Iterator[str]:
-    """Serve `app` (its lifespan included) with uvicorn on a thread; yield the base URL."""
+def serve_in_thread(app, wait: bool = True) -> Iterator[str]:
+    """Serve `app` (its lifespan included) with uvicorn on a thread; yield the base URL once
+    GET /ready answers 200 (`wait=False`: once uvicorn listens)."""
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
@@ -68,8 +86,11 @@ def serve_in_thread(app) -> Iterator[str]:
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
+    base = f"http://127.0.0.1:{port}"
     try:
-        yield f"http://127.0.0.1:{port}"
+        if wait:
+            wait_ready(base)
+        yield base
     finally:
         server.should_exit = True
         thread.join(timeout=60)

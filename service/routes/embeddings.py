@@ -18,18 +18,25 @@ from semsearch.service.openai_schemas import (
 from semsearch.service.openai_unsupported import refuse_other_dimensions
 from semsearch.service.schemas import NATIVE_ERRORS, OPENAI_ERRORS, EmbedRequest
 from semsearch.service.streaming import until_disconnected
+from semsearch.service.token_inputs import prompt_text
 
 router = APIRouter(tags=["embeddings"], responses=NATIVE_ERRORS)
 
 
 @router.post("/embed", response_model=list[list[float]])
 async def embed(body: EmbedRequest, request: Request, engine: EmbeddingDep) -> list[list[float]]:
-    texts = body.texts()
-    check_input_count(len(texts), engine.settings.max_client_batch_size, "inputs")
-    # A client that leaves takes its queued work with it (the batcher skips cancelled requests).
-    result = await until_disconnected(
-        request, engine.embed(texts, normalize=body.normalize, truncate=body.truncate)
+    inputs = body.items()
+    check_input_count(len(inputs), engine.settings.max_client_batch_size, "inputs")
+    prompt = prompt_text(engine.embedder.prompts, body.prompt_name)
+    work = engine.embed(
+        inputs,
+        normalize=body.normalize,
+        truncate=body.truncate,
+        truncation_side=body.truncation_side(),
+        prompt=prompt,
     )
+    # A client that leaves takes its queued work with it (the batcher skips cancelled requests).
+    result = await until_disconnected(request, work)
     return result.vectors.tolist()
 
 

@@ -60,10 +60,7 @@ async def generate(
     return GenerateResponse(
         text=done.text,
         finish_reason=done.finish_reason,
-        usage=GenerateUsage(
-            prompt_tokens=done.usage["prompt_tokens"],
-            completion_tokens=done.usage["completion_tokens"],
-        ),
+        usage=GenerateUsage.of(done.usage),
     )
 
 
@@ -74,12 +71,8 @@ async def native_events(
     async for delta in engine.stream(prompt_ids, sampling, slot):
         event: dict[str, object] = {"text": delta.text}
         if delta.finish_reason is not None:
-            usage = delta.usage or {}
             event["finish_reason"] = delta.finish_reason
-            event["usage"] = {
-                "prompt_tokens": usage.get("prompt_tokens", len(prompt_ids)),
-                "completion_tokens": usage.get("completion_tokens", 0),
-            }
+            event["usage"] = GenerateUsage.of(delta.usage or {}, len(prompt_ids)).model_dump()
         yield sse_event(event)
 
 

@@ -1,4 +1,4 @@
-"""`/health`, `/info` and `/metrics`."""
+"""`/health` and `/ready` (the probes), `/info` and `/metrics`."""
 
 from __future__ import annotations
 
@@ -9,24 +9,43 @@ from fastapi.responses import JSONResponse
 
 from semsearch import __version__
 from semsearch.service.deps import ModelsDep, SettingsDep
+from semsearch.service.models import Models
 from semsearch.service.schemas import NATIVE_ERRORS, Health, Info
 from semsearch.service.settings import REQUEST_LIMITS
 
 router = APIRouter(tags=["operations"], responses=NATIVE_ERRORS)
 
 
+def _state(models: Models) -> Health:
+    if models.ready:
+        return Health(status="ok")
+    if models.load_error is not None:
+        # Open to unauthenticated probes: the cause (paths, settings) stays in the log and /info.
+        return Health(status="failed", detail="loading the models failed; see the server log")
+    return Health(status="loading")
+
+
+def _answer(body: Health, ok: bool) -> JSONResponse:
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=200 if ok else 503)
+
+
 # HEAD as well: load balancers probe with it. Kept out of the schema (the same answer as GET).
 @router.head("/health", include_in_schema=False)
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
 async def health(models: ModelsDep) -> JSONResponse:
-    if models.ready:
-        return JSONResponse(Health(status="ok").model_dump(exclude_none=True))
-    if models.load_error is not None:
-        # Open to unauthenticated probes: the cause (paths, settings) stays in the log and /info.
-        body = Health(status="failed", detail="loading the models failed; see the server log")
-    else:
-        body = Health(status="loading")
-    return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
+    """Liveness: 200 while the process answers, models loading included; 503 only when loading
+    failed, which only a restart can retry."""
+    body = _state(models)
+    return _answer(body, body.status != "failed")
+
+
+@router.head("/ready", include_in_schema=False)
+@router.get("/ready", response_model=Health, responses={503: {"model": Health}})
+async def ready(models: ModelsDep) -> JSONResponse:
+    """Readiness: 200 once the models are loaded and the collection is open; 503 before, or for
+    good when loading failed."""
+    body = _state(models)
+    return _answer(body, body.status == "ok")
 
 
 @router.get("/info", response_model=Info)

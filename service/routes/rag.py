@@ -66,10 +66,7 @@ async def rag(
         answer=done.text,
         finish_reason=done.finish_reason,
         sources=sources,
-        usage=GenerateUsage(
-            prompt_tokens=done.usage["prompt_tokens"],
-            completion_tokens=done.usage["completion_tokens"],
-        ),
+        usage=GenerateUsage.of(done.usage),
     )
 
 

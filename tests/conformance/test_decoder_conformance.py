@@ -205,6 +205,7 @@ def test_chat_answer_ends_at_im_end(gen):
         "prompt_tokens": len(prompt),
         "completion_tokens": len(ids),
         "total_tokens": len(prompt) + len(ids),
+        "cached_tokens": 0,  # this generator has no prefix cache
     }
 
 

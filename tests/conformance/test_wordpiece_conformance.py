@@ -44,6 +44,12 @@ def ref(model_dir: str):
 
 
 @pytest.fixture(scope="module")
+def ref_left(model_dir: str):
+    """The reference cutting the start of a long input (TEI's `truncation_direction: Left`)."""
+    return transformers.AutoTokenizer.from_pretrained(model_dir, truncation_side="left")
+
+
+@pytest.fixture(scope="module")
 def ours(model_dir: str) -> WordPieceTokenizer:
     return WordPieceTokenizer.from_dir(model_dir)
 
@@ -139,12 +145,20 @@ def _ref_batch(ref, a, b=None, max_length=None, add_special_tokens=True) -> list
     ]
 
 
-def _compare(ref, ours, a, b=None, max_length=None, add_special_tokens=True) -> None:
+def _compare(
+    ref, ours, a, b=None, max_length=None, add_special_tokens=True, truncation_side="right"
+) -> None:
     expected = _ref_batch(ref, a, b, max_length, add_special_tokens)
     id_bad, offset_bad = [], []
     for i, exp in enumerate(expected):
         pair = None if b is None else b[i]
-        got = ours.encode(a[i], pair, max_length=max_length, add_special_tokens=add_special_tokens)
+        got = ours.encode(
+            a[i],
+            pair,
+            max_length=max_length,
+            add_special_tokens=add_special_tokens,
+            truncation_side=truncation_side,
+        )
         fields = ("ids", "type_ids", "attention_mask", "special_tokens_mask")
         if any(getattr(got, f) != exp[f] for f in fields):
             id_bad.append((i, got, exp))
@@ -160,7 +174,7 @@ def _compare(ref, ours, a, b=None, max_length=None, add_special_tokens=True) -> 
                 lines.append(f"  {f}: ours={getattr(got, f)[:60]}\n  {f}: ref ={exp[f][:60]}")
     assert not id_bad and not offset_bad, (
         f"{len(id_bad)} id and {len(offset_bad)} offset mismatches out of {len(a)} "
-        f"(max_length={max_length}, pairs={b is not None}):\n" + "\n".join(lines)
+        f"(max_length={max_length}, pairs={b is not None}, {truncation_side}):\n" + "\n".join(lines)
     )
 
 
@@ -365,6 +379,27 @@ def test_truncated_is_the_cut_encoding(
                 if ours.encode(text, max_length=m, add_special_tokens=add) != _cut(full, m, add):
                     bad.append((text[:200], m, add))
     assert not bad, f"{len(bad)} truncations differ from the cut encoding: {bad[:5]}"
+
+
+@pytest.mark.parametrize("max_length", (2, 3, *MAX_LENGTHS))
+def test_left_truncation(
+    ref_left, ours: WordPieceTokenizer, texts, edge, long_texts, max_length: int
+) -> None:
+    """The start cut instead of the end: [CLS] + the last tokens + [SEP]; pairs longest-first,
+    each side losing its start."""
+    singles = [*texts[:1000], *edge, *long_texts]
+    _compare(ref_left, ours, singles, max_length=max_length, truncation_side="left")
+    _compare(
+        ref_left,
+        ours,
+        singles,
+        max_length=max_length,
+        add_special_tokens=False,
+        truncation_side="left",
+    )
+    if max_length >= 3:
+        a, b = _affordable_pairs(ours, list(texts[:500]), list(texts[500:1000]), max_length)
+        _compare(ref_left, ours, a, b, max_length=max_length, truncation_side="left")
 
 
 @pytest.mark.parametrize("max_length", CUT_LENGTHS)

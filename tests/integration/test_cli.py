@@ -147,13 +147,42 @@ def test_verify_passes_on_the_real_model():
 def test_serve_answers_health_and_embed(tmp_path):
     port = free_port()
     env = {**os.environ, "SEMSEARCH_INDEX_DIR": str(tmp_path / "index")}
-    with running_server([*SEMSEARCH, "serve", "--port", str(port)], port, env) as base:
+    log = tmp_path / "server.log"
+    with running_server([*SEMSEARCH, "serve", "--port", str(port)], port, env, log=log) as base:
         response = httpx.post(f"{base}/embed", json={"inputs": ["hello", "world"]}, timeout=30)
         assert response.status_code == 200
         vectors = np.asarray(response.json())
         assert vectors.shape == (2, 384)
         np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
         assert httpx.get(f"{base}/info", timeout=10).json()["encoder"]["backend"] == auto_pick()
+    # Text logs (the default): one readable access line per request, uvicorn's own is off.
+    lines = log.read_text().splitlines()
+    embeds = [line for line in lines if "POST /embed" in line]
+    assert len(embeds) == 1, lines
+    assert " INFO semsearch.access: POST /embed 200 " in embeds[0]
+    assert "batch_size=2" in embeds[0] and "tokens=" in embeds[0]
+
+
+def test_serve_json_logs_are_one_object_per_line(tmp_path):
+    port = free_port()
+    env = {**os.environ, "SEMSEARCH_INDEX_DIR": str(tmp_path / "index"), "SEMSEARCH_DECODER": "off"}
+    command = [*SEMSEARCH, "serve", "--port", str(port), "--log-format", "json"]
+    log = tmp_path / "server.log"
+    with running_server(command, port, env, log=log) as base:
+        mine = {"x-request-id": "deploy-42"}
+        response = httpx.post(f"{base}/embed", json={"inputs": ["a", "b", "c"]}, headers=mine)
+        assert response.status_code == 200
+    lines = [json.loads(line) for line in log.read_text().splitlines()]  # every line is JSON
+    loggers = {line["logger"] for line in lines}
+    assert "uvicorn.error" in loggers and "semsearch.service.models" in loggers  # one format
+    assert "uvicorn.access" not in loggers
+    access = [line for line in lines if line["logger"] == "semsearch.access"]
+    assert {line["route"] for line in access} == {"/ready", "/embed"}  # the probes, then ours
+    embed = [line for line in access if line.get("request_id") == "deploy-42"]
+    assert len(embed) == 1
+    assert embed[0]["method"] == "POST" and embed[0]["status"] == 200
+    assert embed[0]["batch_size"] == 3 and embed[0]["tokens"] == 9  # [CLS] x [SEP] each
+    assert embed[0]["duration_ms"] > 0 and embed[0]["time"].endswith("+00:00")
 
 
 def test_generate_command_prints_the_greedy_continuation(real_generator):
@@ -192,6 +221,37 @@ def test_usage_errors_exit_2_before_any_work(args, env, tmp_path):
     assert "error: " in result.stderr and "Traceback" not in result.stderr
     if env:
         assert "SEMSEARCH_PORT" in result.stderr  # the message names the variable to fix
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (None, ["missing.toml", "does not exist"]),
+        ("max_bach_tokens = 4096\n", ["`max_bach_tokens`", "did you mean `max_batch_tokens`"]),
+        ('port = "eighty"\n', ["`port`", "valid integer"]),
+        ("port = 0\n", ["`port`", "greater than or equal to 1"]),
+        ("port = [8000\n", ["not valid TOML"]),
+    ],
+    ids=["missing", "unknown-key", "bad-type", "out-of-range", "not-toml"],
+)
+@pytest.mark.parametrize("given_by", ["flag", "variable"])
+def test_a_bad_settings_file_is_a_usage_error_naming_the_file(tmp_path, text, words, given_by):
+    path = tmp_path / "missing.toml"
+    if text is not None:
+        path = tmp_path / "semsearch.toml"
+        path.write_text(text)
+    args, env = (
+        (["--config", str(path)], {})
+        if given_by == "flag"
+        else ([], {"SEMSEARCH_CONFIG": str(path)})
+    )
+    result = run_cli("serve", *args, timeout=120, env=env)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if ": error: " in line]
+    assert len(errors) == 1 and errors[0].startswith("semsearch serve: error: config file ")
+    for word in [str(path), *words]:
+        assert word in errors[0], (word, errors[0])
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -261,6 +321,16 @@ def test_help_loads_no_heavy_module():
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
+
+
+def test_serve_help_names_the_config_file_and_the_precedence():
+    result = run_cli("serve", "--help", timeout=60)
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "--config FILE" in text and "SEMSEARCH_CONFIG" in text
+    assert re.search(r"these flags, then SEMSEARCH_\* environment variables, then the settings "
+                     r"file .*, then defaults", text)  # fmt: skip
+    assert "--log-format {text,json}" in text
 
 
 def test_help_lists_the_exit_codes():

@@ -16,11 +16,13 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from serving import REPO, free_port, running_server
+from fakes import GatedLoader
+from serving import REPO, free_port, running_server, serve_in_thread, wait_ready
 
 from semsearch import paths
 from semsearch.encoder.onnx.auto import read_choice
 from semsearch.encoder.onnx.embedder import default_artifact_dir
+from semsearch.service.app import create_app
 from semsearch.service.settings import Settings
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -79,10 +81,25 @@ def test_compose_services_volumes_and_healthcheck():
     assert f"semsearch-data:{data_dir}" in service["volumes"]
     assert f"semsearch-data:{data_dir}" in COMPOSE["services"]["indexer"]["volumes"]
     assert "semsearch-data" in COMPOSE["volumes"]
-    assert "/health" in " ".join(service["healthcheck"]["test"])
+    # Healthy means ready: what `depends_on: service_healthy` waits for (run for real below).
+    assert "/ready" in " ".join(service["healthcheck"]["test"])
     indexer = COMPOSE["services"]["indexer"]
     assert indexer["profiles"] == ["index"]
     assert indexer["command"][:3] == ["semsearch", "index", "build"]
+
+
+def _health_commands(port: int) -> dict[str, list[str]]:
+    """The compose healthcheck and the image's HEALTHCHECK, as commands for this machine."""
+    compose = COMPOSE["services"]["semsearch"]["healthcheck"]["test"]
+    assert compose[0] == "CMD"
+    image = re.search(r"^HEALTHCHECK\s.*?\bCMD\s+(\[.*\])\s*$", _stages()["runtime"], re.M)
+    assert image, "the runtime stage has no HEALTHCHECK CMD [...]"
+    commands = {"compose": compose[1:], "image": json.loads(image.group(1))}
+    for name, command in commands.items():
+        assert command[0] == "python", name
+        local = ":8000/", f":{port}/"
+        commands[name] = [sys.executable, *(a.replace(*local) for a in command[1:])]
+    return commands
 
 
 def test_every_path_the_images_copy_or_mount_exists():
@@ -190,6 +207,9 @@ def test_compose_commands_index_and_serve_for_real(tmp_path):
     serve = _run_as_compose(service["command"], {"0.0.0.0": "127.0.0.1", "8000": str(port)})
     env = _on_this_machine(_container_env(service), data_dir)
     with running_server(serve, port, env) as base:
+        for name, command in _health_commands(port).items():
+            result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+            assert result.returncode == 0, (name, result.stderr)
         info = httpx.get(f"{base}/info", timeout=10).json()
         # auto serves what the export measured fastest here, and says so.
         ranking = read_choice(default_artifact_dir())["ranking"]
@@ -204,6 +224,27 @@ def test_compose_commands_index_and_serve_for_real(tmp_path):
         assert hits[0]["id"].startswith("faiss")
         with pytest.raises(httpx.HTTPStatusError):  # generation is off in this image
             httpx.post(f"{base}/generate", json={"prompt": "x"}).raise_for_status()
+
+
+def test_the_healthchecks_pass_only_once_the_models_are_loaded(
+    tmp_path, monkeypatch, fake_embedder
+):
+    """Compose and Docker call a container healthy when its check exits 0: while the models load
+    (the server answers, /health says 200) it must fail, or `service_healthy` gates nothing."""
+    loader = GatedLoader(fake_embedder)
+    monkeypatch.setattr("semsearch.service.models.load_configured_embedder", loader)
+    app = create_app(Settings(index_dir=tmp_path / "index", decoder="off"))
+    with serve_in_thread(app, wait=False) as base:
+        port = int(base.rsplit(":", 1)[1])
+        assert httpx.get(f"{base}/health").status_code == 200  # alive, loading
+        for name, command in _health_commands(port).items():
+            result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+            assert result.returncode != 0 and "503" in result.stderr, (name, result.stderr)
+        loader.release()
+        wait_ready(base)
+        for name, command in _health_commands(port).items():
+            result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+            assert result.returncode == 0, (name, result.stderr)
 
 
 # --- scripts/install_torch.py: which torch build make and the images install ----------------------

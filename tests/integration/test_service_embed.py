@@ -48,18 +48,20 @@ def assert_native_error(response, status: int, kind: str) -> None:
     assert isinstance(body["error"], str) and body["error"]
 
 
-def test_health_is_503_until_the_models_are_loaded():
+def test_ready_is_503_until_the_models_are_loaded_while_health_is_200():
     # No lifespan run and no embedder given: nothing has started loading.
     client = TestClient(create_app(Settings()))
-    response = client.get("/health")
+    response = client.get("/ready")
     assert response.status_code == 503
     assert response.json()["status"] == "loading"
+    assert client.get("/health").status_code == 200  # alive: no reason to restart it
     assert_native_error(client.post("/embed", json={"inputs": "x"}), 503, "Unhealthy")
 
 
 def test_health_and_info_when_ready(make_client, real_embedder):
     with make_client(real_embedder) as client:
         assert client.get("/health").json() == {"status": "ok"}
+        assert client.get("/ready").json() == {"status": "ok"}
         info = client.get("/info").json()
         assert info["encoder"]["dim"] == 384
         assert info["encoder"]["max_length"] == 256
@@ -113,7 +115,8 @@ def test_embed_truncation(make_client, fake_embedder):
         ({"inputs": []}, 422),
         ({"inputs": ["x"] * 33}, 413),
         ({"inputs": 5}, 422),
-        ({"inputs": [1, 2]}, 422),
+        ({"inputs": [1.5, 2]}, 422),  # token ids are integers (test_service_tei.py)
+        ({"inputs": [True]}, 422),
         ({}, 422),
         ({"inputs": "x", "unknown": 1}, 422),
     ],
@@ -160,9 +163,10 @@ def test_openai_errors_use_the_openai_envelope(make_client, fake_embedder):
     assert error["type"] == "invalid_request_error"
 
 
-def test_api_key_guards_every_route_but_health(make_client, fake_embedder):
+def test_api_key_guards_every_route_but_the_probes(make_client, fake_embedder):
     with make_client(fake_embedder, api_key="s3cret") as client:
         assert client.get("/health").status_code == 200
+        assert client.get("/ready").status_code == 200
         assert_native_error(client.post("/embed", json={"inputs": "x"}), 401, "Unauthorized")
         assert_native_error(client.get("/info"), 401, "Unauthorized")
         wrong = {"Authorization": "Bearer nope"}

@@ -31,7 +31,7 @@ JSON_VALUES = st.recursive(
     max_leaves=12,
 )
 DOCUMENTED = {200, 400, 401, 404, 413, 422, 429, 503}  # 400: /v1/* only (OpenAI's 422)
-EMBEDDING_ROUTES = ["/embed", "/v1/embeddings", "/tokenize", "/documents", "/search"]
+EMBEDDING_ROUTES = ["/embed", "/v1/embeddings", "/tokenize", "/decode", "/documents", "/search"]
 
 
 @pytest.fixture(scope="module")

@@ -17,12 +17,18 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from semsearch.decoder.prefix_cache import PrefixCache
 from semsearch.service.app import create_app
 from semsearch.service.errors import Overloaded
 from semsearch.service.generation import GenerationEngine, Sampling
 from semsearch.service.settings import Settings
 
 PROMPT = "The capital of France is"
+# A first turn long enough (32 tokens and more) for its generation prompt to be a split point
+LONG_QUESTION = (
+    "What is the capital of France, which river runs through it, and what are two famous "
+    "buildings that stand on its banks? Please answer in a few short sentences."
+)
 MESSAGES = [{"role": "user", "content": "Name three primary colors."}]
 
 
@@ -60,7 +66,11 @@ def test_generate_equals_the_library_greedy_output(client, real_generator):
     body = client.post("/generate", json={"prompt": PROMPT, "max_new_tokens": 12}).json()
     assert body["text"] == expected
     assert body["finish_reason"] == ("stop" if ids[-1] == real_generator.eos_token_id else "length")
-    assert body["usage"] == {"prompt_tokens": len(prompt_ids), "completion_tokens": len(ids)}
+    assert body["usage"] == {
+        "prompt_tokens": len(prompt_ids),
+        "completion_tokens": len(ids),
+        "cached_tokens": 0,  # the shared decoder has no prefix cache
+    }
     tokens = float(len(prompt_ids) + len(ids))
     assert f'semsearch_tokens_total{{model="decoder"}} {tokens}' in client.get("/metrics").text
 
@@ -112,6 +122,7 @@ def test_openai_chat_completions(client, real_generator):
         "prompt_tokens": len(prompt_ids),
         "completion_tokens": len(ids),
         "total_tokens": len(prompt_ids) + len(ids),
+        "prompt_tokens_details": {"cached_tokens": 0},
     }
     stream = {**request, "stream": True, "stream_options": {"include_usage": True}}
     events = sse_events(client.post("/v1/chat/completions", json=stream))
@@ -157,6 +168,48 @@ def test_rag_answers_from_the_retrieved_sources(rag_client):
     assert [s["id"] for s in events[0]["sources"]] == [s["id"] for s in body["sources"]]
     assert "".join(e.get("text", "") for e in events[1:]) == body["answer"]
     assert events[-1]["finish_reason"] == body["finish_reason"]
+
+
+@pytest.fixture
+def prefix_cached(real_generator) -> Iterator[None]:
+    """The shared decoder with a prefix cache, for one test."""
+    saved = real_generator.prefix_cache
+    real_generator.prefix_cache = PrefixCache(32 << 20)
+    try:
+        yield
+    finally:
+        real_generator.prefix_cache = saved
+
+
+@pytest.mark.usefixtures("prefix_cached")
+def test_the_next_chat_turn_reports_its_reused_prompt_as_cached_tokens(
+    make_client, real_embedder, real_generator
+):
+    turn1 = [
+        {"role": "system", "content": "You are a concise geography tutor."},
+        {"role": "user", "content": LONG_QUESTION},
+    ]
+    with make_client(real_embedder, real_generator) as client:
+        request = {"messages": turn1, "max_tokens": 8}
+        first = client.post("/v1/chat/completions", json=request).json()
+        answer = first["choices"][0]["message"]["content"]
+        turn2 = [*turn1, {"role": "assistant", "content": answer}, MESSAGES[0]]
+        second = client.post("/v1/chat/completions", json={**request, "messages": turn2}).json()
+        assert first["usage"]["prompt_tokens_details"] == {"cached_tokens": 0}
+        # Everything before turn 1's generation prompt, which begins turn 2's assistant message.
+        reused = len(real_generator.chat_ids(turn1)) - len(
+            real_generator.tokenizer.encode("<|im_start|>assistant\n")
+        )
+        assert second["usage"]["prompt_tokens_details"] == {"cached_tokens": reused}
+
+        # /rag: another question on the same document reuses the instructions and the sources.
+        client.post("/documents", json={"documents": [{"id": "p", "text": "Paris is in France."}]})
+        rag = [
+            client.post("/rag", json={"query": q, "k": 1, "max_new_tokens": 2}).json()
+            for q in ("Where is Paris? Answer in one short sentence, please.", "Is Paris big?")
+        ]
+        assert rag[0]["usage"]["cached_tokens"] == 0
+        assert rag[0]["usage"]["prompt_tokens"] > rag[1]["usage"]["cached_tokens"] >= 20
 
 
 @pytest.mark.parametrize(

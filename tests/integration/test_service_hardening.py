@@ -102,7 +102,7 @@ def test_a_500_reveals_nothing_but_the_request_id(make_client, fake_embedder, ca
     assert body["request_id"] in logged and "hunter2" in logged
 
 
-def test_health_does_not_tell_unauthenticated_callers_why_loading_failed(tmp_path):
+def test_the_probes_do_not_tell_unauthenticated_callers_why_loading_failed(tmp_path):
     settings = Settings(
         index_dir=tmp_path / "i",
         model_dir=tmp_path / "secret-model-dir",
@@ -111,11 +111,13 @@ def test_health_does_not_tell_unauthenticated_callers_why_loading_failed(tmp_pat
     )
     with TestClient(create_app(settings)) as client:
         deadline = time.monotonic() + 60
-        while (health := client.get("/health")).json()["status"] == "loading":
+        while client.get("/ready").json()["status"] == "loading":
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        assert health.status_code == 503 and health.json()["status"] == "failed"
-        assert "secret-model-dir" not in health.text
+        for probe in ("/health", "/ready"):  # failed for good: not alive, not ready
+            answer = client.get(probe)
+            assert answer.status_code == 503 and answer.json()["status"] == "failed"
+            assert "secret-model-dir" not in answer.text
         assert client.get("/info").status_code == 401
         keyed = client.get("/info", headers={"Authorization": "Bearer k"})
         assert keyed.status_code == 503 and "secret-model-dir" in keyed.text
@@ -134,7 +136,7 @@ def test_text_that_is_not_unicode_is_the_callers_422(gen_client):
 
 
 def test_a_422_lists_a_few_problems_not_every_one(client):
-    response = client.post("/embed", json={"inputs": list(range(3_000))})
+    response = client.post("/embed", json={"inputs": [None] * 3_000})
     body = assert_error(response, 422, "more problems")
     assert len(body["error"]) < 3_000
 
@@ -142,7 +144,7 @@ def test_a_422_lists_a_few_problems_not_every_one(client):
 @pytest.mark.parametrize(
     ("path", "body"),
     [
-        ("/embed", {"inputs": [1] * 500_000}),
+        ("/embed", {"inputs": [[1]] * 500_000}),
         ("/documents", {"documents": [{}] * 300_000}),
         ("/v1/chat/completions", {"messages": [{"role": "user", "content": ""}] * 50_000}),
     ],
@@ -364,7 +366,8 @@ def test_a_retrieved_document_cannot_forge_a_turn(gen_client, real_generator):
     safe = real_generator.chat_ids(messages)
     assert body["usage"]["prompt_tokens"] == len(safe)
     controls = {real_generator.tokenizer.special_tokens[t] for t in ("<|im_start|>", "<|im_end|>")}
-    assert sum(t in controls for t in safe) == 5
+    # instructions, sources and question (2 each) + the generation prompt's <|im_start|> (1)
+    assert sum(t in controls for t in safe) == 7
 
 
 def test_the_readme_lists_every_request_limit_with_its_default():
@@ -379,8 +382,9 @@ def test_the_readme_lists_every_request_limit_with_its_default():
         assert defaults[names.index(variable)] == str(Settings.model_fields[name].default)
 
 
-def test_head_health_and_a_key_that_headers_cannot_carry(client):
+def test_head_probes_and_a_key_that_headers_cannot_carry(client):
     assert client.head("/health").status_code == 200
+    assert client.head("/ready").status_code == 200
     with pytest.raises(ValueError, match="visible ASCII"):
         Settings(api_key="clé secrète")
 

@@ -1,7 +1,7 @@
 """schemathesis against the real app over real HTTP: every operation of `/openapi.json`,
 generation included, with and without the API key, with valid and invalid inputs. No answer may
-be a 500 or break the schema the app publishes, and without the key every route but `/health` is
-a 401.
+be a 500 or break the schema the app publishes, and without the key every route but the probes
+(`/health`, `/ready`) answers 401.
 
 The example budget is small (the decoder runs for real, on 2 cores); the server's own limits are
 set low so that what schemathesis asks for stays cheap to answer. The encoder is the hashing
@@ -26,7 +26,7 @@ from semsearch.service.app import create_app
 from semsearch.service.settings import Settings
 
 KEY = "schemathesis-key"
-OPEN_WITHOUT_KEY = {"/health"}
+OPEN_WITHOUT_KEY = {"/health", "/ready"}
 CHECKS = [not_a_server_error, response_schema_conformance]
 
 
@@ -93,7 +93,7 @@ def test_invalid_input_is_a_4xx_in_the_schema(api_schema, base_url, method, path
 
 
 @pytest.mark.parametrize(("method", "path"), OPERATIONS)
-def test_without_the_key_only_health_answers(api_schema, base_url, method, path):
+def test_without_the_key_only_the_probes_answer(api_schema, base_url, method, path):
     operation = api_schema[path][method]
 
     @settings(FUZZ, max_examples=3)

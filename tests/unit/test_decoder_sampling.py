@@ -254,7 +254,12 @@ def test_stop_ids_eos_and_length(parts):
     assert gen.generate(PROMPT, max_new_tokens=20, stop=[tok.encode(" b")[0]]) == tok.encode("a b")
     events = list(gen.stream(PROMPT, max_new_tokens=2))
     assert len(events) == 2 and events[-1].finish_reason == "length"
-    assert events[-1].usage == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    assert events[-1].usage == {
+        "prompt_tokens": 3,
+        "completion_tokens": 2,
+        "total_tokens": 5,
+        "cached_tokens": 0,
+    }
     zero = list(gen.stream(PROMPT, max_new_tokens=0))
     assert [(e.text, e.finish_reason) for e in zero] == [("", "length")]
 

@@ -101,6 +101,24 @@ def test_without_sentence_transformers_files_defaults_apply(model_copy):
     assert files.max_seq_length == 512 and files.pooling == "mean" and not files.normalize
 
 
+def test_prompts_come_from_the_sentence_transformers_config(model_copy, caplog):
+    assert read_model_files().prompts == {}  # all-MiniLM-L6-v2's config defines none
+    assert read_model_files(model_copy).prompts == {}  # no config_sentence_transformers.json
+    path = model_copy / "config_sentence_transformers.json"
+    path.write_text(json.dumps({"prompts": {"query": "query: ", "passage": ""}}))
+    assert read_model_files(model_copy).prompts == {"query": "query: ", "passage": ""}
+    path.write_text(json.dumps({"prompts": {"query": 1}}))
+    with pytest.raises(ValueError, match="prompts must be an object of strings"):
+        read_model_files(model_copy)
+    # A pooling that leaves the prompt's tokens out of the mean is not what this encoder does.
+    path.write_text(json.dumps({"prompts": {"query": "query: "}}))
+    pooling = model_copy / "1_Pooling" / "config.json"
+    pooling.write_text(json.dumps({**json.loads(pooling.read_text()), "include_prompt": False}))
+    with caplog.at_level("WARNING"):
+        assert read_model_files(model_copy).prompts == {}
+    assert "include_prompt is false" in caplog.text
+
+
 def test_unknown_backend_lists_valid_ones():
     assert "torch" in BACKENDS
     with pytest.raises(ValueError, match="valid backends: torch") as info:

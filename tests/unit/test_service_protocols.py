@@ -72,6 +72,18 @@ def test_the_fake_the_service_tests_use_is_an_embedder(fake_embedder):
     assert_satisfies(fake_embedder, Embedder)
 
 
+def test_the_scripted_decoder_the_stream_tests_use_is_a_text_generator():
+    from fakes import ScriptedGenerator
+
+    generator = ScriptedGenerator()
+    assert_satisfies(generator, TextGenerator)
+    assert_satisfies(generator.tokenizer, PromptTokenizer)
+    events = list(generator.stream(generator.tokenizer.encode("Hi"), max_new_tokens=2))
+    for event in events:
+        assert_satisfies(event, StreamEvent)
+    assert [e.finish_reason for e in events] == [None, "length"]
+
+
 def test_the_decoder_is_a_text_generator(real_generator):
     assert_satisfies(real_generator, TextGenerator)
     assert_satisfies(real_generator.tokenizer, PromptTokenizer)

@@ -140,7 +140,7 @@ from semsearch.service.settings import Settings
 app = create_app(Settings(backend="onnx-int8", decoder="off", index_dir=tempfile.mkdtemp()))
 with TestClient(app) as client:
     for _ in range(300):
-        if client.get("/health").status_code == 200:
+        if client.get("/ready").status_code == 200:
             break
         time.sleep(0.1)
     assert client.post("/search", json={"query": "q"}).status_code == 200

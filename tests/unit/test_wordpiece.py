@@ -163,6 +163,19 @@ def test_truncation(tok: WordPieceTokenizer) -> None:
         tok.encode("the cat", max_length=1)
 
 
+def test_left_truncation_keeps_the_end(tok: WordPieceTokenizer) -> None:
+    left = tok.encode("the cat sat on the mat", max_length=4, truncation_side="left")
+    assert left.ids == [CLS, *_id(tok, "the", "mat"), SEP]
+    assert left.offsets == [(0, 0), (15, 18), (19, 22), (0, 0)]
+    pair = tok.encode("the cat", "sat on the mat", max_length=7, truncation_side="left")
+    assert pair.ids == [CLS, *_id(tok, "the", "cat"), SEP, *_id(tok, "the", "mat"), SEP]
+    bare = tok.encode_batch(["the cat"], 1, add_special_tokens=False, truncation_side="left")
+    assert bare[0].ids == _id(tok, "cat")
+    assert tok.encode("the cat", max_length=2, truncation_side="left").ids == [CLS, SEP]
+    with pytest.raises(ValueError, match="truncation_side"):
+        tok.encode("the cat", max_length=3, truncation_side="Left")
+
+
 def test_encode_batch_matches_encode(tok: WordPieceTokenizer) -> None:
     texts = ["the cat", "", "hello, world!", "unaffable " * 5]
     batch = tok.encode_batch(texts, max_length=6)
