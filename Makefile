@@ -103,6 +103,7 @@ bench: setup $(BENCH_EXPORT_STAMP)
 	$(PY) bench/bench_matmul.py
 	$(EXPORT_PY) bench/bench_onnx.py
 	$(PY) bench/bench_index.py
+	$(PY) bench/bench_hybrid.py
 	$(PY) bench/bench_decoder.py
 	$(PY) bench/bench_rag_ttft.py
 	$(PY) bench/bench_service.py

@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from semsearch.cli.exits import UsageError
+from semsearch.paths import COLLECTION_NAME
 from semsearch.service.settings import BACKENDS, Settings
 
 
@@ -95,10 +97,27 @@ def _int(text: str) -> int:
 
 
 def add_index_dir_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--index-dir", type=Path, help=setting_help("collection directory", "index_dir"))
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--index-dir", type=Path, help=setting_help("collection directory", "index_dir")
+    )
+    where.add_argument(
+        "--collection",
+        metavar="NAME",
+        help="a named collection (the server's /collections/NAME) in the collections directory "
+        "(default: the default collection, --index-dir)",
+    )
 
 
 def index_dir(args: argparse.Namespace) -> Path:
+    name = getattr(args, "collection", None)
+    if name is not None and name != "default":
+        if not COLLECTION_NAME.fullmatch(name):
+            raise UsageError(
+                f"--collection {name[:80]!r}: 1 to 64 letters, digits, '_' and '-', starting "
+                "with a letter or digit"
+            )
+        return Settings().collections_root() / name
     return args.index_dir if args.index_dir is not None else Settings().index_dir
 
 

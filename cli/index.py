@@ -1,13 +1,17 @@
-"""`semsearch index build` and `semsearch index info`: a collection from the shell."""
+"""`semsearch index build` and `semsearch index info` (`backup` and `restore`: cli/index_backup.py):
+a collection from the shell."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from semsearch.cli import index_backup
 from semsearch.cli.arguments import (
     add_encoder_flags,
     add_index_dir_flag,
@@ -21,6 +25,15 @@ from semsearch.cli.arguments import (
 from semsearch.cli.exits import UsageError
 from semsearch.service.settings import Settings
 
+# ReaderOptions' defaults (index/ingest/readers.py), spelled out: importing it loads FAISS, which
+# `--help` must not wait for (tests/unit/test_index_documents.py keeps the two equal).
+DEFAULT_MAX_FILE_MB = 50
+DEFAULT_MAX_PDF_PAGES = 2_000
+
+# Loggers of the document parsers: their complaints about a malformed file name no file, and the
+# file's skip reason says it better; shown with --log-level DEBUG.
+PARSER_LOGGERS = ("pypdf", "trafilatura", "htmldate", "courlan", "justext", "readability")
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     what = "build or inspect a collection"
@@ -28,6 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sub = p.add_subparsers(dest="index_command", required=True, metavar="COMMAND")
     _add_build(sub)
     _add_info(sub)
+    index_backup.add_parsers(sub)
 
 
 def _add_build(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +55,9 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
         nargs="+",
         type=Path,
         metavar="INPUT",
-        help=".jsonl/.ndjson, .csv/.tsv, or a folder of .txt/.md files (read recursively)",
+        help=".jsonl/.ndjson, .csv/.tsv (rows), .txt/.md, .html/.htm, .pdf (a document each), or "
+        "a folder: its text, HTML and PDF files, read recursively; HTML and PDF need the ingest "
+        "extra",
     )
     add_index_dir_flag(b)
     b.add_argument(
@@ -110,7 +126,27 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
             "lock_timeout_s",
         ),
     )
-    b.add_argument("--quiet", action="store_true", help="no progress bar (default: shown)")
+    b.add_argument(
+        "--max-file-mb",
+        type=positive_int,
+        default=DEFAULT_MAX_FILE_MB,
+        metavar="MB",
+        help="skip text, HTML and PDF files larger than this many megabytes (10^6 bytes); JSONL "
+        "and CSV are streamed and not limited (default: %(default)s)",
+    )
+    b.add_argument(
+        "--max-pdf-pages",
+        type=positive_int,
+        default=DEFAULT_MAX_PDF_PAGES,
+        metavar="N",
+        help="skip PDFs of more pages, before reading any (default: %(default)s)",
+    )
+    b.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar, and skipped files counted by reason instead of listed "
+        "(default: shown, listed)",
+    )
     add_encoder_flags(b)
     b.set_defaults(run=build, prog=b.prog)
 
@@ -144,7 +180,13 @@ def _build_options(args: argparse.Namespace) -> Any:
         if args.index_type is not None:
             normalize_type(args.index_type)
         return BuildOptions(
-            reader=ReaderOptions(args.id_field, args.text_field, fields),
+            reader=ReaderOptions(
+                args.id_field,
+                args.text_field,
+                fields,
+                max_file_bytes=args.max_file_mb * 1_000_000,
+                max_pdf_pages=args.max_pdf_pages,
+            ),
             batch_size=args.batch_size,
             chunk_tokens=args.chunk_tokens,
             chunk_overlap=args.chunk_overlap,
@@ -173,15 +215,39 @@ def build(args: argparse.Namespace) -> int:
     def bad_row(row: Any) -> None:
         print(f"skipped {row}", file=sys.stderr)
 
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        for name in PARSER_LOGGERS:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    skipped: list[Any] = []
     directory = index_dir(args)
-    report = build_index(args.inputs, directory, embedder, options, bad_row, bar)
+    report = build_index(args.inputs, directory, embedder, options, bad_row, bar, skipped.append)
+    _print_skipped_files(skipped, args.quiet)
     print(
         f"{report.added} added, {report.skipped_existing} already stored, {report.bad_rows} bad "
-        f"rows skipped; {report.count} documents in {directory} "
-        f"({report.seconds:.1f}s, {report.docs_per_s:.1f} docs/s)"
+        f"rows skipped, {report.skipped_files} files skipped; {report.count} documents in "
+        f"{directory} ({report.seconds:.1f}s, {report.docs_per_s:.1f} docs/s)"
         + (f"; {report.reembedded} re-embedded" if args.reindex else "")
     )
     return 0
+
+
+def _print_skipped_files(skipped: list[Any], quiet: bool) -> None:
+    """On stderr, once the progress bar is done: each skipped file and why, or with --quiet one
+    line counting them by reason (with the fix where every file of that reason shares one)."""
+    if not skipped:
+        return
+    files = f"{len(skipped)} file{'s' * (len(skipped) != 1)}"
+    if not quiet:
+        print(f"skipped {files}:", file=sys.stderr)
+        for file in skipped:
+            print(f"  {file}", file=sys.stderr)
+        return
+    parts = []
+    for kind, n in Counter(file.kind for file in skipped).most_common():
+        fixes = {file.fix for file in skipped if file.kind == kind}
+        fix = fixes.pop() if len(fixes) == 1 else None
+        parts.append(f"{n} {kind}" + (f" ({fix})" if fix else ""))
+    print(f"skipped {files}: {', '.join(parts)}", file=sys.stderr)
 
 
 def info(args: argparse.Namespace) -> int:

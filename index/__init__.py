@@ -4,6 +4,7 @@ from semsearch.index import Collection
 with Collection.open("index-dir") as col:
     col.upsert([{"id": "a", "text": "...", "metadata": {}}], vectors)
     hits = col.search(query_vector, k=10, filter={"lang": "en"})
+    hits = col.search(query_vector, k=10, text="ip-netconf timeout", mode="hybrid")
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from semsearch.index.errors import (
     FormatError,
     InvalidArgument,
     InvalidDocument,
+    KeywordIndexMissing,
     LockTimeout,
     NotFound,
     QueryTimeout,
     ReadOnlyError,
 )
+from semsearch.index.fusion import Fusion
 from semsearch.index.limits import Limits
 
 __all__ = [
@@ -36,10 +39,12 @@ __all__ = [
     "FilterError",
     "FingerprintMismatch",
     "FormatError",
+    "Fusion",
     "Hit",
     "IndexConfig",
     "InvalidArgument",
     "InvalidDocument",
+    "KeywordIndexMissing",
     "Limits",
     "LockTimeout",
     "NotFound",

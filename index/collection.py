@@ -20,7 +20,7 @@ swap the directory under it; and opening first finishes or undoes a swap a crash
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -35,13 +35,16 @@ from semsearch.index.documents import Doc, Hit
 from semsearch.index.errors import (
     Busy,
     DimensionMismatch,
+    FilterError,
     InvalidArgument,
     ReadOnlyError,
 )
 from semsearch.index.faiss_index import FaissIndex
+from semsearch.index.fusion import Fusion
 from semsearch.index.limits import Limits
 from semsearch.index.locking import OpenHold, RWLock, writer_lock
-from semsearch.index.opening import hold_directory, resolve_manifest
+from semsearch.index.maintenance import REBUILD, SNAPSHOT_JOB, Maintenance
+from semsearch.index.opening import ensure_keywords, hold_directory, resolve_manifest
 from semsearch.index.persistence import (
     DATABASE,
     FORMAT_VERSION,
@@ -51,20 +54,17 @@ from semsearch.index.persistence import (
     read_manifest,
     read_snapshot,
     write_manifest,
-    write_snapshot,
 )
-from semsearch.index.search import FilterCache, search_index, unit_rows
+from semsearch.index.search import FilterCache, keyword_terms, search_index, unit_rows
 from semsearch.index.store import Store
 
 log = logging.getLogger(__name__)
 
 _SNAPSHOT_EVERY = 50_000  # writes between automatic snapshots (SQLite has them all anyway)
 _CONSISTENT_TRIES = 8
-_REBUILD_TRIES = 3  # a rebuild whose tombstones were pruned under it starts over, this often
-REBUILD, SNAPSHOT_JOB = "rebuild", "snapshot"
 
 
-class Collection:
+class Collection(Maintenance):
     def __init__(
         self,
         directory: Path,
@@ -130,6 +130,8 @@ class Collection:
         try:
             with col._rw.write():
                 col._load()
+            if not read_only:  # a collection made before keyword search gets its index now
+                ensure_keywords(col.store, directory, read_only, limits)
         except BaseException:
             col.store.close()
             hold.release()
@@ -195,72 +197,6 @@ class Collection:
                 return
         self._index, self._seq = self._build()
 
-    def _wants_rebuild(self) -> bool:
-        """A different index type is due (size crossed a threshold, IVF became trainable...)."""
-        assert self._index is not None
-        current, n = self._index.factory, self._index.ntotal
-        if self._too_many_tombstones():
-            return True
-        kind = self.config.index_type
-        if kind == "auto" and current.startswith("HNSW"):
-            return n < self.config.flat_max // 2  # hysteresis: no flip-flopping at the boundary
-        if kind == "IVF" and current.startswith("IVF"):
-            return False  # nlist was sized when trained; keep it until the next rebuild
-        return current != self.config.factory_for(n)
-
-    def _too_many_tombstones(self) -> bool:
-        assert self._index is not None
-        limit = max(self.config.compact_min, self.config.compact_ratio * self._index.ntotal)
-        return self._index.tombstones > limit
-
-    # -- maintenance (the background thread, or inline after a write) --------------------------
-
-    def _maintain(self, job: str) -> None:
-        if job == REBUILD:
-            self._rebuild_and_swap()
-        elif job == SNAPSHOT_JOB:
-            self._save_snapshot()
-
-    def _rebuild_and_swap(self) -> None:
-        """Build a new index without blocking anyone, swap it in after a short catch-up."""
-        if self._index is None:
-            return
-        for _ in range(_REBUILD_TRIES):
-            index, seq = self._build()
-            caught = advance(self.store, index, seq)  # most of the backlog, still without a lock
-            if caught is None:
-                continue
-            with self._rw.write():
-                caught = advance(self.store, index, caught)  # the last few writes: a short pause
-                if caught is None:
-                    continue
-                self._index, self._seq = index, caught
-            if not self.read_only:
-                self._save_snapshot()
-            return
-        log.warning(
-            "rebuilding the index of %s: tombstones were pruned under %d tries; retried when due",
-            self.directory,
-            _REBUILD_TRIES,
-        )
-
-    def _save_snapshot(self) -> None:
-        """Write a snapshot of the index and prune the tombstones it reflects.
-
-        Serializing takes the read lock (searches go on, writes wait); the file is written under
-        the writer lock alone."""
-        with self._rw.read():
-            if self._index is None or self._seq <= self._snap_seq:
-                return
-            header, payload = self._index.to_bytes()
-            seq = self._seq
-        with writer_lock(self.directory, self.limits.lock_timeout_s):
-            if self.store.pruned_through() > seq:
-                return  # another handle saved a newer snapshot: ours would be unusable
-            write_snapshot(self.directory / SNAPSHOT, {**header, "seq": seq}, payload)
-            self.store.prune_tombstones(seq)
-        self._snap_seq = max(self._snap_seq, seq)
-
     def wait_idle(self, timeout_s: float | None = None) -> bool:
         """Wait for queued rebuilds and snapshots; False if `timeout_s` passed first."""
         return self._worker.wait_idle(timeout_s)
@@ -299,11 +235,23 @@ class Collection:
     def delete(self, ids: Iterable[str]) -> int:
         """Delete these ids; returns how many existed."""
         ids = list(ids)
+        return self._delete(lambda: self.store.delete(ids))
+
+    def delete_where(self, filter: dict[str, Any]) -> int:
+        """Delete every document matching `filter` (the search filter language) in one
+        transaction; returns how many. An empty filter is refused: delete by ids, or drop the
+        collection's directory, to delete everything on purpose."""
+        where, params = filters.to_sql(filter, self.limits.max_filter_conditions)
+        if where == "1":
+            raise FilterError("delete by filter needs a filter with at least one condition")
+        return self._delete(lambda: self.store.delete_where(where, params))
+
+    def _delete(self, delete_in_store: Callable[[], np.ndarray]) -> int:
         self._check_writable()
         with self._rw.write(), writer_lock(self.directory, self.limits.lock_timeout_s):
             if self._index is not None:
                 self._catch_up()
-            dead = self.store.delete(ids)
+            dead = delete_in_store()
             if self._index is not None:
                 self._index.remove(dead)
                 self._seq = self.store.last_seq()
@@ -382,8 +330,19 @@ class Collection:
     def get(self, doc_id: str) -> Doc | None:
         return self.store.get(doc_id)
 
-    def count(self) -> int:
-        return self.store.count()
+    def count(self, filter: dict[str, Any] | None = None) -> int:
+        """Documents in the collection, or those matching `filter`."""
+        where, params = filters.to_sql(filter, self.limits.max_filter_conditions)
+        return self.store.count() if where == "1" else self.store.count_where(where, params)
+
+    def scroll(
+        self, after: str = "", limit: int = 100, filter: dict[str, Any] | None = None
+    ) -> list[Doc]:
+        """A page of documents in id order: up to `limit` with an id after `after` ("" for the
+        first page) that match `filter`. Pass the last id of a page to get the next: every
+        document stored throughout is returned exactly once, whatever is written meanwhile."""
+        where, params = filters.to_sql(filter, self.limits.max_filter_conditions)
+        return self.store.scroll(after, limit, where, params)
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         return self.store.existing_ids(ids)
@@ -410,32 +369,45 @@ class Collection:
 
     def search(
         self,
-        vector: np.ndarray | Sequence[float],
+        vector: np.ndarray | Sequence[float] | None,
         k: int = 10,
         filter: dict[str, Any] | None = None,
         score_threshold: float | None = None,
+        *,
+        text: str | None = None,
+        mode: str = "dense",
+        fusion: Fusion | None = None,
     ) -> list[Hit]:
-        """The `k` documents most similar (cosine) to `vector` that match `filter`, best first."""
+        """The `k` best documents that match `filter`, best first. `mode` "dense": most similar
+        (cosine) to `vector`; "keyword": BM25 over `text`'s terms (index/keywords.py; no vector
+        needed); "hybrid": both, fused by reciprocal rank (`fusion`, default `Fusion()`).
+        `score_threshold` applies to the hits' score: cosine, BM25 or fused."""
         try:
-            return self._search(vector, k, filter, score_threshold)
+            return self._search(vector, k, filter, score_threshold, text, mode, fusion)
         finally:
             self._worker.run_pending()  # inline mode: a compaction the catch-up made due
 
     def _search(
         self,
-        vector: np.ndarray | Sequence[float],
+        vector: np.ndarray | Sequence[float] | None,
         k: int,
         filter: dict[str, Any] | None,
         score_threshold: float | None,
+        text: str | None,
+        mode: str,
+        fusion: Fusion | None,
     ) -> list[Hit]:
         if not isinstance(k, int) or k < 1:
             raise InvalidArgument(f"k must be a positive integer, got {k!r}")
         where, params = filters.to_sql(  # validate before anything else
             filter, max_conditions=self.limits.max_filter_conditions
         )
-        query = unit_rows(vector)
-        if len(query) != 1:
+        terms = keyword_terms(text, mode, self.limits)
+        query = None if mode == "keyword" else unit_rows(vector)
+        if query is not None and len(query) != 1:
             raise InvalidArgument(f"search takes one vector, got {len(query)}")
+        if mode != "dense":
+            ensure_keywords(self.store, self.directory, self.read_only, self.limits)
         if self._index is None:
             self.refresh()  # another process may have written the first vectors meanwhile
         for attempt in range(_CONSISTENT_TRIES):
@@ -457,7 +429,7 @@ class Collection:
                     if self._index is None:
                         return []
                     allowed = None
-                    if filter:
+                    if filter and mode != "keyword":
                         allowed = self._filter_cache.allowed(self.store, last, where, params)
                     return search_index(
                         self._index,
@@ -469,6 +441,8 @@ class Collection:
                         params,
                         score_threshold,
                         allowed,
+                        terms=terms,
+                        fusion=(fusion or Fusion()) if mode == "hybrid" else None,
                     )
         raise AssertionError("unreachable")
 
@@ -480,6 +454,7 @@ class Collection:
             "index_type": self.config.index_type,
             "factory": self._index.factory if self._index is not None else None,
             "tombstones": self._index.tombstones if self._index is not None else 0,
+            "keyword_count": self.store.keyword_count(),  # null: no keyword index built yet
             "encoder_fingerprint": self.manifest.encoder_fingerprint,
             "format_version": FORMAT_VERSION,
             "bytes_on_disk": bytes_on_disk(self.directory),

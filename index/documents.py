@@ -6,10 +6,13 @@ import json
 import math
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from semsearch.index.errors import InvalidDocument, shown
 from semsearch.index.limits import Limits
+
+if TYPE_CHECKING:
+    from semsearch.index.fusion import Found
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what SQLite (and its JSON functions) hold exactly
 
@@ -158,9 +161,16 @@ class Doc:
 @dataclass(frozen=True, slots=True)
 class Hit:
     id: str
-    score: float  # cosine similarity (vectors are L2-normalized, metric is inner product)
+    # dense: cosine similarity (vectors are L2-normalized, metric is inner product); keyword:
+    # BM25; hybrid: the reciprocal-rank fusion score (index/fusion.py)
+    score: float
     text: str
     metadata: dict[str, Any]
+    # keyword and hybrid searches: where each side ranked this hit ("dense", "keyword")
+    found_by: dict[str, Found] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "score": self.score, "text": self.text, "metadata": self.metadata}
+        out = {"id": self.id, "score": self.score, "text": self.text, "metadata": self.metadata}
+        if self.found_by is not None:
+            out["found_by"] = {side: found.to_dict() for side, found in self.found_by.items()}
+        return out

@@ -71,3 +71,8 @@ class LockTimeout(Busy):
 
 class QueryTimeout(Busy):
     """One SQL query ran past `query_timeout_s` and was interrupted."""
+
+
+class KeywordIndexMissing(CollectionError):
+    """A keyword or hybrid search on a read-only handle of a collection whose keyword index is
+    not built yet (or is behind its documents); a writable open builds it."""

@@ -1,32 +1,62 @@
-"""Metadata filters (API.md): `{"f": value}`, `{"f": {"in": [...]}}`, `{"f": {"gte": x}}`...
+"""Metadata filters (API.md): `{"f": value}`, `{"f": {"in": [...]}}`, `{"f": {"gte": x}}`,
+`{"f": {"exists": true}}`, dotted paths into nested objects (`{"author.name": "Ada"}`; `\\.` is a
+literal dot), and the combinators `{"$and": [...]}`, `{"$or": [...]}`, `{"$not": {...}}`. The
+fields of one object are ANDed.
 
-Validated once, then compiled to an SQL condition over the JSON `metadata` column, so the store
-returns exactly the matching documents (pre-filtering). Typing is strict, like Python's `==` minus
-bool/int mixing: a string never equals a number, `true` never equals 1, and range operators compare
-numbers with numbers and strings with strings only. `ne` and `nin` also match documents that lack
-the field; every other operator requires it.
+Validated once into a tree, then compiled to an SQL condition over the JSON `metadata` column, so
+the store returns exactly the matching documents (pre-filtering). Typing is strict, like Python's
+`==` minus bool/int mixing: a string never equals a number, `true` never equals 1, and range
+operators compare numbers with numbers and strings with strings only. `ne` and `nin` also match
+documents that lack the field; every other operator requires it. Every condition is true or false,
+never SQL's NULL, so `$not` matches exactly the documents its filter does not.
 
-No caller string is ever part of the SQL text: field names become JSON paths and values, both
+No caller string is ever part of the SQL text: field paths become JSON paths and values, both
 bound as parameters. The SQL's size is bounded too: at most `max_conditions` conditions (an
-`in`/`nin` item counts as one), each a few parameters, an `in` list one `IN (...)` per JSON type
-and the conditions joined as a balanced tree, far inside SQLite's expression-depth limit.
+`in`/`nin` item counts as one) nested at most MAX_DEPTH combinators deep, each a few parameters, an
+`in` list one `IN (...)` per JSON type and a group's members joined as a balanced tree, far inside
+SQLite's expression-depth limit.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from semsearch.index.documents import INT64_MAX, INT64_MIN
 from semsearch.index.errors import FilterError, shown
+from semsearch.index.json_paths import json_nested_path
 from semsearch.index.limits import Limits
-from semsearch.index.store import json_key_path
 
 RANGE_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
-OPERATORS = ("eq", "ne", "in", "nin", *RANGE_OPS)
+OPERATORS = ("eq", "ne", "in", "nin", *RANGE_OPS, "exists")
+COMBINATORS = ("$and", "$or", "$not")
 Scalar = str | int | float | bool | None
 MAX_FIELD_CHARS = 256  # metadata keys worth filtering on are short; this bounds the path work
+MAX_DEPTH = 16  # $and / $or / $not nested in one another
 _NUMBER = "IN ('integer', 'real')"  # json_type of a JSON number
+
+
+@dataclass(frozen=True)
+class Condition:
+    field: str  # as the caller wrote it, for messages
+    path: str  # its SQLite JSON path (bound as a parameter)
+    op: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class Group:
+    kind: str  # "AND" | "OR"
+    members: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    member: Node
+
+
+Node = Condition | Group | Not
 
 
 def _bad_value(field: str, op: str, value: Any) -> FilterError:
@@ -64,51 +94,100 @@ def _check_scalar(field: str, op: str, value: Any) -> None:
     _check_value(field, op, value)
 
 
-def _check_field(field: Any) -> None:
+def field_keys(field: str) -> tuple[str, ...]:
+    """`"a.b"` -> ("a", "b"): the keys of a dotted path; a backslash makes the next character
+    literal (`"a\\.b"` is the one key "a.b"). An empty key is a FilterError."""
+    keys: list[str] = []
+    current: list[str] = []
+    chars = iter(field)
+    for c in chars:
+        if c == "\\":
+            current.append(next(chars, "\\"))
+        elif c == ".":
+            keys.append("".join(current))
+            current = []
+        else:
+            current.append(c)
+    keys.append("".join(current))
+    if not all(keys):
+        raise FilterError(
+            f"filter field {shown(field)} has an empty key: a path is keys joined by '.' "
+            "(write a literal dot as '\\.')"
+        )
+    return tuple(keys)
+
+
+def _path(field: Any) -> str:
     if not isinstance(field, str) or not field:
         raise FilterError(f"filter field names must be non-empty strings, got {shown(field)}")
     if len(field) > MAX_FIELD_CHARS:
         raise FilterError(
             f"filter field {shown(field)} is longer than {MAX_FIELD_CHARS} characters"
         )
-    if json_key_path(field) is None:
+    if field.startswith("$"):
+        raise FilterError(
+            f"unknown combinator {shown(field)}; use one of {', '.join(COMBINATORS)} (a metadata "
+            "key that begins with '$' is written '\\$...')"
+        )
+    path = json_nested_path(field_keys(field))
+    if path is None:
         raise FilterError(
             f"filter field {shown(field)} cannot be addressed by this SQLite's JSON paths "
             "(a key holding both '\"' and '.' or '[' needs SQLite 3.45 or later)"
         )
+    return path
 
 
-def normalize(flt: Any, max_conditions: int | None = None) -> list[tuple[str, str, Any]]:
-    """`[(field, op, value), ...]` from a filter dict; FilterError naming the bad part otherwise.
+class _Parser:
+    """One filter's validation: counts its conditions against the limit as it goes, so a huge
+    filter is refused before the rest of it is looked at."""
 
-    More than `max_conditions` conditions (default `Limits().max_filter_conditions`; each
-    `in`/`nin` item counts as one) is a FilterError, raised before the rest is looked at."""
-    if flt is None:
-        return []
-    if not isinstance(flt, dict):
-        raise FilterError(f"a filter must be a JSON object of field conditions, got {shown(flt)}")
-    limit = Limits().max_filter_conditions if max_conditions is None else max_conditions
-    clauses: list[tuple[str, str, Any]] = []
-    count = 0
+    def __init__(self, max_conditions: int) -> None:
+        self.limit = max_conditions
+        self.count = 0
 
-    def counted(n: int) -> None:
-        nonlocal count
-        count += n
-        if count > limit:
+    def counted(self, n: int) -> None:
+        self.count += n
+        if self.count > self.limit:
             raise FilterError(
-                f"the filter has more than {limit} conditions (an 'in'/'nin' item counts as "
+                f"the filter has more than {self.limit} conditions (an 'in'/'nin' item counts as "
                 "one; SEMSEARCH_MAX_FILTER_CONDITIONS)"
             )
 
-    for field, cond in flt.items():
-        _check_field(field)
+    def filter(self, flt: Any, depth: int) -> Node:
+        """A filter object: its entries ANDed."""
+        if not isinstance(flt, dict):
+            raise FilterError(
+                f"a filter must be a JSON object of field conditions, got {shown(flt)}"
+            )
+        if not flt:
+            raise FilterError("a filter inside $and, $or or $not must not be empty")
+        if depth > MAX_DEPTH:
+            raise FilterError(f"the filter nests $and, $or and $not more than {MAX_DEPTH} deep")
+        members: list[Node] = []
+        for key, value in flt.items():
+            if key in ("$and", "$or"):
+                if not isinstance(value, list) or not value:
+                    raise FilterError(
+                        f"{key} takes a non-empty list of filters, got {shown(value)}"
+                    )
+                kind = "AND" if key == "$and" else "OR"
+                members.append(Group(kind, tuple(self.filter(f, depth + 1) for f in value)))
+            elif key == "$not":
+                members.append(Not(self.filter(value, depth + 1)))
+            else:
+                members.extend(self.field(key, value))
+        return members[0] if len(members) == 1 else Group("AND", tuple(members))
+
+    def field(self, field: str, cond: Any) -> list[Node]:
+        path = _path(field)
         if not isinstance(cond, dict):
-            counted(1)
+            self.counted(1)
             _check_scalar(field, "eq", cond)
-            clauses.append((field, "eq", cond))
-            continue
+            return [Condition(field, path, "eq", cond)]
         if not cond:
             raise FilterError(f"filter on {shown(field)}: empty condition object")
+        out: list[Node] = []
         for op, value in cond.items():
             if op not in OPERATORS:
                 raise FilterError(
@@ -121,22 +200,42 @@ def normalize(flt: Any, max_conditions: int | None = None) -> list[tuple[str, st
                         f"filter on {shown(field)}: {shown(op)} takes a non-empty list, "
                         f"got {shown(value)}"
                     )
-                counted(len(value))
+                self.counted(len(value))
                 for item in value:
                     _check_scalar(field, op, item)
             elif op in RANGE_OPS:
-                counted(1)
+                self.counted(1)
                 if isinstance(value, bool) or not isinstance(value, int | float | str):
                     raise FilterError(
                         f"filter on {shown(field)}: {shown(op)} takes a number or a string, "
                         f"got {shown(value)}"
                     )
                 _check_value(field, op, value)
+            elif op == "exists":
+                self.counted(1)
+                if not isinstance(value, bool):
+                    raise FilterError(
+                        f"filter on {shown(field)}: 'exists' takes true or false, "
+                        f"got {shown(value)}"
+                    )
             else:
-                counted(1)
+                self.counted(1)
                 _check_scalar(field, op, value)
-            clauses.append((field, op, value))
-    return clauses
+            out.append(Condition(field, path, op, value))
+        return out
+
+
+def parse(flt: Any, max_conditions: int | None = None) -> Node | None:
+    """The filter as a tree (None for no filter); FilterError naming the bad part otherwise.
+
+    More than `max_conditions` conditions (default `Limits().max_filter_conditions`; each
+    `in`/`nin` item counts as one) is a FilterError, raised before the rest is looked at."""
+    if flt is None:
+        return None
+    if isinstance(flt, dict) and not flt:
+        return None  # {}: no condition, every document
+    limit = Limits().max_filter_conditions if max_conditions is None else max_conditions
+    return _Parser(limit).filter(flt, 0)
 
 
 def _compare(path: str, sql_op: str, values: list[Any], json_type: str) -> tuple[str, list[Any]]:
@@ -181,23 +280,34 @@ def _balanced(parts: list[str], joiner: str) -> str:
     return f"({_balanced(parts[:mid], joiner)} {joiner} {_balanced(parts[mid:], joiner)})"
 
 
+def _condition_sql(c: Condition) -> tuple[str, list[Any]]:
+    """A condition as SQL that is 1 or 0, never NULL."""
+    if c.op == "exists":
+        return f"json_type(metadata, ?) IS {'NOT ' if c.value else ''}NULL", [c.path]
+    if c.op in ("eq", "ne"):
+        sql, params = _one_of(c.path, [c.value])
+    elif c.op in ("in", "nin"):
+        sql, params = _one_of(c.path, c.value)
+    else:
+        kind = "= 'text'" if isinstance(c.value, str) else _NUMBER
+        sql, params = _compare(c.path, RANGE_OPS[c.op], [c.value], kind)
+    # A missing field makes the test NULL (not false): COALESCE so NOT and OR see a 0.
+    if c.op in ("ne", "nin"):
+        return f"NOT COALESCE({sql}, 0)", params
+    return f"COALESCE({sql}, 0)", params
+
+
+def _node_sql(node: Node) -> tuple[str, list[Any]]:
+    if isinstance(node, Condition):
+        return _condition_sql(node)
+    if isinstance(node, Not):
+        sql, params = _node_sql(node.member)
+        return f"NOT ({sql})", params
+    parts = [_node_sql(m) for m in node.members]
+    return _balanced([s for s, _ in parts], node.kind), [p for _, ps in parts for p in ps]
+
+
 def to_sql(flt: Any, max_conditions: int | None = None) -> tuple[str, list[Any]]:
     """`(where_sql, params)` over a JSON `metadata` column; `("1", [])` for no filter."""
-    parts: list[str] = []
-    params: list[Any] = []
-    for field, op, value in normalize(flt, max_conditions):
-        path = json_key_path(field)
-        assert path is not None  # normalize refused the fields without one
-        if op in ("eq", "ne"):
-            sql, p = _one_of(path, [value])
-        elif op in ("in", "nin"):
-            sql, p = _one_of(path, value)
-        else:
-            kind = "= 'text'" if isinstance(value, str) else _NUMBER
-            sql, p = _compare(path, RANGE_OPS[op], [value], kind)
-        if op in ("ne", "nin"):
-            # A missing field makes the inner test NULL (not false); COALESCE so NOT matches it.
-            sql = f"NOT COALESCE({sql}, 0)"
-        parts.append(sql)
-        params.extend(p)
-    return (_balanced(parts, "AND") if parts else "1"), params
+    tree = parse(flt, max_conditions)
+    return ("1", []) if tree is None else _node_sql(tree)

@@ -18,13 +18,21 @@ class Limits:
     # A document's metadata, as compact JSON, and its nesting depth (objects and lists).
     max_metadata_bytes: int = 65_536
     max_metadata_depth: int = 32
+    # Distinct terms in one keyword query (keyword and hybrid search); each is a posting list
+    # that BM25 walks.
+    max_keyword_terms: int = 64
     # One SQL query of a search (a filter scan); past it the search fails with QueryTimeout.
     query_timeout_s: float = 5.0
     # Waiting for another process's writer lock (a snapshot, an index build); then LockTimeout.
     lock_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("max_filter_conditions", "max_metadata_bytes", "max_metadata_depth"):
+        for name in (
+            "max_filter_conditions",
+            "max_metadata_bytes",
+            "max_metadata_depth",
+            "max_keyword_terms",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("query_timeout_s", "lock_timeout_s"):

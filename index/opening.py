@@ -7,6 +7,7 @@ for what a directory may contain when it is opened.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from semsearch.index.errors import (
     DimensionMismatch,
     FingerprintMismatch,
     InvalidArgument,
+    KeywordIndexMissing,
     LockTimeout,
     NotFound,
 )
@@ -28,6 +30,9 @@ from semsearch.index.persistence import (
     remove_stale_temps,
     write_manifest,
 )
+from semsearch.index.store import Store
+
+log = logging.getLogger(__name__)
 
 
 def hold_directory(directory: Path, read_only: bool, timeout_s: float) -> OpenHold:
@@ -110,3 +115,26 @@ def resolve_manifest(
     if isinstance(settings, dict):
         settings = IndexConfig.from_dict(settings)
     return manifest, settings
+
+
+def ensure_keywords(store: Store, directory: Path, read_only: bool, limits: Limits) -> None:
+    """Build the keyword index from the stored texts unless it is ready (index/fulltext.py): a
+    collection made before keyword search, or one an older version wrote to. Read-only handles
+    never write: KeywordIndexMissing."""
+    if store.keywords_ready():
+        return
+    if read_only:
+        raise KeywordIndexMissing(
+            f"the collection in {directory} has no up-to-date keyword index; open it for writing "
+            "once (start the server on it, or run `semsearch index build`) to build it"
+        )
+    with writer_lock(directory, limits.lock_timeout_s):
+        started = time.monotonic()
+        n = store.build_keywords()
+    if n >= 0:
+        log.info(
+            "built the keyword index of %s over %d documents in %.1f s",
+            directory,
+            n,
+            time.monotonic() - started,
+        )

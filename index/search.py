@@ -4,6 +4,10 @@ Pre-filtering: the store returns the ids of the documents matching the filter; a
 searched exactly (its vectors straight from SQLite), a large one through a FAISS `IDSelector`, and a
 selector search that comes back short of k is redone exactly. So a filtered search returns `k` hits
 whenever `k` documents match.
+
+Keyword search ranks by BM25 in the store's FTS5 index (index/fulltext.py), the filter's SQL joined
+to it; hybrid search takes each side's best `Fusion.depth(k)` under the same filter and fuses them
+by reciprocal rank (index/fusion.py). Both read the same pinned state as the dense side.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from semsearch.index.base import VectorIndex
 from semsearch.index.config import IndexConfig
 from semsearch.index.documents import Hit
 from semsearch.index.errors import DimensionMismatch, InvalidArgument
+from semsearch.index.fusion import MODES, Found, Fusion, fuse
+from semsearch.index.keywords import query_terms
+from semsearch.index.limits import Limits
 from semsearch.index.store import Store
 
 log = logging.getLogger(__name__)
@@ -56,15 +63,43 @@ def search_index(
     index: VectorIndex,
     store: Store,
     config: IndexConfig,
-    query: np.ndarray,
+    query: np.ndarray | None,
     k: int,
     where: str | None,
     params: list[Any],
     score_threshold: float | None,
     allowed: np.ndarray | None = None,
+    *,
+    terms: list[str] | None = None,
+    fusion: Fusion | None = None,
 ) -> list[Hit]:
     """Hits for one unit `query` (1, dim); `where` is the compiled filter (None: no filter),
-    `allowed` the ids matching it when the caller already has them."""
+    `allowed` the ids matching it when the caller already has them. With `terms` (the query's
+    keyword terms), a keyword search, or with `fusion` too a hybrid one (`ranked_search`)."""
+    if terms is not None or fusion is not None:
+        return ranked_search(
+            index, store, config, query, terms or [], k, where, params, score_threshold,
+            allowed, fusion,
+        )  # fmt: skip
+    assert query is not None, "a dense search needs a query vector"
+    scores, vids = dense_ranking(index, store, config, query, k, where, params, allowed)
+    if score_threshold is not None:
+        keep = scores.astype(np.float64) >= score_threshold  # a huge threshold: no overflow
+        scores, vids = scores[keep], vids[keep]
+    return hits_of(store, vids.tolist(), scores.tolist())
+
+
+def dense_ranking(
+    index: VectorIndex,
+    store: Store,
+    config: IndexConfig,
+    query: np.ndarray,
+    k: int,
+    where: str | None,
+    params: list[Any],
+    allowed: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`(cosines, vids)` of the best `k` documents for `query` matching the filter, best first."""
     if query.shape[1] != index.dim:
         raise DimensionMismatch(
             f"query has dimension {query.shape[1]}, the collection has {index.dim}"
@@ -77,15 +112,96 @@ def search_index(
         scores, vids = index.search(query, k)
         scores, vids = scores[0], vids[0]
     keep = vids >= 0
-    if score_threshold is not None:
-        keep &= scores.astype(np.float64) >= score_threshold  # a huge threshold: no overflow
-    scores, vids = scores[keep], vids[keep]
-    docs = store.docs_by_vids(vids.tolist())
+    return scores[keep], vids[keep]
+
+
+def hits_of(
+    store: Store,
+    vids: Sequence[int],
+    scores: Sequence[float],
+    found_by: Sequence[dict[str, Found]] | None = None,
+) -> list[Hit]:
+    """The stored documents of `vids` as hits, in that order."""
+    docs = store.docs_by_vids(vids)
+    extra = found_by if found_by is not None else [None] * len(vids)
     return [
-        Hit(doc.id, float(s), doc.text, doc.metadata)
-        for s, v in zip(scores, vids, strict=True)
+        Hit(doc.id, float(s), doc.text, doc.metadata, f)
+        for v, s, f in zip(vids, scores, extra, strict=True)
         if (doc := docs.get(int(v))) is not None  # only if the caller could not pin one state
     ]
+
+
+def keyword_terms(text: str | None, mode: str, limits: Limits) -> list[str] | None:
+    """The terms a `mode` search asks for by keyword (None for "dense"); InvalidArgument for an
+    unknown mode, a missing text, or more than `limits.max_keyword_terms` distinct terms."""
+    if mode not in MODES:
+        raise InvalidArgument(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "dense":
+        return None
+    if not isinstance(text, str):
+        raise InvalidArgument(f"a {mode} search needs the query's text, got {type(text).__name__}")
+    terms = query_terms(text)
+    if len(terms) > limits.max_keyword_terms:
+        raise InvalidArgument(
+            f"the query has {len(terms)} distinct keyword terms, more than the "
+            f"{limits.max_keyword_terms} a {mode} search takes (SEMSEARCH_MAX_KEYWORD_TERMS); "
+            "shorten it, or search in mode dense"
+        )
+    return terms
+
+
+def ranked_search(
+    index: VectorIndex | None,
+    store: Store,
+    config: IndexConfig,
+    query: np.ndarray | None,
+    terms: list[str],
+    k: int,
+    where: str | None,
+    params: list[Any],
+    score_threshold: float | None,
+    allowed: np.ndarray | None,
+    fusion: Fusion | None,
+) -> list[Hit]:
+    """A keyword search (`fusion` None: BM25 alone) or a hybrid one (both sides' best
+    `fusion.depth(k)`, fused by reciprocal rank); `score_threshold` applies to the hits' score.
+    Every hit says where each side ranked it (`Hit.found_by`)."""
+    depth = k if fusion is None else fusion.depth(k)
+    rankings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if terms:  # a query of punctuation alone has no terms, and finds nothing by keyword
+        rankings["keyword"] = store.keyword_search(terms, depth, where, params)
+    if fusion is None:
+        vids, bm25 = rankings.get("keyword", (np.empty(0, np.int64), np.empty(0)))
+        found = [{"keyword": Found(r, float(s))} for r, s in enumerate(bm25.tolist(), 1)]
+        return _threshold(store, vids.tolist(), bm25.tolist(), found, score_threshold)
+    if index is not None and query is not None:
+        cosines, vids = dense_ranking(index, store, config, query, depth, where, params, allowed)
+        rankings["dense"] = (vids, cosines)
+    fused = fuse(rankings, fusion)[:k]
+    return _threshold(
+        store,
+        [f.vid for f in fused],
+        [f.score for f in fused],
+        [f.found_by for f in fused],
+        score_threshold,
+    )
+
+
+def _threshold(
+    store: Store,
+    vids: list[int],
+    scores: list[float],
+    found_by: list[dict[str, Found]],
+    score_threshold: float | None,
+) -> list[Hit]:
+    if score_threshold is not None:
+        keep = [i for i, s in enumerate(scores) if s >= score_threshold]
+        vids, scores, found_by = (
+            [vids[i] for i in keep],
+            [scores[i] for i in keep],
+            [found_by[i] for i in keep],
+        )
+    return hits_of(store, vids, scores, found_by)
 
 
 def _filtered(

@@ -1,6 +1,7 @@
 """The source of truth: documents, metadata, vectors and the write sequence in SQLite (WAL).
 
-The only file in the project that opens SQLite. Each written version of a document gets a fresh
+The only file in the project that opens SQLite to read and write documents (index/backup.py
+copies the file whole). Each written version of a document gets a fresh
 vector id `vid` from one monotonically increasing sequence (`meta.last_seq`); the FAISS index is
 keyed by vids, so a replaced or deleted version is never confused with the live one. Every
 replaced or deleted vid is logged in `tombstones` with the seq that killed it, which lets a FAISS
@@ -9,21 +10,23 @@ snapshot taken at seq S catch up: add live docs with vid > S, remove vids tombst
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from semsearch.index import fulltext
 from semsearch.index.documents import Doc
 from semsearch.index.errors import FilterError, InvalidDocument, QueryTimeout
+from semsearch.index.json_paths import encode_metadata, storable
+from semsearch.index.keywords import stored_string
 
 log = logging.getLogger(__name__)
 
@@ -56,60 +59,6 @@ def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterator[Sequence[An
 def _vectors(blobs: Iterable[bytes], dim: int) -> np.ndarray:
     data = b"".join(blobs)
     return np.frombuffer(data, dtype="<f4").reshape(-1, dim).astype(np.float32)  # (n, dim)
-
-
-def _storable(text: Any) -> bool:
-    """False for a string SQLite cannot take (a lone surrogate has no UTF-8 form)."""
-    if isinstance(text, str):
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            return False
-    return True
-
-
-def encode_metadata(metadata: dict[str, Any]) -> str:
-    """The JSON text stored for a document's metadata; never NaN or Infinity (not JSON)."""
-    return json.dumps(metadata, ensure_ascii=False, allow_nan=False)
-
-
-_probe_lock = threading.Lock()
-_probe_con: sqlite3.Connection | None = None
-
-
-@functools.lru_cache(maxsize=4_096)
-def json_key_path(key: str) -> str | None:
-    """The SQLite JSON path of top-level key `key` in stored metadata; None if none exists.
-
-    The path is always bound as a parameter, never pasted into SQL. SQLite spells a key
-    `$."key"`; from 3.45 on, JSON escapes inside the quotes are decoded (`$."a\\"b"` is `a"b`),
-    but older versions compare the key verbatim with the stored (escaped) label text and end it
-    at the first `"`, so there a key holding `"` is only reachable unquoted (`$.a\\"b`), which
-    in turn cannot hold `.` or `[`. Rather than trusting a version number, each candidate is
-    tried on a probe object written by `encode_metadata`, with look-alike keys placed first: a
-    path is used only if it finds exactly this key.
-    """
-    if not _storable(key):
-        return None
-    escaped = json.dumps(key, ensure_ascii=False)[1:-1]  # the label as stored, escapes and all
-    candidates = [f'$."{escaped}"']
-    if escaped and "." not in escaped and "[" not in escaped:
-        candidates.append(f"$.{escaped}")
-    cut = min((i for i, c in enumerate(key) if c in '"\\.[\x00'), default=len(key))
-    decoys = {d: 0 for d in (escaped, key[:cut], key.replace('"', "")) if d != key}
-    probe = encode_metadata({**decoys, key: 1})
-    global _probe_con
-    with _probe_lock:
-        if _probe_con is None:
-            _probe_con = sqlite3.connect(":memory:", check_same_thread=False)
-        for path in candidates:
-            try:
-                found = _probe_con.execute("SELECT json_extract(?, ?)", (probe, path)).fetchone()
-            except sqlite3.Error:
-                continue  # a path this SQLite cannot parse
-            if found[0] == 1:
-                return path
-    return None
 
 
 def _interrupted(error: sqlite3.Error) -> bool:
@@ -212,8 +161,28 @@ class Store:
     def count(self) -> int:
         return int(self._con().execute("SELECT count(*) FROM docs").fetchone()[0])
 
+    def count_where(self, where: str, params: Sequence[Any]) -> int:
+        """Live documents matching an SQL condition built by index/filters.py."""
+        with self._deadline() as con:
+            row = con.execute(f"SELECT count(*) FROM docs WHERE {where}", params).fetchone()
+        return int(row[0])
+
+    def scroll(self, after: str, limit: int, where: str, params: Sequence[Any]) -> list[Doc]:
+        """Up to `limit` live documents with an id after `after` ("" for the first page) that
+        match the condition, in id order (SQLite's binary order of the UTF-8 ids): a cursor that
+        is the last id seen resumes exactly there, whatever was written in between."""
+        if not storable(after):
+            return []
+        sql = (
+            "SELECT d.id, t.text, d.metadata FROM docs d JOIN texts t USING (vid) "
+            f"WHERE d.id > ? AND {where} ORDER BY d.id LIMIT ?"
+        )
+        with self._deadline() as con:
+            rows = con.execute(sql, (after, *params, limit)).fetchall()
+        return [Doc(r[0], r[1], json.loads(r[2])) for r in rows]
+
     def get(self, doc_id: str) -> Doc | None:
-        if not _storable(doc_id):
+        if not storable(doc_id):
             return None  # no stored id has a lone surrogate; binding one would raise
         with self._deadline() as con:
             row = con.execute(
@@ -225,7 +194,7 @@ class Store:
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
-        for part in _chunks([i for i in ids if _storable(i)]):
+        for part in _chunks([i for i in ids if storable(i)]):
             marks = ",".join("?" * len(part))
             rows = self._con().execute(f"SELECT id FROM docs WHERE id IN ({marks})", part)
             found.update(r[0] for r in rows)
@@ -260,6 +229,43 @@ class Store:
                 f"the filter could not be evaluated over the stored metadata ({e})"
             ) from None
         return np.array([r[0] for r in rows], dtype=np.int64)
+
+    # -- the keyword index (index/fulltext.py) -------------------------------------------------
+
+    def keywords_ready(self) -> bool:
+        return fulltext.ready(self._con())
+
+    def keyword_count(self) -> int | None:
+        return fulltext.count(self._con())
+
+    def build_keywords(self) -> int:
+        """(Re)build the keyword index from the stored texts in one transaction; the documents
+        indexed, or -1 when it was ready (another process built it meanwhile)."""
+        con = self._con()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            n = -1 if fulltext.ready(con) else fulltext.rebuild(con)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return n
+
+    def keyword_search(
+        self, terms: list[str], limit: int, where: str | None, params: Sequence[Any]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`fulltext.search` under the query deadline (QueryTimeout); a filter SQLite cannot
+        evaluate is a FilterError, as in `filter_vids`."""
+        try:
+            with self._deadline() as con:
+                return fulltext.search(con, terms, limit, where, params)
+        except sqlite3.Error as e:
+            if where is None:
+                raise
+            log.warning("keyword search failed: %s (WHERE %.500s)", e, where)
+            raise FilterError(
+                f"the filter could not be evaluated over the stored metadata ({e})"
+            ) from None
 
     def vectors_by_vids(self, vids: Sequence[int], dim: int) -> tuple[np.ndarray, np.ndarray]:
         got_vids: list[int] = []
@@ -340,6 +346,7 @@ class Store:
         """Upsert in one transaction; `(new vids, replaced vids)`. Ids must be unique in `docs`."""
         # Encoded before the transaction: a bad value fails here, with nothing begun or locked.
         meta = [self._encode(d) for d in docs]
+        terms = [stored_string(d.text) for d in docs]  # the keyword index's, also beforehand
         con = self._con()
         con.execute("BEGIN IMMEDIATE")
         try:
@@ -363,6 +370,7 @@ class Store:
                 "INSERT INTO vectors (vid, vector) VALUES (?, ?)",
                 zip(v_ints, (row.tobytes() for row in blob), strict=True),
             )
+            fulltext.add(con, v_ints, terms)
             self._set_seq(con, seq + len(docs))
             con.execute("COMMIT")
         except BaseException:
@@ -372,11 +380,22 @@ class Store:
 
     def delete(self, ids: Sequence[str]) -> np.ndarray:
         """Delete in one transaction; the vids removed (absent ids are skipped)."""
+        wanted = [i for i in dict.fromkeys(ids) if storable(i)]
+        return self._delete(lambda con: self._vids_of(con, wanted))
+
+    def delete_where(self, where: str, params: Sequence[Any]) -> np.ndarray:
+        """Delete every document matching an SQL condition built by index/filters.py, in one
+        transaction (chosen and deleted under the same write lock); the vids removed."""
+        return self._delete(
+            lambda con: dict(con.execute(f"SELECT id, vid FROM docs WHERE {where}", params))
+        )
+
+    def _delete(self, chosen: Callable[[sqlite3.Connection], dict[str, int]]) -> np.ndarray:
         con = self._con()
         con.execute("BEGIN IMMEDIATE")
         try:
             seq = self.last_seq()
-            old = self._vids_of(con, [i for i in dict.fromkeys(ids) if _storable(i)])
+            old = chosen(con)
             dead = [(vid, seq + i + 1) for i, vid in enumerate(old.values())]
             con.executemany("INSERT INTO tombstones (vid, seq) VALUES (?, ?)", dead)
             self._drop(con, list(old.values()))
@@ -404,18 +423,19 @@ class Store:
     @staticmethod
     def _encode(doc: Doc) -> str:
         """The metadata's JSON text; the last line of defence (`Doc.coerce` refuses these)."""
-        if not (_storable(doc.id) and _storable(doc.text)):
+        if not (storable(doc.id) and storable(doc.text)):
             raise InvalidDocument(f"document {doc.id!r}: id and text must be valid Unicode")
         try:
             text = encode_metadata(doc.metadata)
         except (ValueError, TypeError, RecursionError) as e:
             raise InvalidDocument(f"document {doc.id!r}: metadata cannot be stored: {e}") from None
-        if not _storable(text):
+        if not storable(text):
             raise InvalidDocument(f"document {doc.id!r}: metadata must be valid Unicode")
         return text
 
     @staticmethod
     def _drop(con: sqlite3.Connection, vids: Sequence[int]) -> None:
+        fulltext.remove(con, vids)  # reads the texts, so before they go
         for table in ("docs", "texts", "vectors"):
             con.executemany(f"DELETE FROM {table} WHERE vid = ?", [(v,) for v in vids])
 
@@ -429,4 +449,5 @@ class Store:
 
     @staticmethod
     def _set_seq(con: sqlite3.Connection, seq: int) -> None:
+        fulltext.advance(con, seq)  # every write keeps the keyword index in step
         con.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (seq,))

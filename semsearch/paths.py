@@ -13,11 +13,15 @@ them when they are built).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 DATA_DIR_ENV = "SEMSEARCH_DATA_DIR"
 MODELS_DIR_ENV = "SEMSEARCH_MODELS_DIR"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# A named collection's directory is its name as it is: letters, digits, `_` and `-` only, so no
+# name reaches outside the collections directory.
+COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 def _from_env(name: str) -> Path | None:

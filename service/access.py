@@ -10,6 +10,7 @@ to pass them along).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from contextvars import ContextVar
@@ -19,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from semsearch.service.request_id import request_id
 
 log = logging.getLogger("semsearch.access")
+CLIENT_CLOSED = 499  # the status logged for a request whose client left before its answer
 
 _counts: ContextVar[dict[str, int] | None] = ContextVar("semsearch_access_counts", default=None)
 
@@ -57,6 +59,10 @@ class AccessLog:
 
         try:
             await self.app(scope, receive, send_with_status)
+        except asyncio.CancelledError:
+            if status == 500:  # the client left before an answer began (nginx's 499)
+                status = CLIENT_CLOSED
+            raise
         finally:
             _counts.reset(token)
             ms = (time.perf_counter() - started) * 1000

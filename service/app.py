@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from semsearch import __version__
 from semsearch.service.access import AccessLog
 from semsearch.service.auth import ApiKeyGate
+from semsearch.service.deps import COLLECTION_PARAM, collection_path_param
 from semsearch.service.errors import install_error_handlers
 from semsearch.service.limits import BodySizeLimit
 from semsearch.service.metrics import Metrics, RequestMetrics
@@ -18,6 +19,7 @@ from semsearch.service.models import Models
 from semsearch.service.protocols import Embedder, TextGenerator
 from semsearch.service.request_id import RequestId
 from semsearch.service.routes import (
+    collections,
     documents,
     embeddings,
     generation,
@@ -86,7 +88,17 @@ def create_app(
             expose_headers=["x-request-id"],
         )
 
-    routers = (operations, model_routes, embeddings, tokenize, documents, search, generation, rag)
+    routers = (
+        operations, model_routes, embeddings, tokenize, documents, search, generation, rag,
+        collections,
+    )  # fmt: skip
     for module in routers:
         app.include_router(module.router)
+    # The document, search and RAG routes once more, on a named collection.
+    for module in (documents, search, rag):
+        app.include_router(
+            module.router,
+            prefix=f"/collections/{{{COLLECTION_PARAM}}}",
+            dependencies=[Depends(collection_path_param)],
+        )
     return app

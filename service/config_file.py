@@ -42,7 +42,7 @@ class ConfigFileSource(PydanticBaseSettingsSource):
             source = TomlConfigSettingsSource(self.settings_cls, toml_file=path)
         except OSError as exc:
             raise ConfigFileError(f"cannot read config file {path}: {exc.strerror}") from exc
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigFileError(f"config file {path} is not valid TOML: {exc}") from exc
         self._check(path, source.toml_data)
         return source()

@@ -5,17 +5,29 @@ All `async def`: FastAPI runs plain `def` dependencies on its thread pool, a hop
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
 from semsearch.index import Collection
+from semsearch.service.collections import DEFAULT
 from semsearch.service.engine import EmbeddingEngine
 from semsearch.service.generation import GenerationEngine
 from semsearch.service.models import Models
 from semsearch.service.retrieval import Retriever
 from semsearch.service.settings import Settings
 from semsearch.service.workpool import WorkPool
+
+# The path parameter of the routes mounted under `/collections/{collection_name}`.
+COLLECTION_PARAM = "collection_name"
+
+
+async def collection_path_param(
+    collection_name: Annotated[str, Path(max_length=64, description="a collection's name")],
+) -> None:
+    """Declares the path parameter of the routes mounted under a collection (get_collection
+    reads it from the request)."""
 
 
 async def get_settings(request: Request) -> Settings:
@@ -31,7 +43,13 @@ async def get_embedding(request: Request) -> EmbeddingEngine:
 
 
 async def get_collection(request: Request) -> Collection:
-    return request.app.state.models.require_collection()
+    """The default collection, or the one a `/collections/{collection_name}/...` path names."""
+    name = request.path_params.get(COLLECTION_PARAM)
+    models = request.app.state.models
+    if name is None or name == DEFAULT:
+        return models.require_collection()
+    # Opening one from disk reads its snapshot: off the loop.
+    return await asyncio.to_thread(models.require_collections().get, name)
 
 
 async def get_searches(request: Request) -> WorkPool:

@@ -58,7 +58,14 @@ def check_text_lengths(texts: Sequence[str], limit: int, setting: str, what: str
 @dataclass(frozen=True)
 class Embedded:
     vectors: np.ndarray  # (n, dim) float32, input order
-    token_counts: list[int]
+    token_counts: list[int]  # tokens each input fed the model, [CLS] and [SEP] included
+    truncated: list[bool]  # whether each input had more tokens than the model takes, and was cut
+
+
+def _without(enc: Encoding, position: int) -> Encoding:
+    """`enc` less the token at `position`."""
+    parts = (enc.ids, enc.type_ids, enc.attention_mask, enc.offsets, enc.special_tokens_mask)
+    return type(enc)(*(part[:position] + part[position:][1:] for part in parts))
 
 
 class EmbeddingEngine:
@@ -95,33 +102,42 @@ class EmbeddingEngine:
         truncate: bool,
         truncation_side: str = "right",
         prompt: str = "",
-    ) -> list[Encoding]:
+    ) -> tuple[list[Encoding], list[bool]]:
         """Pre: texts (after `prompt`) to WordPiece encodings and token ids as given, truncated
-        to the model's length at `truncation_side`, or 413 when too long."""
+        to the model's length at `truncation_side`, or 413 when too long; and which were cut.
+
+        A text is encoded to one token more than the model takes: if that one is there, the text
+        was longer, and dropping it (the last piece kept on the cut side) leaves what encoding to
+        the model's length gives, since pieces come out in order."""
         tokenizer = self.embedder.tokenizer
         max_length = self.max_length if truncate else None
-        encodings = []
+        probe = self.max_length + 1 if truncate else None
+        encodings, truncated = [], []
         with input_errors():
             for item in inputs:
                 if isinstance(item, str) or prompt:
                     # Ids after a prompt are read back as text and encoded with it, as TEI does.
                     text = item if isinstance(item, str) else tokenizer.decode(item)
-                    encodings.append(
-                        tokenizer.encode(
-                            prompt + text, max_length=max_length, truncation_side=truncation_side
-                        )
+                    enc = tokenizer.encode(
+                        prompt + text, max_length=probe, truncation_side=truncation_side
                     )
+                    cut = len(enc) > self.max_length
+                    if cut:  # [CLS] piece ... piece [SEP]: the piece next to the cut goes
+                        enc = _without(enc, -2 if truncation_side == "right" else 1)
                 else:
-                    encodings.append(ids_encoding(item, max_length, truncation_side))
+                    cut = truncate and len(item) > self.max_length
+                    enc = ids_encoding(item, max_length, truncation_side)
+                encodings.append(enc)
+                truncated.append(cut)
         if truncate:
-            return encodings
+            return encodings, truncated
         for i, enc in enumerate(encodings):
             if len(enc) > self.max_length:
                 raise PayloadTooLarge(
                     f"input {i} has {len(enc)} tokens, more than the model's maximum of "
                     f"{self.max_length}; shorten it or send `truncate: true`"
                 )
-        return encodings
+        return encodings, truncated
 
     def _run_core(self, encodings: Sequence[Encoding]) -> np.ndarray:
         """Core, on the batcher's thread: one padded call, rows back in the given order.
@@ -168,14 +184,16 @@ class EmbeddingEngine:
         they are checked here)."""
         if chars is None:
             chars = self.check_inputs(texts)
-        encodings = await run_sized(chars, self.tokenize, texts, truncate, truncation_side, prompt)
+        encodings, truncated = await run_sized(
+            chars, self.tokenize, texts, truncate, truncation_side, prompt
+        )
         vectors = await self.batcher.submit(encodings)
         token_counts = [len(e) for e in encodings]
         note(batch_size=len(texts), tokens=sum(token_counts))  # the request's access line
         if normalize:
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
             vectors = vectors / np.maximum(norms, 1e-12)  # the epsilon of torch's F.normalize
-        return Embedded(vectors=vectors, token_counts=token_counts)
+        return Embedded(vectors=vectors, token_counts=token_counts, truncated=truncated)
 
     async def embed_many(self, texts: Sequence[str]) -> np.ndarray:
         """Normalized, truncated vectors for any number of texts, queued in client-sized pieces."""

@@ -4,6 +4,7 @@ with the client library's process (`process_*`), platform (`python_info`) and ga
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from fastapi import Response
@@ -20,6 +21,7 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from semsearch.service.access import CLIENT_CLOSED
 from semsearch.service.batcher import BatchStats
 from semsearch.service.generation import GenerationStats
 
@@ -89,6 +91,9 @@ class Metrics:
         )
         # Decode speed as two counters (as llama.cpp's server exports it): their rates' ratio is
         # tokens per second over any window, however long each generation was.
+        self.prompt_tokens = Counter(
+            "semsearch_prompt_tokens", "prompt tokens of generations", registry=r
+        )
         self.cached_prompt_tokens = Counter(
             "semsearch_cached_prompt_tokens",
             "prompt tokens whose keys and values came from the decoder's prefix cache",
@@ -119,6 +124,7 @@ class Metrics:
         self.tokens.labels(model="decoder").inc(
             usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
         )
+        self.prompt_tokens.inc(usage.get("prompt_tokens", 0))
         self.cached_prompt_tokens.inc(usage.get("cached_tokens", 0))
         if stats.first_token_s is not None:
             self.first_token.observe(stats.first_token_s)
@@ -153,6 +159,10 @@ class RequestMetrics:
 
         try:
             await self.app(scope, receive, send_with_status)
+        except asyncio.CancelledError:
+            if status == 500:  # the client left before an answer began (nginx's 499)
+                status = CLIENT_CLOSED
+            raise
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.requests.labels(route=route, status=str(status)).inc()

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from semsearch.index import Collection
 from semsearch.service.batcher import BatchStats
+from semsearch.service.collections import CollectionRegistry
 from semsearch.service.encoders import load_configured_embedder
 from semsearch.service.engine import EmbeddingEngine
 from semsearch.service.errors import Unhealthy
@@ -40,7 +41,8 @@ class Models:
         self._on_batch = on_batch
         self._on_generation = on_generation
         self.embedding: EmbeddingEngine | None = None
-        self.collection: Collection | None = None
+        self.collection: Collection | None = None  # the default one
+        self.collections: CollectionRegistry | None = None  # every one, the default included
         self.generation: GenerationEngine | None = None
         self.load_error: BaseException | None = None
         self.searches = WorkPool(
@@ -71,6 +73,9 @@ class Models:
             limits=self.settings.index_limits(),
         )
         self.collection = collection
+        self.collections = CollectionRegistry(
+            self.settings, embedder.dim, embedder.fingerprint(), collection
+        )
         self.embedding = EmbeddingEngine(embedder, self.settings, self._on_batch)
 
     def start_loading(self) -> None:
@@ -115,7 +120,8 @@ class Models:
 
     def close(self) -> None:
         self.searches.close()
-        for part in (self.embedding, self.collection, self.generation):
+        collections = self.collections or self.collection
+        for part in (self.embedding, collections, self.generation):
             if part is not None:
                 part.close()
 
@@ -130,9 +136,15 @@ class Models:
         return self.embedding
 
     def require_collection(self) -> Collection:
+        """The default collection."""
         if self.collection is None:
             raise self._missing("collection")
         return self.collection
+
+    def require_collections(self) -> CollectionRegistry:
+        if self.collections is None:
+            raise self._missing("collection")
+        return self.collections
 
     def require_generation(self) -> GenerationEngine:
         if not self.decoder_enabled:

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from semsearch.service.openai_unsupported import refuse_token_ids
 from semsearch.service.sampling_schema import OpenAISampling
 from semsearch.service.schemas import Texts
 from semsearch.service.settings import MAX_LIST_ITEMS
+from semsearch.service.token_lists import integers_only
 
 # OpenAI also takes token ids as `input` (LangChain's OpenAIEmbeddings sends tiktoken's by
 # default); they are parsed only to be refused with what to change (`openai_unsupported`).
-TokenIds = Annotated[list[int], Field(max_length=MAX_LIST_ITEMS)]
+TokenIds = Annotated[list[int], Field(max_length=MAX_LIST_ITEMS), BeforeValidator(integers_only)]
 
 
 class OpenAIEmbeddingRequest(BaseModel):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
 from semsearch.service.sampling_schema import NativeSampling
 from semsearch.service.settings import MAX_LIST_ITEMS, MAX_TOKEN_IDS
+from semsearch.service.token_lists import integers_only
 
 # Lists the parser refuses past a ceiling before validating any item (the limits in Settings, a
 # 413 naming the setting, are checked after parsing).
@@ -15,7 +16,9 @@ Texts = Annotated[list[str], Field(max_length=MAX_LIST_ITEMS)]
 # Token ids, as TEI takes them: integers only (no floats, no booleans). Their range (the
 # vocabulary) and count (SEMSEARCH_MAX_INPUT_CHARS: an id counts as a character) are checked after
 # parsing; the parser refuses a list past MAX_TOKEN_IDS before looking at its items.
-TokenIds = Annotated[list[StrictInt], Field(max_length=MAX_TOKEN_IDS)]
+TokenIds = Annotated[
+    list[StrictInt], Field(max_length=MAX_TOKEN_IDS), BeforeValidator(integers_only)
+]
 
 
 class ErrorResponse(BaseModel):
@@ -71,6 +74,11 @@ class EmbedRequest(BaseModel):
     prompt_name: str | None = Field(
         None, description="a key of the model's sentence-transformers `prompts`, put before texts"
     )
+    details: bool = Field(
+        False,
+        description="answer an EmbedDetails object (vectors, tokens per input, whether each was "
+        "truncated) instead of TEI's bare array of vectors",
+    )
 
     def items(self) -> list[str | list[int]]:
         """One item per input: a text, or a list of token ids."""
@@ -82,6 +90,18 @@ class EmbedRequest(BaseModel):
     def truncation_side(self) -> str:
         """The tokenizer's name for the direction: "right" | "left"."""
         return self.truncation_direction.lower()
+
+
+class EmbedDetails(BaseModel):
+    """`/embed` with `details: true`: per input, in input order, its vector and its tokens."""
+
+    embeddings: list[list[float]]
+    n_tokens: list[int] = Field(
+        description="tokens fed to the model, [CLS] and [SEP] included (after any truncation)"
+    )
+    truncated: list[bool] = Field(
+        description="the input had more tokens than the model's maximum and was cut to it"
+    )
 
 
 class Health(BaseModel):
@@ -131,20 +151,137 @@ class DeleteResponse(BaseModel):
     deleted: str
 
 
+class IndexOptions(BaseModel):
+    """A collection's vector index settings (index/config.py), bounded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    flat_max: int | None = Field(None, ge=1, le=10_000_000, description="auto: exact below this")
+    ef_construction: int | None = Field(None, ge=1, le=1024, description="HNSW build effort")
+    ef_search: int | None = Field(None, ge=1, le=4096, description="HNSW search effort")
+    nprobe: int | None = Field(None, ge=0, le=65_536, description="IVF lists searched; 0: auto")
+    exact_filter_max: int | None = Field(
+        None, ge=0, le=1_000_000, description="filters matching at most this many: exact search"
+    )
+
+
+class CollectionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(max_length=64, description="1-64 letters, digits, '_', '-'")
+    index_type: str | None = Field(
+        None, max_length=32, description="auto (default), Flat, HNSW<M>, IVF or IVF<nlist>,Flat"
+    )
+    index_options: IndexOptions | None = None
+
+
+class CollectionInfo(BaseModel):
+    name: str
+    count: int
+    dim: int | None
+    metric: str
+    index_type: str
+    factory: str | None
+    tombstones: int
+    bytes_on_disk: int
+
+
+class CollectionList(BaseModel):
+    collections: list[CollectionInfo]
+
+
+class DroppedCollection(BaseModel):
+    dropped: str
+
+
+class SnapshotInfo(BaseModel):
+    name: str
+    created: str = Field(description="UTC, ISO 8601")
+    documents: int
+    bytes: int
+
+
+class SnapshotList(BaseModel):
+    snapshots: list[SnapshotInfo]
+
+
+class DeletedSnapshot(BaseModel):
+    deleted: str
+
+
+class DocumentPage(BaseModel):
+    documents: list[DocumentOut]
+    next_cursor: str | None = Field(
+        description="pass as `cursor` for the next page; null on the last page"
+    )
+
+
+class CountResponse(BaseModel):
+    count: int
+
+
+class DeleteManyRequest(BaseModel):
+    """Exactly one of `ids` and `filter`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: Annotated[list[str], Field(min_length=1, max_length=MAX_LIST_ITEMS)] | None = None
+    filter: dict[str, Any] | None = None
+
+
+class DeleteManyResponse(BaseModel):
+    deleted: int
+
+
+SearchMode = Literal["dense", "keyword", "hybrid"]
+_MODE = (
+    "dense: cosine similarity of embeddings; keyword: BM25 over the texts' terms; hybrid: both, "
+    "fused by reciprocal rank"
+)
+
+
+class FusionWeights(BaseModel):
+    """A side's multiplier in the reciprocal-rank sum."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dense: float = Field(1.0, ge=0, allow_inf_nan=False)
+    keyword: float = Field(1.0, ge=0, allow_inf_nan=False)
+
+
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     query: str
     k: int = Field(10, ge=1, description="at most SEMSEARCH_MAX_SEARCH_K (default 100)")
     filter: dict[str, Any] | None = None
-    score_threshold: float | None = Field(None, allow_inf_nan=False)
+    score_threshold: float | None = Field(
+        None, allow_inf_nan=False, description="compared with `score` (cosine, BM25 or fused)"
+    )
+    mode: SearchMode = Field("dense", description=_MODE)
+    rrf_k: int = Field(60, ge=1, le=1_000_000, description="hybrid: the rank constant of RRF")
+    weights: FusionWeights | None = Field(None, description="hybrid: default 1 each")
+    candidates: int | None = Field(
+        None,
+        ge=1,
+        description="hybrid: hits taken from each side before fusing; default max(k, 50), at "
+        "most SEMSEARCH_MAX_SEARCH_K",
+    )
+
+
+class FoundBy(BaseModel):
+    rank: int = Field(description="from 1, in that side's own ranking")
+    score: float = Field(description="that side's score: cosine (dense) or BM25 (keyword)")
 
 
 class Hit(BaseModel):
     id: str
-    score: float
+    score: float = Field(description="dense: cosine; keyword: BM25; hybrid: the fused RRF score")
     text: str
     metadata: dict[str, Any]
+    found_by: dict[Literal["dense", "keyword"], FoundBy] | None = Field(
+        None, description="keyword and hybrid modes: where each side that found the hit ranked it"
+    )
 
 
 class SearchResponse(BaseModel):
@@ -230,6 +367,7 @@ class RagRequest(NativeSampling):
     k: int = Field(4, ge=1, le=20)
     filter: dict[str, Any] | None = None
     score_threshold: float | None = Field(None, allow_inf_nan=False)
+    mode: SearchMode = Field("dense", description=_MODE)
 
 
 class Source(BaseModel):

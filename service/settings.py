@@ -47,6 +47,7 @@ REQUEST_LIMITS = (
     "max_input_chars",
     "max_document_chars",
     "max_search_k",
+    "max_page_size",
     "max_prompt_chars",
     "max_new_tokens",
     "max_chat_messages",
@@ -56,6 +57,7 @@ REQUEST_LIMITS = (
     "max_batch_tokens",
     "max_queue_requests",
     "max_filter_conditions",
+    "max_keyword_terms",
     "max_metadata_bytes",
     "max_metadata_depth",
     "query_timeout_s",
@@ -85,6 +87,12 @@ class Settings(BaseSettings):
     # data directory ($SEMSEARCH_DATA_DIR, else ~/.local/share/semsearch or its XDG equivalent),
     # the model files in the models directory ($SEMSEARCH_MODELS_DIR, else the data dir's models/).
     index_dir: Path = Field(default_factory=paths.index_dir)
+    # Named collections (POST /collections), one directory each; the default one is index_dir.
+    collections_dir: Path | None = None  # None: `collections/` beside index_dir
+    max_collections: int = Field(32, ge=1)  # open at once, the default included; more -> 429
+    # POST /collections/{name}/snapshots: full copies, at most max_snapshots per collection
+    snapshots_dir: Path | None = None  # None: `snapshots/` beside index_dir
+    max_snapshots: int = Field(5, ge=1, le=1000)
 
     # Encoder
     model_dir: Path | None = None  # None: onnx/model/ for the ONNX backends, else all-MiniLM-L6-v2
@@ -117,7 +125,7 @@ class Settings(BaseSettings):
     rag_max_source_chars: int = Field(1200, ge=100)
     # Keys and values of recent prompts' beginnings (system prompt, RAG instructions, earlier chat
     # turns), reused by prompts that begin alike; 0 = off. SmolLM2 takes 45 KiB per token.
-    prefix_cache_mb: float = Field(128.0, ge=0)
+    prefix_cache_mb: float = Field(128.0, ge=0, le=1_048_576, allow_inf_nan=False)
 
     # Request limits (TEI's names where it has them). Each bounds the work one request can cause;
     # past a limit the answer is 413 (too much) or 422 (malformed), naming the setting.
@@ -130,6 +138,7 @@ class Settings(BaseSettings):
     max_input_chars: int = Field(100_000, ge=1)
     max_document_chars: int = Field(100_000, ge=1)  # stored text of one document
     max_search_k: int = Field(100, ge=1)  # hits per /search (k x document size bounds a reply)
+    max_page_size: int = Field(1000, ge=1, le=MAX_LIST_ITEMS)  # documents per GET /documents page
     max_prompt_chars: int = Field(65_536, ge=1)  # a prompt, or all chat messages together
     max_new_tokens: int = Field(2048, ge=1, le=MAX_TOKENS_CEILING)  # tokens one generation adds
     max_chat_messages: int = Field(256, ge=1, le=MAX_LIST_ITEMS)
@@ -137,6 +146,7 @@ class Settings(BaseSettings):
     max_stop_chars: int = Field(128, ge=1)  # characters of one stop sequence
     # The collection (index.Limits): filters, metadata, SQL time, another process's write lock.
     max_filter_conditions: int = Field(256, ge=1)  # an `in` list's items count one each
+    max_keyword_terms: int = Field(64, ge=1)  # distinct terms of a keyword or hybrid query
     max_metadata_bytes: int = Field(65_536, ge=1)  # one document's metadata as compact JSON
     max_metadata_depth: int = Field(32, ge=1)  # nesting of objects and lists in metadata
     query_timeout_s: float = Field(5.0, gt=0)  # one SQL query of a search; then 503
@@ -182,6 +192,12 @@ class Settings(BaseSettings):
             ),
         )
 
+    def collections_root(self) -> Path:
+        return self.collections_dir or self.index_dir.parent / "collections"
+
+    def snapshots_root(self) -> Path:
+        return self.snapshots_dir or self.index_dir.parent / "snapshots"
+
     def cors_origin_list(self) -> list[str]:
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
@@ -191,13 +207,22 @@ class Settings(BaseSettings):
 
         return Limits(
             max_filter_conditions=self.max_filter_conditions,
+            max_keyword_terms=self.max_keyword_terms,
             max_metadata_bytes=self.max_metadata_bytes,
             max_metadata_depth=self.max_metadata_depth,
             query_timeout_s=self.query_timeout_s,
             lock_timeout_s=self.lock_timeout_s,
         )
 
-    @field_validator("config", "index_dir", "onnx_dir", "gguf_path", "model_dir")
+    @field_validator(
+        "config",
+        "index_dir",
+        "collections_dir",
+        "snapshots_dir",
+        "onnx_dir",
+        "gguf_path",
+        "model_dir",
+    )
     @classmethod
     def _expand_home(cls, value: Path | None) -> Path | None:
         # `~` means the home directory, as in semsearch.paths.

@@ -17,6 +17,7 @@ or undone by the next open (index/persistence.py), never losing the old copy's d
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import shutil
@@ -31,6 +32,7 @@ import numpy as np
 from semsearch.index import Collection, Doc, FormatError, IndexConfig, Limits, NotFound
 from semsearch.index.ids import chunk_id
 from semsearch.index.ingest.chunking import chunk_spans
+from semsearch.index.ingest.documents import SkippedFile
 from semsearch.index.ingest.readers import BadRow, Progress, ReaderOptions, Record, read_inputs
 from semsearch.index.locking import exclusive_open, writer_lock
 from semsearch.index.persistence import (
@@ -100,6 +102,7 @@ class BuildReport:
     added: int = 0
     skipped_existing: int = 0
     bad_rows: int = 0
+    skipped_files: int = 0  # files that did not become documents (SkippedFile says why)
     reembedded: int = 0
     seconds: float = 0.0
     embed_seconds: float = 0.0
@@ -125,11 +128,12 @@ def build_index(
     options: BuildOptions | None = None,
     on_bad_row: Callable[[BadRow], None] | None = None,
     bar: Callable[[int], ProgressBar] | None = None,
+    on_skipped_file: Callable[[SkippedFile], None] | None = None,
 ) -> BuildReport:
     """Index `inputs` into the collection at `index_dir`; see the module docstring.
 
     `bar(total_bytes)` makes a progress bar (tqdm-like; None for none); `on_bad_row` receives each
-    skipped row (logged instead when it is None).
+    skipped row, `on_skipped_file` each skipped file (each logged instead when it is None).
     """
     options = options or BuildOptions()
     report = BuildReport()
@@ -151,7 +155,7 @@ def build_index(
         background=False,  # a batch: rebuilds between windows, the same on every run
     ) as col:
         done, size = 0, options.batch_size * options.window_batches
-        for window in _windows(rows, size, report, on_bad_row):
+        for window in _windows(rows, size, report, on_bad_row, on_skipped_file):
             units = list(_units(window, embedder, options))
             report.documents += len(window)
             report.chunks += len(units)
@@ -173,13 +177,21 @@ def build_index(
 
 
 def _windows(
-    rows: Iterable[Record | BadRow],
+    rows: Iterable[Record | BadRow | SkippedFile],
     size: int,
     report: BuildReport,
     on_bad_row: Callable[[BadRow], None] | None,
+    on_skipped_file: Callable[[SkippedFile], None] | None,
 ) -> Iterator[list[Record]]:
     window: list[Record] = []
     for row in rows:
+        if isinstance(row, SkippedFile):
+            report.skipped_files += 1
+            if on_skipped_file is not None:
+                on_skipped_file(row)
+            else:
+                log.warning("skipped %s", row)
+            continue
         if isinstance(row, BadRow):
             report.bad_rows += 1
             if on_bad_row is not None:
@@ -215,6 +227,9 @@ def _units(window: list[Record], embedder: Embedder, options: BuildOptions) -> I
         spans = chunk_spans(offsets, options.chunk_tokens, options.chunk_overlap)
         for n, (start, end) in enumerate(spans):
             meta = {**rec.metadata, "parent_id": rec.id, "chunk": n}
+            if rec.pages:  # 1-based: the pages the chunk's first and last characters are on
+                meta["page"] = bisect.bisect_right(rec.pages, start)
+                meta["page_end"] = bisect.bisect_right(rec.pages, end - 1)
             yield Doc(chunk_id(rec.id, n), rec.text[start:end], meta)
 
 

@@ -1,11 +1,13 @@
-"""Streaming readers for the batch indexer: JSONL, CSV/TSV and folders of .txt/.md files.
+"""Streaming readers for the batch indexer: JSONL, CSV/TSV, and text, HTML and PDF files (one
+document each, index/ingest/documents.py), named or found in folders.
 
 Rows are read one at a time (memory stays flat on a 1 GB input). A row that cannot become a
 document (bad JSON, no text, an id repeated within its file) is yielded as a `BadRow` with its line
-number, never dropped silently. Ids must be stable across runs so a rerun can skip stored ids: rows
-without an id get `<file name>:<line>`, files in a folder their relative path. An id that breaks
-the id rules (index/ids.py `check_user_id`: too long, control characters, the reserved
-chunk suffix) makes its row a bad row too.
+number, never dropped silently; a file that cannot become a document, as a `SkippedFile` saying
+why. Ids must be stable across runs so a rerun can skip stored ids: rows without an id get
+`<file name>:<line>`, files in a folder their relative path. An id that breaks the id rules
+(index/ids.py `check_user_id`: too long, control characters, the reserved chunk suffix) makes its
+row a bad row (its file a skipped file) too.
 """
 
 from __future__ import annotations
@@ -21,10 +23,19 @@ from typing import Any
 
 from semsearch.index.errors import InvalidDocument
 from semsearch.index.ids import check_user_id
+from semsearch.index.ingest.documents import (
+    DEFAULT_MAX_FILE_BYTES,
+    DEFAULT_MAX_PDF_PAGES,
+    DOCUMENT_SUFFIXES,
+    Skip,
+    SkippedFile,
+    extract,
+    read_bounded,
+)
 
-TEXT_SUFFIXES = (".txt", ".md")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 CSV_SUFFIXES = (".csv", ".tsv")
+SUPPORTED_SUFFIXES = (*JSONL_SUFFIXES, *CSV_SUFFIXES, *DOCUMENT_SUFFIXES)
 _INT = re.compile(r"^[+-]?\d{1,18}$")
 _FLOAT = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
 
@@ -36,6 +47,7 @@ class Record:
     metadata: dict[str, Any]
     source: str
     line: int
+    pages: tuple[int, ...] = ()  # PDF: the character offset where each page begins
 
 
 @dataclass(frozen=True)
@@ -53,6 +65,16 @@ class ReaderOptions:
     id_field: str = "id"
     text_field: str = "text"
     metadata_fields: Sequence[str] | None = None  # None: a "metadata" object, else the other fields
+    # Bounds on files read whole (text, HTML, PDF); JSONL and CSV are streamed a row at a time.
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    max_pdf_pages: int = DEFAULT_MAX_PDF_PAGES
+
+    def __post_init__(self) -> None:
+        if self.max_file_bytes < 1 or self.max_pdf_pages < 1:
+            raise ValueError(
+                f"max_file_bytes and max_pdf_pages must be >= 1, got {self.max_file_bytes} "
+                f"and {self.max_pdf_pages}"
+            )
 
 
 @dataclass
@@ -64,12 +86,19 @@ class Progress:
 
 
 def input_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Files to read, in order: each path itself, or a folder's .txt/.md files (recursively)."""
+    """Files to read, in order: each path itself, or every file of a supported type in a folder
+    (recursively, sorted): documents, and JSONL/CSV read as rows, as if named."""
     out: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            out.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in TEXT_SUFFIXES))
+            out.extend(
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.suffix.lower() in SUPPORTED_SUFFIXES and not p.is_dir()
+                )
+            )
         elif path.is_file():
             out.append(path)
         else:
@@ -79,26 +108,34 @@ def input_files(paths: Iterable[str | Path]) -> list[Path]:
 
 def read_inputs(
     paths: Iterable[str | Path], options: ReaderOptions, progress: Progress | None = None
-) -> Iterator[Record | BadRow]:
-    """Records (and bad rows) from every input, in input order.
+) -> Iterator[Record | BadRow | SkippedFile]:
+    """Records (and bad rows, and skipped files) from every input, in input order.
 
     Inputs are listed (and `progress.total_bytes` set) now, before the first row is read."""
     progress = progress if progress is not None else Progress()
     roots = [Path(p) for p in paths]
     files = input_files(roots)
     for path in files:
-        if path.suffix.lower() not in (*JSONL_SUFFIXES, *CSV_SUFFIXES, *TEXT_SUFFIXES):
+        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
             raise ValueError(
                 f"{path}: unsupported input type {path.suffix!r}; use .jsonl/.ndjson, .csv/.tsv, "
-                "or a folder of .txt/.md files"
+                ".txt/.md, .html/.htm, .pdf, or a folder of them"
             )
-    progress.total_bytes = sum(f.stat().st_size for f in files)
+    progress.total_bytes = sum(_size(f) for f in files)
     return _read_files(files, roots, options, progress)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:  # a broken link in a folder: reported as unreadable when its turn comes
+        return 0
 
 
 def _read_files(
     files: list[Path], roots: list[Path], options: ReaderOptions, progress: Progress
-) -> Iterator[Record | BadRow]:
+) -> Iterator[Record | BadRow | SkippedFile]:
+    named = {r for r in roots if not r.is_dir()}
     for path in files:
         suffix = path.suffix.lower()
         if suffix in JSONL_SUFFIXES:
@@ -106,7 +143,7 @@ def _read_files(
         elif suffix in CSV_SUFFIXES:
             yield from _read_csv(path, options, progress)
         else:
-            yield from _read_text_file(path, roots, progress)
+            yield _read_document(path, roots, options, progress, strict=path in named)
 
 
 def _lines(path: Path, progress: Progress) -> Iterator[str]:
@@ -215,18 +252,24 @@ def _read_csv(path: Path, options: ReaderOptions, progress: Progress) -> Iterato
         yield _make_record(row, options, path, start, dedup)
 
 
-def _read_text_file(path: Path, roots: list[Path], progress: Progress) -> Iterator[Record | BadRow]:
-    raw = path.read_bytes()
-    progress.bytes_read += len(raw)
-    text = raw.decode("utf-8", errors="replace")
+def _read_document(
+    path: Path, roots: list[Path], options: ReaderOptions, progress: Progress, strict: bool
+) -> Record | SkippedFile:
+    """One file as one document. An unreadable file named as an input raises (the job fails);
+    in a folder, it is skipped like any other file that cannot become a document."""
     root = next((r for r in roots if r.is_dir() and path.is_relative_to(r)), path.parent)
     rel = path.relative_to(root).as_posix()
-    if not text.strip():
-        yield BadRow(str(path), 1, "empty file")
-        return
     try:
-        check_user_id(rel)
-    except InvalidDocument as exc:
-        yield BadRow(str(path), 1, str(exc))
-        return
-    yield Record(rel, text, {"path": rel}, str(path), 1)
+        try:
+            check_user_id(rel)
+            data = read_bounded(path, options.max_file_bytes, strict)
+        except InvalidDocument as exc:
+            raise Skip("bad id", str(exc)) from exc
+        finally:
+            progress.bytes_read += _size(path)
+        doc = extract(path, data, options.max_file_bytes, options.max_pdf_pages)
+        if not doc.text.strip():
+            raise Skip("empty")
+    except Skip as skip:
+        return SkippedFile(str(path), skip.kind, skip.detail, skip.fix)
+    return Record(rel, doc.text, {"path": rel, **doc.metadata}, str(path), 1, doc.page_starts)

@@ -1,29 +1,71 @@
-"""`/documents`: upsert, get and delete; the collection is the source of truth."""
+"""`/documents`: upsert, get, scroll, count and delete; the collection is the source of truth."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import json
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from semsearch.index import Doc
 from semsearch.index.ids import check_user_id
 from semsearch.service.deps import CollectionDep, EmbeddingDep
 from semsearch.service.engine import check_input_count, check_text_lengths
-from semsearch.service.errors import NotFound
+from semsearch.service.errors import NotFound, ValidationFailed
 from semsearch.service.schemas import (
     NATIVE_ERRORS,
+    CountResponse,
+    DeleteManyRequest,
+    DeleteManyResponse,
     DeleteResponse,
     DocumentOut,
+    DocumentPage,
     UpsertRequest,
     UpsertResponse,
 )
 from semsearch.service.streaming import until_disconnected
 
-router = APIRouter(prefix="/documents", tags=["documents"], responses=NATIVE_ERRORS)
+router = APIRouter(tags=["documents"], responses=NATIVE_ERRORS)
+
+# A filter in a query string: JSON, URL-encoded (`?filter=%7B%22lang%22%3A%22en%22%7D`).
+FilterParam = Annotated[
+    str | None, Query(max_length=65_536, description="a search filter as JSON (URL-encoded)")
+]
 
 
-@router.post("", response_model=UpsertResponse, response_model_exclude_none=True)
+def _filter_param(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ValidationFailed("filter: not valid JSON", param="filter") from None
+    if not isinstance(value, dict):
+        raise ValidationFailed("filter: must be a JSON object", param="filter")
+    return value
+
+
+def _cursor(last_id: str) -> str:
+    """An opaque cursor: the last id of a page, base64url (ids may hold any character)."""
+    return base64.urlsafe_b64encode(last_id.encode("utf-8")).decode("ascii")
+
+
+def _after(cursor: str | None) -> str:
+    if cursor is None:
+        return ""
+    try:
+        return base64.b64decode(cursor.encode("ascii"), altchars=b"-_", validate=True).decode()
+    except (ValueError, binascii.Error, UnicodeError):
+        raise ValidationFailed(
+            "cursor: not a cursor this server gave (pass `next_cursor` as it came)",
+            param="cursor",
+        ) from None
+
+
+@router.post("/documents", response_model=UpsertResponse, response_model_exclude_none=True)
 async def upsert_documents(
     body: UpsertRequest, request: Request, engine: EmbeddingDep, collection: CollectionDep
 ) -> UpsertResponse:
@@ -47,8 +89,55 @@ async def upsert_documents(
     return UpsertResponse(upserted=len(ids), ids=ids if generated else None)
 
 
+@router.get("/documents", response_model=DocumentPage)
+async def scroll_documents(
+    collection: CollectionDep,
+    request: Request,
+    limit: Annotated[int, Query(ge=1, description="at most SEMSEARCH_MAX_PAGE_SIZE")] = 100,
+    cursor: Annotated[str | None, Query(max_length=4096)] = None,
+    filter: FilterParam = None,
+) -> DocumentPage:
+    """Every document once, in id order, a page at a time (keyset pagination: writes between
+    pages neither repeat nor skip a document that was stored throughout)."""
+    maximum = request.app.state.settings.max_page_size
+    if limit > maximum:
+        raise ValidationFailed(
+            f"limit={limit} is more than this server's maximum of {maximum} "
+            "(SEMSEARCH_MAX_PAGE_SIZE)",
+            param="limit",
+        )
+    flt, after = _filter_param(filter), _after(cursor)
+    docs = await asyncio.to_thread(collection.scroll, after, limit + 1, flt)
+    page = docs[:limit]
+    return DocumentPage(
+        documents=[DocumentOut(id=d.id, text=d.text, metadata=d.metadata) for d in page],
+        next_cursor=_cursor(page[-1].id) if len(docs) > limit else None,
+    )
+
+
+@router.get("/count", response_model=CountResponse)
+async def count_documents(collection: CollectionDep, filter: FilterParam = None) -> CountResponse:
+    flt = _filter_param(filter)
+    return CountResponse(count=await asyncio.to_thread(collection.count, flt))
+
+
+@router.post("/documents/delete", response_model=DeleteManyResponse)
+async def delete_documents(
+    body: DeleteManyRequest, collection: CollectionDep
+) -> DeleteManyResponse:
+    """Delete by ids or by filter, in one transaction; how many were deleted (absent ids are
+    not counted)."""
+    if (body.ids is None) == (body.filter is None):
+        raise ValidationFailed("give exactly one of `ids` and `filter`")
+    if body.ids is not None:
+        deleted = await asyncio.to_thread(collection.delete, body.ids)
+    else:
+        deleted = await asyncio.to_thread(collection.delete_where, body.filter)
+    return DeleteManyResponse(deleted=deleted)
+
+
 # `:path`: the id is the rest of the path, "/" included (the folder reader makes `sub/x.txt`).
-@router.get("/{doc_id:path}", response_model=DocumentOut)
+@router.get("/documents/{doc_id:path}", response_model=DocumentOut)
 async def get_document(doc_id: str, collection: CollectionDep) -> DocumentOut:
     doc = await asyncio.to_thread(collection.get, doc_id)
     if doc is None:
@@ -56,7 +145,7 @@ async def get_document(doc_id: str, collection: CollectionDep) -> DocumentOut:
     return DocumentOut(id=doc.id, text=doc.text, metadata=doc.metadata)
 
 
-@router.delete("/{doc_id:path}", response_model=DeleteResponse)
+@router.delete("/documents/{doc_id:path}", response_model=DeleteResponse)
 async def delete_document(doc_id: str, collection: CollectionDep) -> DeleteResponse:
     # An id that is not there is a 404 at once, without waiting for the writer lock.
     if await asyncio.to_thread(collection.get, doc_id) is None or (

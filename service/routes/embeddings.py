@@ -16,15 +16,17 @@ from semsearch.service.openai_schemas import (
     OpenAIUsage,
 )
 from semsearch.service.openai_unsupported import refuse_other_dimensions
-from semsearch.service.schemas import NATIVE_ERRORS, OPENAI_ERRORS, EmbedRequest
+from semsearch.service.schemas import NATIVE_ERRORS, OPENAI_ERRORS, EmbedDetails, EmbedRequest
 from semsearch.service.streaming import until_disconnected
 from semsearch.service.token_inputs import prompt_text
 
 router = APIRouter(tags=["embeddings"], responses=NATIVE_ERRORS)
 
 
-@router.post("/embed", response_model=list[list[float]])
-async def embed(body: EmbedRequest, request: Request, engine: EmbeddingDep) -> list[list[float]]:
+@router.post("/embed", response_model=list[list[float]] | EmbedDetails)
+async def embed(
+    body: EmbedRequest, request: Request, engine: EmbeddingDep
+) -> list[list[float]] | EmbedDetails:
     inputs = body.items()
     check_input_count(len(inputs), engine.settings.max_client_batch_size, "inputs")
     prompt = prompt_text(engine.embedder.prompts, body.prompt_name)
@@ -37,6 +39,12 @@ async def embed(body: EmbedRequest, request: Request, engine: EmbeddingDep) -> l
     )
     # A client that leaves takes its queued work with it (the batcher skips cancelled requests).
     result = await until_disconnected(request, work)
+    if body.details:  # opt-in: TEI's clients parse the bare array
+        return EmbedDetails(
+            embeddings=result.vectors.tolist(),
+            n_tokens=result.token_counts,
+            truncated=result.truncated,
+        )
     return result.vectors.tolist()
 
 

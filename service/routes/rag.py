@@ -42,7 +42,7 @@ async def rag(
         [body.query], settings.max_prompt_chars, "SEMSEARCH_MAX_PROMPT_CHARS", "query"
     )
     hits = await retriever.retrieve(
-        request, body.query, body.k, body.filter, body.score_threshold, then=list
+        request, body.query, body.k, body.filter, body.score_threshold, then=list, mode=body.mode
     )
     # Retrieved texts go in as plain text (never control tokens), clipped, and only as many as
     # fit beside the answer in the model's context: the prompt is bounded by construction.

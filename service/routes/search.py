@@ -1,4 +1,5 @@
-"""`/search`: embed the query through the shared batcher, then a (filtered) collection search."""
+"""`/search`: embed the query through the shared batcher, then a (filtered) collection search;
+or a keyword (BM25) search, or both fused by reciprocal rank (`mode`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 
 from fastapi import APIRouter, Request, Response
 
-from semsearch.index import Hit
+from semsearch.index import Fusion, Hit
 from semsearch.service.deps import RetrieverDep
 from semsearch.service.schemas import NATIVE_ERRORS, SearchRequest, SearchResponse
 
@@ -24,7 +25,18 @@ async def search(body: SearchRequest, request: Request, retriever: RetrieverDep)
         payload = {"hits": [h.to_dict() for h in hits], "took_ms": took_ms}
         return json.dumps(payload, ensure_ascii=False, allow_nan=False).encode()
 
+    fusion = None
+    if body.mode == "hybrid":
+        weights = body.weights.model_dump() if body.weights is not None else {}
+        fusion = Fusion(rrf_k=body.rrf_k, weights=weights, candidates=body.candidates)
     payload = await retriever.retrieve(
-        request, body.query, body.k, body.filter, body.score_threshold, then=answer
+        request,
+        body.query,
+        body.k,
+        body.filter,
+        body.score_threshold,
+        then=answer,
+        mode=body.mode,
+        fusion=fusion,
     )
     return Response(payload, media_type="application/json")

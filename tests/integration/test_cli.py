@@ -128,6 +128,16 @@ def test_index_build_info_and_search_on_the_real_encoder(tmp_path):
 
     bad_filter = run_cli(*query, "--filter", '{"lang": {"near": 1}}', env=env)
     assert bad_filter.returncode == 2, bad_filter.stderr
+
+    saved = run_cli("index", "backup", str(tmp_path / "backup"), env=env)
+    assert saved.returncode == 0 and "backed up 3 documents" in saved.stdout, saved.stderr
+    again = run_cli("index", "backup", str(tmp_path / "backup"), env=env)  # not empty: refused
+    assert again.returncode == 2 and "not an empty directory" in again.stderr
+    restored_env = {"SEMSEARCH_INDEX_DIR": str(tmp_path / "restored")}
+    back = run_cli("index", "restore", str(tmp_path / "backup"), "--quiet", env=restored_env)
+    assert back.returncode == 0 and back.stdout == "", back.stderr
+    again = run_cli(*query, "--filter", '{"lang": "en"}', env=restored_env)
+    assert json.loads(again.stdout)["hits"] == hits
     assert "semsearch search: error: " in bad_filter.stderr and "near" in bad_filter.stderr
 
     other_encoder = run_cli(*query, "--backend", "onnx", env=env)

@@ -158,6 +158,24 @@ def test_a_huge_list_is_refused_before_its_items_are_validated(gen_client, path,
     assert elapsed < 2.0, f"{elapsed:.2f} s"
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/embed", {"inputs": [[0.5] * 4000] * 128}),
+        ("/decode", {"ids": [[0.5] * 4000] * 128}),
+        ("/v1/embeddings", {"input": [[0.5] * 4000] * 128}),
+    ],
+)
+def test_lists_of_ids_that_are_not_integers_cost_one_error_each(client, path, body):
+    """Half a million bad items made half a million errors and held the event loop for seconds."""
+    started = time.perf_counter()
+    response = client.post(path, json=body)
+    elapsed = time.perf_counter() - started
+    assert response.status_code == (400 if path.startswith("/v1/") else 422), response.text
+    assert "item 0 is not an integer token id" in response.text or path.startswith("/v1/")
+    assert elapsed < 1.0, f"{elapsed:.2f} s"
+
+
 # --- limits --------------------------------------------------------------------------------------
 
 

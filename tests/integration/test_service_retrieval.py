@@ -26,3 +26,15 @@ def test_rag_cites_what_search_finds(make_client, fake_embedder, real_generator)
         answer = client.post("/rag", json={**query, "max_new_tokens": 1}).json()
         assert [s["id"] for s in answer["sources"]] == [h["id"] for h in hits]
         assert [s["score"] for s in answer["sources"]] == [h["score"] for h in hits]
+
+
+def test_rag_retrieves_by_the_search_mode(make_client, fake_embedder, real_generator):
+    with make_client(fake_embedder, real_generator) as client:
+        client.post("/documents", json={"documents": DOCS})
+        for mode, want in (("keyword", ["tokyo"]), ("hybrid", None)):
+            query = {"query": "Tokyo, Japan", "k": 2, "mode": mode}
+            hits = client.post("/search", json=query).json()["hits"]
+            answer = client.post("/rag", json={**query, "max_new_tokens": 1}).json()
+            assert [s["id"] for s in answer["sources"]] == [h["id"] for h in hits]
+            assert [s["score"] for s in answer["sources"]] == [h["score"] for h in hits]
+            assert want is None or [h["id"] for h in hits] == want

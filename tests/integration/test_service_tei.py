@@ -203,6 +203,47 @@ def test_bad_token_ids_are_refused(make_client, fake_embedder):
         assert "301 token ids" in too_long and "SEMSEARCH_MAX_INPUT_CHARS" in too_long
 
 
+# --- /embed: details ----------------------------------------------------------------------------
+
+
+def details(client, **body) -> dict:
+    response = client.post("/embed", json={**body, "details": True})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_details_count_tokens_and_truncation_as_the_fast_tokenizer_does(make_client, fake_embedder):
+    from transformers import BertTokenizerFast
+
+    reference = BertTokenizerFast.from_pretrained(str(default_model_dir()))
+    # One piece per "a": 256 tokens with [CLS] and [SEP] (the model's maximum), then one more.
+    edge = ["a " * 254, "a " * 255]
+    texts = [*TEXTS, LONG, *edge]
+    with make_client(fake_embedder) as client:
+        assert isinstance(client.post("/embed", json={"inputs": "x"}).json()[0], list)  # TEI's
+        for side in ("right", "left"):
+            reference.truncation_side = side
+            full = [len(reference(t)["input_ids"]) for t in texts]
+            assert full[-3] > 600 and full[-2:] == [256, 257]
+            cut = [reference(t, truncation=True, max_length=256)["input_ids"] for t in texts]
+            got = details(client, inputs=texts, truncation_direction=side.title())
+            assert got["n_tokens"] == [len(ids) for ids in cut]
+            assert got["truncated"] == [n > 256 for n in full]
+            assert got["truncated"] == [False] * len(TEXTS) + [True, False, True]
+            # The tokens fed to the model are the reference's cut ones: the same vectors.
+            np.testing.assert_allclose(got["embeddings"], embed(client, inputs=cut), atol=1e-6)
+        # Token ids: their own count, cut at 256 as given.
+        ids = reference(LONG)["input_ids"]
+        got = details(client, inputs=[ids, ids[:256], ids[:9]], truncation_direction="Left")
+        assert (got["n_tokens"], got["truncated"]) == ([256, 256, 9], [True, False, False])
+        # Without truncation nothing is cut (a longer input is a 413), and one text is one row.
+        got = details(client, inputs=TEXTS, truncate=False)
+        assert got["n_tokens"] == [len(reference(t)["input_ids"]) for t in TEXTS]
+        assert got["truncated"] == [False] * len(TEXTS)
+        one = details(client, inputs=TEXTS[0])
+        assert (len(one["embeddings"]), one["n_tokens"]) == (1, got["n_tokens"][:1])
+
+
 # --- /embed: prompt_name -------------------------------------------------------------------------
 
 

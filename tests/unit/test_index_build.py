@@ -26,6 +26,7 @@ from semsearch.cli.main import main as cli_main
 from semsearch.index import Collection, FingerprintMismatch, InvalidDocument
 from semsearch.index.ids import MAX_ID_CHARS, check_user_id
 from semsearch.index.ingest.chunking import chunk_spans
+from semsearch.index.ingest.documents import SkippedFile
 from semsearch.index.ingest.pipeline import BuildOptions, build_index
 from semsearch.index.ingest.readers import BadRow, ReaderOptions, Record, read_inputs
 from semsearch.index.persistence import SWAP_MARKER, mark_complete
@@ -78,7 +79,7 @@ def test_csv_and_folder_readers(tmp_path: Path) -> None:
         ("a.md", {"path": "a.md"}),
         ("sub/b.txt", {"path": "sub/b.txt"}),
     ]
-    assert [r.reason for r in rows if isinstance(r, BadRow)] == ["empty file"]
+    assert [r.kind for r in rows if isinstance(r, SkippedFile)] == ["empty"]
 
 
 def test_reader_streams_in_flat_memory(tmp_path: Path) -> None:

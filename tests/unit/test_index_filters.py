@@ -11,7 +11,7 @@ import pytest
 from filter_reference import reference_match
 
 from semsearch.index import Collection, Doc, FilterError, IndexConfig
-from semsearch.index.filters import normalize
+from semsearch.index.filters import MAX_DEPTH, parse
 
 DIM = 16
 N = 1_000
@@ -128,6 +128,73 @@ def test_typing_rules(tmp_path: Path) -> None:
         assert ids({"v": {"gt": 0, "lt": 2}, "w": {"ne": 3}}) == ["0", "1"]
 
 
+def nested_not(depth: int) -> dict[str, Any]:
+    flt: dict[str, Any] = {"a": 1}
+    for _ in range(depth):
+        flt = {"$not": flt}
+    return flt
+
+
+def nested_metadata(rng: random.Random) -> dict[str, Any]:
+    """random_metadata, plus a nested object and a key holding a literal dot."""
+    meta = random_metadata(rng)
+    if rng.random() < 0.7:
+        author: dict[str, Any] = {"name": rng.choice(["ada", "bob", "cy"])}
+        if rng.random() < 0.6:
+            author["age"] = rng.randrange(20, 60)
+        if rng.random() < 0.1:
+            author = {"name": {"first": "ada"}}  # a level deeper than the filters look
+        meta["author"] = author
+    elif rng.random() < 0.2:
+        meta["author"] = "ada"  # not an object: author.name is missing
+    if rng.random() < 0.3:
+        meta["v.x"] = rng.randrange(3)
+    return meta
+
+
+def random_tree(rng: random.Random, depth: int = 0) -> dict[str, Any]:
+    """A filter of random field conditions, paths, `exists` and $and/$or/$not."""
+    roll = rng.random()
+    if depth < 3 and roll < 0.2:
+        return {"$and": [random_tree(rng, depth + 1) for _ in range(rng.randint(1, 3))]}
+    if depth < 3 and roll < 0.4:
+        return {"$or": [random_tree(rng, depth + 1) for _ in range(rng.randint(1, 3))]}
+    if depth < 3 and roll < 0.5:
+        return {"$not": random_tree(rng, depth + 1)}
+    if roll < 0.6:
+        return {
+            rng.choice(["author.name", "color", "v\\.x", "author"]): {"exists": rng.random() < 0.5}
+        }
+    if roll < 0.7:
+        return {"author.name": rng.choice(["ada", "bob", {"in": ["ada", "cy"]}, {"ne": "bob"}])}
+    if roll < 0.75:
+        op = rng.choice(["gt", "lte", "nin"])
+        return {"author.age": {op: [30, 40] if op == "nin" else 30}}
+    if roll < 0.8:
+        return {"v\\.x": rng.randrange(3)}
+    return random_filter(rng)
+
+
+def test_combinators_paths_and_exists_match_brute_force(tmp_path: Path) -> None:
+    rng = random.Random(5)
+    docs = [Doc(f"d{i}", f"t{i}", nested_metadata(rng)) for i in range(N)]
+    vectors = np.random.default_rng(5).standard_normal((N, DIM)).astype(np.float32)
+    with Collection.open(tmp_path / "c") as col:
+        col.upsert(docs, vectors)
+        sizes = set()
+        for _ in range(150):
+            flt = random_tree(rng)
+            if flt.get("$and") and rng.random() < 0.5:  # fields beside a combinator, ANDed
+                flt = {**flt, "color": {"ne": "red"}}
+            matching = sorted(
+                f"d{i}" for i, d in enumerate(docs) if reference_match(d.metadata, flt)
+            )
+            found = sorted(h.id for h in col.search(vectors[0], k=N, filter=flt))
+            assert found == matching, flt
+            sizes.add(len(matching))
+        assert len(sizes) > 30  # filters of many selectivities, not all empty or all full
+
+
 @pytest.mark.parametrize(
     ("flt", "message"),
     [
@@ -144,8 +211,18 @@ def test_typing_rules(tmp_path: Path) -> None:
         ({"a": 2**63}, "64-bit"),
         ({"a": {"in": list(range(257))}}, "more than 256 conditions"),
         ("color=red", "JSON object"),
+        ({"$xor": [{"a": 1}]}, "unknown combinator '\\$xor'"),
+        ({"$and": []}, "non-empty list"),
+        ({"$or": {"a": 1}}, "non-empty list"),
+        ({"$not": {}}, "must not be empty"),
+        ({"$not": [{"a": 1}]}, "JSON object"),
+        ({"a..b": 1}, "empty key"),
+        ({"a.": 1}, "empty key"),
+        ({"a": {"exists": 1}}, "true or false"),
+        (nested_not(MAX_DEPTH + 1), f"more than {MAX_DEPTH} deep"),
+        ({"$or": [{"a": {"in": list(range(200))}}, {"b": {"nin": list(range(57))}}]}, "256"),
     ],
 )
 def test_bad_filters_are_specific(flt: Any, message: str) -> None:
     with pytest.raises(FilterError, match=message):
-        normalize(flt)
+        parse(flt)

@@ -34,7 +34,7 @@ def test_the_native_fields_are_the_ones_api_md_lists():
     documented = set(re.findall(r"`(\w+)`", listed.group(1)))
     own = {
         GenerateRequest: {"prompt", "messages"},
-        RagRequest: {"query", "k", "filter", "score_threshold"},
+        RagRequest: {"query", "k", "filter", "score_threshold", "mode"},
     }
     for model, fields in own.items():
         assert set(model.model_fields) - fields == documented, model.__name__

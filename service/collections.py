@@ -1,0 +1,134 @@
+"""Named collections: `default` (the collection at SEMSEARCH_INDEX_DIR, what the routes without a
+collection use) and the ones created through `POST /collections`, each a directory named after it
+under SEMSEARCH_COLLECTIONS_DIR.
+
+A name is 1 to 64 letters, digits, `_` and `-`, starting with a letter or digit: it becomes a
+directory name as it is, so no name can reach outside that directory. Every collection holds
+vectors of the served encoder (it refuses another, as the default does). Collections are opened
+on first use and stay open (each holds its vector index in memory): at most
+SEMSEARCH_MAX_COLLECTIONS of them exist, the default included.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+from semsearch.index import Collection
+from semsearch.index.persistence import MANIFEST
+from semsearch.paths import COLLECTION_NAME
+from semsearch.service.errors import Conflict, NotFound, Overloaded, ValidationFailed
+from semsearch.service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT = "default"
+_DROPPING = ".dropping-"  # a dropped collection's directory, renamed before it is removed
+
+
+def check_name(name: str) -> str:
+    if not COLLECTION_NAME.fullmatch(name):
+        raise ValidationFailed(
+            f"collection name {name[:80]!r}: 1 to 64 letters, digits, '_' and '-', starting "
+            "with a letter or digit",
+            param="name",
+        )
+    return name
+
+
+class CollectionRegistry:
+    def __init__(
+        self, settings: Settings, dim: int, fingerprint: dict[str, Any], default: Collection
+    ) -> None:
+        self.settings = settings
+        self.root = settings.collections_root()
+        self._dim = dim
+        self._fingerprint = fingerprint
+        self._open: dict[str, Collection] = {DEFAULT: default}
+        self._lock = threading.Lock()  # creating, opening and dropping: one at a time
+
+    def _directory(self, name: str) -> Path:
+        return self.settings.index_dir if name == DEFAULT else self.root / name
+
+    def _exists(self, name: str) -> bool:
+        return name == DEFAULT or (self._directory(name) / MANIFEST).is_file()
+
+    def _open_collection(self, name: str, **options: Any) -> Collection:
+        if len(self._open) >= self.settings.max_collections:
+            raise Overloaded(
+                f"{len(self._open)} collections are open, the most this server keeps "
+                "(SEMSEARCH_MAX_COLLECTIONS); drop one first"
+            )
+        collection = Collection.open(
+            self._directory(name),
+            dim=self._dim,
+            encoder_fingerprint=self._fingerprint,
+            limits=self.settings.index_limits(),
+            **options,
+        )
+        self._open[name] = collection
+        return collection
+
+    def get(self, name: str) -> Collection:
+        """The collection `name`, opened if need be; 404 if there is none (blocking: call it
+        off the event loop)."""
+        check_name(name)
+        with self._lock:
+            if name in self._open:
+                return self._open[name]
+            if not self._exists(name):
+                raise NotFound(f"no collection named {name!r}; create it with POST /collections")
+            return self._open_collection(name)
+
+    def create(
+        self, name: str, index_type: str | None, options: dict[str, Any] | None
+    ) -> Collection:
+        """A new, empty collection; 409 if the name is taken."""
+        check_name(name)
+        with self._lock:
+            if self._exists(name):
+                raise Conflict(f"a collection named {name!r} exists")
+            self.root.mkdir(parents=True, exist_ok=True)
+            log.info("creating collection %s", name)
+            return self._open_collection(name, index_type=index_type, index_options=options)
+
+    def names(self) -> list[str]:
+        """Every collection: the default first, then the others by name."""
+        found = []
+        if self.root.is_dir():
+            found = sorted(
+                p.name
+                for p in self.root.iterdir()
+                if COLLECTION_NAME.fullmatch(p.name) and self._exists(p.name)
+            )
+        return [DEFAULT, *(n for n in found if n != DEFAULT)]
+
+    def drop(self, name: str) -> None:
+        """Close the collection and remove its directory (renamed first, so a crash half-way
+        leaves no half collection under its name). The default collection cannot be dropped."""
+        check_name(name)
+        if name == DEFAULT:
+            raise ValidationFailed(
+                "the default collection cannot be dropped; delete its documents instead",
+                param="name",
+            )
+        with self._lock:
+            if not self._exists(name):
+                raise NotFound(f"no collection named {name!r}")
+            collection = self._open.pop(name, None)
+            if collection is not None:
+                collection.close()
+            doomed = self.root / f"{_DROPPING}{name}-{uuid.uuid4().hex}"
+            self._directory(name).rename(doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+        log.info("dropped collection %s", name)
+
+    def close(self) -> None:
+        with self._lock:
+            for collection in self._open.values():
+                collection.close()
+            self._open.clear()

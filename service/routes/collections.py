@@ -1,0 +1,89 @@
+"""`/collections`: create, list, describe and drop named collections. Their documents and
+searches are the routes of `documents`, `search` and `rag`, mounted again under
+`/collections/{collection_name}` (app.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter
+
+from semsearch.index.config import normalize_type
+from semsearch.service.deps import ModelsDep
+from semsearch.service.errors import ValidationFailed
+from semsearch.service.schemas import (
+    NATIVE_ERRORS,
+    CollectionCreate,
+    CollectionInfo,
+    CollectionList,
+    DeletedSnapshot,
+    DroppedCollection,
+    SnapshotInfo,
+    SnapshotList,
+)
+from semsearch.service.snapshots import Snapshots
+
+router = APIRouter(prefix="/collections", tags=["collections"], responses=NATIVE_ERRORS)
+
+
+@router.post("", response_model=CollectionInfo, status_code=201)
+async def create_collection(body: CollectionCreate, models: ModelsDep) -> CollectionInfo:
+    registry = models.require_collections()
+    index_type = None
+    if body.index_type is not None:
+        try:
+            index_type = normalize_type(body.index_type)
+        except ValueError as exc:
+            raise ValidationFailed(str(exc), param="index_type") from None
+    options = body.index_options.model_dump(exclude_none=True) if body.index_options else None
+    collection = await asyncio.to_thread(registry.create, body.name, index_type, options)
+    return CollectionInfo(name=body.name, **await asyncio.to_thread(collection.info))
+
+
+@router.get("", response_model=CollectionList)
+async def list_collections(models: ModelsDep) -> CollectionList:
+    registry = models.require_collections()
+    names = await asyncio.to_thread(registry.names)
+    return CollectionList(collections=[await _info(models, name) for name in names])
+
+
+@router.get("/{name}", response_model=CollectionInfo)
+async def describe_collection(name: str, models: ModelsDep) -> CollectionInfo:
+    return await _info(models, name)
+
+
+@router.delete("/{name}", response_model=DroppedCollection)
+async def drop_collection(name: str, models: ModelsDep) -> DroppedCollection:
+    await asyncio.to_thread(models.require_collections().drop, name)
+    return DroppedCollection(dropped=name)
+
+
+@router.post("/{name}/snapshots", response_model=SnapshotInfo, status_code=201)
+async def take_snapshot(name: str, models: ModelsDep) -> SnapshotInfo:
+    """A consistent copy of the collection while it is written to (`semsearch index restore`
+    puts one back)."""
+    collection = await asyncio.to_thread(models.require_collections().get, name)
+    snapshot = await asyncio.to_thread(_snapshots(models).take, name, collection.directory)
+    return SnapshotInfo(**vars(snapshot))
+
+
+@router.get("/{name}/snapshots", response_model=SnapshotList)
+async def list_snapshots(name: str, models: ModelsDep) -> SnapshotList:
+    await asyncio.to_thread(models.require_collections().get, name)  # 404 for an unknown one
+    found = await asyncio.to_thread(_snapshots(models).list, name)
+    return SnapshotList(snapshots=[SnapshotInfo(**vars(s)) for s in found])
+
+
+@router.delete("/{name}/snapshots/{snapshot}", response_model=DeletedSnapshot)
+async def delete_snapshot(name: str, snapshot: str, models: ModelsDep) -> DeletedSnapshot:
+    await asyncio.to_thread(_snapshots(models).delete, name, snapshot)
+    return DeletedSnapshot(deleted=snapshot)
+
+
+def _snapshots(models: ModelsDep) -> Snapshots:
+    return Snapshots(models.settings)
+
+
+async def _info(models: ModelsDep, name: str) -> CollectionInfo:
+    collection = await asyncio.to_thread(models.require_collections().get, name)
+    return CollectionInfo(name=name, **await asyncio.to_thread(collection.info))
