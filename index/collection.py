@@ -203,8 +203,15 @@ class Collection(Maintenance):
 
     # -- writes --------------------------------------------------------------------------------
 
-    def upsert(self, docs: Sequence[Doc | dict[str, Any]], vectors: np.ndarray) -> list[str]:
-        """Insert or replace documents with their vectors (n, dim); returns the ids in order."""
+    def upsert(
+        self,
+        docs: Sequence[Doc | dict[str, Any]],
+        vectors: np.ndarray,
+        families: Sequence[str] = (),
+    ) -> list[str]:
+        """Insert or replace documents with their vectors (n, dim); returns the ids in order.
+        `families`: documents whose stored forms (the id itself, its chunks `<id>#chunk-<n>`) not
+        written now are deleted in the same transaction (a document re-chunked, or no longer)."""
         items = [Doc.coerce(d, self.limits) for d in docs]
         vectors = unit_rows(vectors)
         if len(items) != len(vectors):
@@ -224,18 +231,18 @@ class Collection(Maintenance):
             if self._index.ntotal == 0 and not self._index.tombstones:
                 # Nothing to migrate yet: start with the type this batch calls for, no rebuild.
                 self._index = empty_index_for(vectors, self.config)
-            vids, dead = self.store.write(items, vectors)
+            vids, dead = self.store.write(items, vectors, families)
             self._index.remove(dead)
             self._index.add(vids, vectors)
-            self._seq = int(vids[-1])
+            self._seq = self.store.last_seq()
             self._after_write()
         self._worker.run_pending()
         return ids
 
-    def delete(self, ids: Iterable[str]) -> int:
-        """Delete these ids; returns how many existed."""
+    def delete(self, ids: Iterable[str], families: bool = False) -> int:
+        """Delete these ids (`families`: and their chunks); returns how many were stored."""
         ids = list(ids)
-        return self._delete(lambda: self.store.delete(ids))
+        return self._delete(lambda: self.store.delete(ids, families))
 
     def delete_where(self, filter: dict[str, Any]) -> int:
         """Delete every document matching `filter` (the search filter language) in one
@@ -343,6 +350,10 @@ class Collection(Maintenance):
         document stored throughout is returned exactly once, whatever is written meanwhile."""
         where, params = filters.to_sql(filter, self.limits.max_filter_conditions)
         return self.store.scroll(after, limit, where, params)
+
+    def chunks_of(self, parent: str) -> list[Doc]:
+        """The chunks stored for document `parent`, in order (none: it is stored whole, or not)."""
+        return self.store.chunks_of(parent)
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         return self.store.existing_ids(ids)

@@ -25,6 +25,15 @@ def chunk_id(parent_id: str, n: int) -> str:
     return f"{parent_id}{CHUNK_MARK}{n}"
 
 
+def chunk_number(parent_id: str, doc_id: str) -> int | None:
+    """n if `doc_id` is chunk n of `parent_id`, else None."""
+    prefix = parent_id + CHUNK_MARK
+    rest = doc_id[len(prefix) :]
+    if doc_id.startswith(prefix) and rest.isascii() and rest.isdigit():
+        return int(rest)
+    return None
+
+
 def check_user_id(doc_id: object) -> None:
     """Raise InvalidDocument unless `doc_id` is acceptable as a user's document id (see above)."""
     if not isinstance(doc_id, str) or not doc_id:

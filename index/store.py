@@ -25,6 +25,7 @@ import numpy as np
 from semsearch.index import fulltext
 from semsearch.index.documents import Doc
 from semsearch.index.errors import FilterError, InvalidDocument, QueryTimeout
+from semsearch.index.ids import CHUNK_MARK, chunk_number
 from semsearch.index.json_paths import encode_metadata, storable
 from semsearch.index.keywords import stored_string
 
@@ -46,6 +47,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('last_seq', 0), ('pruned_through', 0);
 """
 _IN_CHUNK = 900  # bound parameters per IN (...) query
+# Every id that begins with `<parent>#chunk-` sorts before `<parent>#chunk.` ("." follows "-").
+_AFTER_CHUNK_MARK = CHUNK_MARK[:-1] + "."
 # SQLite VM instructions between two looks at a query's deadline: a Python call each time, so
 # rare enough to cost well under 1% of a scan, frequent enough to stop within milliseconds.
 _PROGRESS_STEPS = 10_000
@@ -342,8 +345,11 @@ class Store:
 
     # -- writes (the caller holds the collection's writer lock) --------------------------------
 
-    def write(self, docs: Sequence[Doc], vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Upsert in one transaction; `(new vids, replaced vids)`. Ids must be unique in `docs`."""
+    def write(
+        self, docs: Sequence[Doc], vectors: np.ndarray, families: Sequence[str] = ()
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Upsert in one transaction; `(new vids, removed vids)`. Ids must be unique in `docs`.
+        `families`: documents whose stored forms (the id, its chunks) not written now go too."""
         # Encoded before the transaction: a bad value fails here, with nothing begun or locked.
         meta = [self._encode(d) for d in docs]
         terms = [stored_string(d.text) for d in docs]  # the keyword index's, also beforehand
@@ -354,6 +360,10 @@ class Store:
             old = self._vids_of(con, [d.id for d in docs])
             vids = np.arange(seq + 1, seq + 1 + len(docs), dtype=np.int64)
             dead = [(old[d.id], int(v)) for d, v in zip(docs, vids, strict=True) if d.id in old]
+            written = {d.id for d in docs}
+            stale = [v for i, v in self._family_vids(con, families).items() if i not in written]
+            end = seq + len(docs)
+            dead += [(vid, end + n + 1) for n, vid in enumerate(stale)]  # after the new vids
             con.executemany("INSERT INTO tombstones (vid, seq) VALUES (?, ?)", dead)
             self._drop(con, [vid for vid, _ in dead])
             blob = np.ascontiguousarray(vectors, dtype="<f4")
@@ -371,17 +381,37 @@ class Store:
                 zip(v_ints, (row.tobytes() for row in blob), strict=True),
             )
             fulltext.add(con, v_ints, terms)
-            self._set_seq(con, seq + len(docs))
+            self._set_seq(con, end + len(stale))
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
         return vids, np.array([d for d, _ in dead], dtype=np.int64)
 
-    def delete(self, ids: Sequence[str]) -> np.ndarray:
-        """Delete in one transaction; the vids removed (absent ids are skipped)."""
+    def delete(self, ids: Sequence[str], families: bool = False) -> np.ndarray:
+        """Delete in one transaction; the vids removed (absent ids are skipped). `families`:
+        each id's chunks (`<id>#chunk-<n>`) too."""
         wanted = [i for i in dict.fromkeys(ids) if storable(i)]
+        if families:
+            return self._delete(lambda con: self._family_vids(con, wanted))
         return self._delete(lambda con: self._vids_of(con, wanted))
+
+    def chunks_of(self, parent: str) -> list[Doc]:
+        """The chunks `<parent>#chunk-<n>` stored for `parent`, in chunk order."""
+        if not storable(parent):
+            return []
+        with self._deadline() as con:
+            rows = con.execute(
+                "SELECT d.id, t.text, d.metadata FROM docs d JOIN texts t USING (vid) "
+                "WHERE d.id > ? AND d.id < ?",
+                (parent + CHUNK_MARK, parent + _AFTER_CHUNK_MARK),
+            ).fetchall()
+        numbered = [(chunk_number(parent, r[0]), r) for r in rows]
+        return [
+            Doc(r[0], r[1], json.loads(r[2]))
+            for n, r in sorted(numbered, key=lambda x: x[0] or 0)
+            if n is not None
+        ]
 
     def delete_where(self, where: str, params: Sequence[Any]) -> np.ndarray:
         """Delete every document matching an SQL condition built by index/filters.py, in one
@@ -438,6 +468,21 @@ class Store:
         fulltext.remove(con, vids)  # reads the texts, so before they go
         for table in ("docs", "texts", "vectors"):
             con.executemany(f"DELETE FROM {table} WHERE vid = ?", [(v,) for v in vids])
+
+    @staticmethod
+    def _family_vids(con: sqlite3.Connection, parents: Sequence[str]) -> dict[str, int]:
+        """The stored ids and vids of each parent: the id itself and its `#chunk-<n>` ids (a
+        range scan of the id index each)."""
+        out: dict[str, int] = {}
+        for parent in parents:
+            rows = con.execute(
+                "SELECT id, vid FROM docs WHERE id = ? OR (id > ? AND id < ?)",
+                (parent, parent + CHUNK_MARK, parent + _AFTER_CHUNK_MARK),
+            )
+            out.update(
+                (i, v) for i, v in rows if i == parent or chunk_number(parent, i) is not None
+            )
+        return out
 
     @staticmethod
     def _vids_of(con: sqlite3.Connection, ids: Sequence[str]) -> dict[str, int]:

@@ -130,21 +130,42 @@ class DocumentIn(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+class ChunkingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tokens: int | None = Field(
+        None, ge=1, description="tokens per chunk; default and most: what the encoder takes"
+    )
+    overlap: int | None = Field(
+        None, ge=0, description="tokens consecutive chunks share; default min(32, tokens / 4)"
+    )
+
+
 class UpsertRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     documents: Annotated[list[DocumentIn], Field(max_length=MAX_LIST_ITEMS)]
+    chunking: ChunkingIn | None = Field(
+        None, description="how long texts are cut; without it, where the encoder needs"
+    )
 
 
 class UpsertResponse(BaseModel):
     upserted: int
     ids: list[str] | None = Field(None, description="all ids, present when any was generated")
+    chunks: int | None = Field(
+        None, description="units stored (whole documents and chunks), present when any was chunked"
+    )
 
 
 class DocumentOut(BaseModel):
     id: str
     text: str
     metadata: dict[str, Any]
+
+
+class StoredDocument(DocumentOut):
+    chunks: int = Field(description="how many chunks it is stored as; 0: stored whole")
 
 
 class DeleteResponse(BaseModel):

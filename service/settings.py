@@ -41,6 +41,7 @@ BACKENDS: tuple[str, ...] = get_args(Backend)
 REQUEST_LIMITS = (
     "max_client_batch_size",
     "max_documents_per_request",
+    "max_chunks_per_request",
     "max_body_bytes",
     "body_timeout_s",
     "max_connections",
@@ -131,6 +132,7 @@ class Settings(BaseSettings):
     # past a limit the answer is 413 (too much) or 422 (malformed), naming the setting.
     max_client_batch_size: int = Field(32, ge=1, le=MAX_LIST_ITEMS)  # inputs per /embed request
     max_documents_per_request: int = Field(1024, ge=1, le=MAX_LIST_ITEMS)
+    max_chunks_per_request: int = Field(4096, ge=1)  # units one /documents request stores
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
     body_timeout_s: float = Field(30.0, gt=0)  # for a request body to arrive in full; then 408
     max_connections: int = Field(512, ge=1)  # open connections and tasks; more -> 503 (uvicorn)

@@ -28,3 +28,84 @@ def chunk_spans(
         if last == len(offsets) - 1:
             break
     return spans
+
+
+# Where a cut is best, in order: after a blank line, a line break, a sentence's end.
+_SENTENCE_END = frozenset(".!?;。！？")
+
+
+def covering_spans(
+    text: str,
+    offsets: Sequence[tuple[int, int]],
+    continues: Sequence[bool],
+    size: int,
+    overlap: int = 0,
+) -> list[tuple[int, int]]:
+    """Character spans of chunks of at most `size` tokens that cover all of `text`, consecutive
+    ones sharing about `overlap` tokens.
+
+    `offsets` are the tokens' character offsets (no special tokens), `continues[i]` says token i
+    continues the word before it (a `##` piece). Chunks end between words, at a paragraph, a line
+    or a sentence end in their last half when there is one: a chunk's text then encodes to exactly
+    its tokens. The first span starts at 0, the last ends at `len(text)`, and each ends where the
+    next starts or later, so the spans' union is the text and the text can be put back together
+    from its chunks and their offsets (text no token covers, such as spaces, joins a neighbour).
+    """
+    if size < 1:
+        raise ValueError(f"chunk size must be >= 1 token, got {size}")
+    if not 0 <= overlap < size:
+        raise ValueError(f"chunk overlap must be in [0, {size}), got {overlap}")
+    n = len(offsets)
+    if n <= size:
+        return [(0, len(text))]
+    windows: list[tuple[int, int]] = []  # (first token, last token)
+    first = 0
+    while True:
+        last = min(first + size, n) - 1
+        if last == n - 1:
+            windows.append((first, last))
+            break
+        last = _best_cut(text, offsets, continues, first, last)
+        windows.append((first, last))
+        following = last + 1 - overlap
+        while following > first + 1 and continues[following]:  # start on a word
+            following -= 1
+        first = max(following, first + 1)
+    starts = [0] + [offsets[f][0] for f, _ in windows[1:]]
+    spans = []
+    for i, (_, last) in enumerate(windows):
+        end = len(text) if i == len(windows) - 1 else max(offsets[last][1], starts[i + 1])
+        spans.append((starts[i], end))
+    return spans
+
+
+def _best_cut(
+    text: str,
+    offsets: Sequence[tuple[int, int]],
+    continues: Sequence[bool],
+    first: int,
+    last: int,
+) -> int:
+    """The last token of a chunk that may end at `last`: the latest paragraph, line or sentence
+    end in the window's second half, else the latest word end; `last` when no word ends inside."""
+    best: dict[int, int] = {}  # rank -> token
+    for i in range(last, first + (last - first) // 2, -1):
+        if continues[i + 1]:
+            continue  # inside a word
+        gap = text[offsets[i][1] : offsets[i + 1][0]]
+        if "\n\n" in gap:
+            rank = 0
+        elif "\n" in gap:
+            rank = 1
+        elif text[offsets[i][0] : offsets[i][1]][-1:] in _SENTENCE_END:
+            rank = 2
+        else:
+            rank = 3
+        best.setdefault(rank, i)
+    for rank in (0, 1, 2, 3):
+        if rank in best:
+            return best[rank]
+    for i in range(last, first, -1):  # no word ends in the second half: any word end
+        if not continues[i + 1]:
+            return i
+    return last

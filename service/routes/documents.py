@@ -12,9 +12,10 @@ from fastapi import APIRouter, Query, Request
 
 from semsearch.index import Doc
 from semsearch.index.ids import check_user_id
+from semsearch.service.chunking import Chunking, Plan, plan_units, whole_document
 from semsearch.service.deps import CollectionDep, EmbeddingDep
 from semsearch.service.engine import check_input_count, check_text_lengths
-from semsearch.service.errors import NotFound, ValidationFailed
+from semsearch.service.errors import NotFound, PayloadTooLarge, ValidationFailed
 from semsearch.service.schemas import (
     NATIVE_ERRORS,
     CountResponse,
@@ -23,6 +24,7 @@ from semsearch.service.schemas import (
     DeleteResponse,
     DocumentOut,
     DocumentPage,
+    StoredDocument,
     UpsertRequest,
     UpsertResponse,
 )
@@ -78,15 +80,30 @@ async def upsert_documents(
     for d in body.documents:
         if d.id is not None:
             check_user_id(d.id)  # no ids reserved for chunks, no control characters
-    # Every document is checked (metadata size, depth, finite numbers) before any is embedded:
-    # a request that fails has cost little and written nothing.
-    docs = await asyncio.to_thread(
-        lambda: [Doc.coerce(d.model_dump(), collection.limits) for d in body.documents]
-    )
-    vectors = await until_disconnected(request, engine.embed_many(texts))
-    ids = await asyncio.to_thread(collection.upsert, docs, vectors)
+    # Every document is checked (metadata size, depth, finite numbers) and cut into the chunks it
+    # is stored as before any is embedded: a request that fails has cost little, written nothing.
+    chunking = Chunking(**body.chunking.model_dump()) if body.chunking else Chunking()
+
+    def prepare() -> tuple[list[Doc], Plan]:
+        docs = [Doc.coerce(d.model_dump(), collection.limits) for d in body.documents]
+        return docs, plan_units(docs, engine.embedder.tokenizer, engine.max_length - 2, chunking)
+
+    docs, plan = await asyncio.to_thread(prepare)
+    if len(plan.units) > settings.max_chunks_per_request:
+        raise PayloadTooLarge(
+            f"the documents make {len(plan.units)} chunks, more than the limit of "
+            f"{settings.max_chunks_per_request} (SEMSEARCH_MAX_CHUNKS_PER_REQUEST); split it"
+        )
+    vectors = await until_disconnected(request, engine.embed_many([u.text for u in plan.units]))
+    ids = [d.id for d in docs]
+    # Each document's earlier form goes in the same transaction: its chunks, or its whole self.
+    await asyncio.to_thread(collection.upsert, plan.units, vectors, ids)
     generated = any(d.id is None for d in body.documents)
-    return UpsertResponse(upserted=len(ids), ids=ids if generated else None)
+    return UpsertResponse(
+        upserted=len(docs),
+        ids=ids if generated else None,
+        chunks=len(plan.units) if plan.chunked else None,
+    )
 
 
 @router.get("/documents", response_model=DocumentPage)
@@ -130,26 +147,40 @@ async def delete_documents(
     if (body.ids is None) == (body.filter is None):
         raise ValidationFailed("give exactly one of `ids` and `filter`")
     if body.ids is not None:
-        deleted = await asyncio.to_thread(collection.delete, body.ids)
+        deleted = await asyncio.to_thread(collection.delete, body.ids, True)
     else:
         deleted = await asyncio.to_thread(collection.delete_where, body.filter)
     return DeleteManyResponse(deleted=deleted)
 
 
 # `:path`: the id is the rest of the path, "/" included (the folder reader makes `sub/x.txt`).
-@router.get("/documents/{doc_id:path}", response_model=DocumentOut)
-async def get_document(doc_id: str, collection: CollectionDep) -> DocumentOut:
-    doc = await asyncio.to_thread(collection.get, doc_id)
+@router.get("/documents/{doc_id:path}", response_model=StoredDocument)
+async def get_document(doc_id: str, collection: CollectionDep) -> StoredDocument:
+    """The document as it was sent: stored whole, or put back together from its chunks."""
+
+    def find() -> tuple[Doc | None, int]:
+        doc = collection.get(doc_id)
+        if doc is not None:
+            return doc, 0
+        chunks = collection.chunks_of(doc_id)
+        return (whole_document(doc_id, chunks), len(chunks)) if chunks else (None, 0)
+
+    doc, chunks = await asyncio.to_thread(find)
     if doc is None:
         raise NotFound(f"no document with id {doc_id[:200]!r}")
-    return DocumentOut(id=doc.id, text=doc.text, metadata=doc.metadata)
+    return StoredDocument(id=doc.id, text=doc.text, metadata=doc.metadata, chunks=chunks)
 
 
 @router.delete("/documents/{doc_id:path}", response_model=DeleteResponse)
 async def delete_document(doc_id: str, collection: CollectionDep) -> DeleteResponse:
+    """The document and its chunks."""
+
+    def stored() -> bool:
+        return collection.get(doc_id) is not None or bool(collection.chunks_of(doc_id))
+
     # An id that is not there is a 404 at once, without waiting for the writer lock.
-    if await asyncio.to_thread(collection.get, doc_id) is None or (
-        await asyncio.to_thread(collection.delete, [doc_id]) == 0
+    if not await asyncio.to_thread(stored) or (
+        await asyncio.to_thread(collection.delete, [doc_id], True) == 0
     ):
         raise NotFound(f"no document with id {doc_id[:200]!r}")
     return DeleteResponse(deleted=doc_id)

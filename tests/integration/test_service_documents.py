@@ -105,10 +105,11 @@ def test_get_upsert_replace_and_delete(client):
         "id": "cat",
         "text": DOCS[1]["text"],
         "metadata": DOCS[1]["metadata"],
+        "chunks": 0,  # stored whole
     }
     replaced = {"id": "cat", "text": "Vector databases index embeddings.", "metadata": {"v": 2}}
     assert client.post("/documents", json={"documents": [replaced]}).json() == {"upserted": 1}
-    assert client.get("/documents/cat").json() == replaced
+    assert client.get("/documents/cat").json() == {**replaced, "chunks": 0}
     assert search(client, "a database for embeddings", k=1)[0]["id"] == "cat"
     assert client.delete("/documents/cat").status_code == 200
     assert client.get("/documents/cat").status_code == 404
