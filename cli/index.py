@@ -118,6 +118,13 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
         "refused while another process has the collection open (default: off)",
     )
     b.add_argument(
+        "--sync",
+        action="store_true",
+        help="afterwards delete the stored documents these inputs no longer hold (the inputs are "
+        "the whole collection); nothing is deleted when a file or row could not be read "
+        "(default: off)",
+    )
+    b.add_argument(
         "--lock-timeout",
         type=positive_seconds,
         metavar="SECONDS",
@@ -193,6 +200,7 @@ def _build_options(args: argparse.Namespace) -> Any:
             index_type=args.index_type,
             index_options=index_options,
             reindex=args.reindex,
+            sync=args.sync,
             lock_timeout_s=lock_timeout,
         )
     except ValueError as exc:
@@ -223,11 +231,15 @@ def build(args: argparse.Namespace) -> int:
     report = build_index(args.inputs, directory, embedder, options, bad_row, bar, skipped.append)
     _print_skipped_files(skipped, args.quiet)
     print(
-        f"{report.added} added, {report.skipped_existing} already stored, {report.bad_rows} bad "
-        f"rows skipped, {report.skipped_files} files skipped; {report.count} documents in "
-        f"{directory} ({report.seconds:.1f}s, {report.docs_per_s:.1f} docs/s)"
+        f"{report.added} added ({report.updated} changed), {report.skipped_existing} already "
+        f"stored, {report.bad_rows} bad rows skipped, {report.skipped_files} files skipped; "
+        f"{report.count} documents in {directory} ({report.seconds:.1f}s, "
+        f"{report.docs_per_s:.1f} docs/s)"
         + (f"; {report.reembedded} re-embedded" if args.reindex else "")
+        + (f"; {report.deleted} deleted (--sync)" if args.sync else "")
     )
+    if report.sync_refused:
+        print(f"--sync deleted nothing: {report.sync_refused}", file=sys.stderr)
     return 0
 
 

@@ -41,6 +41,7 @@ from semsearch.index.errors import (
 )
 from semsearch.index.faiss_index import FaissIndex
 from semsearch.index.fusion import Fusion
+from semsearch.index.ids import chunk_number
 from semsearch.index.limits import Limits
 from semsearch.index.locking import OpenHold, RWLock, writer_lock
 from semsearch.index.maintenance import REBUILD, SNAPSHOT_JOB, Maintenance
@@ -351,9 +352,17 @@ class Collection(Maintenance):
         where, params = filters.to_sql(filter, self.limits.max_filter_conditions)
         return self.store.scroll(after, limit, where, params)
 
+    def families(self, parents: Sequence[str]) -> dict[str, Doc]:
+        """Every stored form of these documents (each id itself, its chunks), by id."""
+        return self.store.families(parents)
+
+    def iter_ids(self, chunk: int = 4_096) -> Iterable[list[str]]:
+        return self.store.iter_ids(chunk)
+
     def chunks_of(self, parent: str) -> list[Doc]:
         """The chunks stored for document `parent`, in order (none: it is stored whole, or not)."""
-        return self.store.chunks_of(parent)
+        numbered = [(chunk_number(parent, i), d) for i, d in self.families([parent]).items()]
+        return [d for n, d in sorted(numbered, key=lambda x: x[0] or 0) if n is not None]
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         return self.store.existing_ids(ids)

@@ -396,22 +396,24 @@ class Store:
             return self._delete(lambda con: self._family_vids(con, wanted))
         return self._delete(lambda con: self._vids_of(con, wanted))
 
-    def chunks_of(self, parent: str) -> list[Doc]:
-        """The chunks `<parent>#chunk-<n>` stored for `parent`, in chunk order."""
-        if not storable(parent):
-            return []
-        with self._deadline() as con:
-            rows = con.execute(
-                "SELECT d.id, t.text, d.metadata FROM docs d JOIN texts t USING (vid) "
-                "WHERE d.id > ? AND d.id < ?",
-                (parent + CHUNK_MARK, parent + _AFTER_CHUNK_MARK),
-            ).fetchall()
-        numbered = [(chunk_number(parent, r[0]), r) for r in rows]
-        return [
-            Doc(r[0], r[1], json.loads(r[2]))
-            for n, r in sorted(numbered, key=lambda x: x[0] or 0)
-            if n is not None
-        ]
+    def families(self, parents: Sequence[str]) -> dict[str, Doc]:
+        """Every stored form of these documents (each id, its chunks), by id."""
+        con = self._con()
+        vids = self._family_vids(con, [p for p in dict.fromkeys(parents) if storable(p)])
+        return {d.id: d for d in self.docs_by_vids(list(vids.values())).values()}
+
+    def iter_ids(self, chunk: int = 4_096) -> Iterator[list[str]]:
+        """Every stored id, in id order, a page at a time."""
+        last = ""
+        while True:
+            rows = self._con().execute(
+                "SELECT id FROM docs WHERE id > ? ORDER BY id LIMIT ?", (last, chunk)
+            )
+            ids = [r[0] for r in rows]
+            if not ids:
+                return
+            last = ids[-1]
+            yield ids
 
     def delete_where(self, where: str, params: Sequence[Any]) -> np.ndarray:
         """Delete every document matching an SQL condition built by index/filters.py, in one

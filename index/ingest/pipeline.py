@@ -1,9 +1,12 @@
 """The batch indexer: readers -> optional token chunks -> length-sorted batches -> embed -> upsert.
 
-Resumable by construction: every window of documents is one SQLite transaction, and ids already
-stored are skipped before embedding, so after `kill -9` a rerun embeds only what is missing and
-ends with every document exactly once. `--reindex` re-embeds the stored texts into a fresh
-directory beside the collection and swaps it in (rerunnable the same way).
+Resumable by construction: every window of documents is one SQLite transaction, and a record
+stored exactly as read (the same units: text, metadata, chunks) is skipped before embedding, so
+after `kill -9` a rerun embeds only what is missing and ends with every document exactly once. A
+record whose text, metadata or chunking changed is re-embedded whole, its earlier units replaced
+in the same transaction. `sync` then deletes every stored document this run did not read.
+`--reindex` re-embeds the stored texts into a fresh directory beside the collection and swaps it
+in (rerunnable the same way).
 
 A reindex refuses to run while any other process has the collection open (a server, a search, a
 build): it takes the collection's `open.lock` exclusively, which every open handle shares for its
@@ -30,7 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from semsearch.index import Collection, Doc, FormatError, IndexConfig, Limits, NotFound
-from semsearch.index.ids import chunk_id
+from semsearch.index.ids import CHUNK_MARK, chunk_id
 from semsearch.index.ingest.chunking import chunk_spans
 from semsearch.index.ingest.documents import SkippedFile
 from semsearch.index.ingest.readers import BadRow, Progress, ReaderOptions, Record, read_inputs
@@ -81,6 +84,7 @@ class BuildOptions:
     index_type: str | None = None
     index_options: dict[str, Any] = field(default_factory=dict)  # IndexConfig fields to set
     reindex: bool = False
+    sync: bool = False  # delete stored documents the inputs no longer hold
     # Waiting for other processes: their writer lock, or (for a reindex) for them to close it.
     lock_timeout_s: float = Limits().lock_timeout_s
 
@@ -99,8 +103,11 @@ class BuildOptions:
 class BuildReport:
     documents: int = 0  # rows read as documents
     chunks: int = 0  # units stored or skipped (documents, or their chunks)
-    added: int = 0
-    skipped_existing: int = 0
+    added: int = 0  # units embedded and written (new or changed)
+    updated: int = 0  # of the records written, those that were stored before, changed
+    skipped_existing: int = 0  # units stored exactly as read: not embedded again
+    deleted: int = 0  # units `sync` deleted
+    sync_refused: str = ""  # why `sync` deleted nothing (some input could not be read)
     bad_rows: int = 0
     skipped_files: int = 0  # files that did not become documents (SkippedFile says why)
     reembedded: int = 0
@@ -155,20 +162,26 @@ def build_index(
         background=False,  # a batch: rebuilds between windows, the same on every run
     ) as col:
         done, size = 0, options.batch_size * options.window_batches
+        seen: set[str] = set()
         for window in _windows(rows, size, report, on_bad_row, on_skipped_file):
-            units = list(_units(window, embedder, options))
+            groups = [(rec.id, list(_units(rec, embedder, options))) for rec in window]
+            seen.update(rec.id for rec in window)
+            units = sum(len(g) for _, g in groups)
             report.documents += len(window)
-            report.chunks += len(units)
+            report.chunks += units
             t0 = time.perf_counter()
-            added = _embed_and_upsert(col, embedder, units, options.batch_size)
+            added, updated = _embed_and_upsert(col, embedder, groups, options.batch_size)
             report.embed_seconds += time.perf_counter() - t0
             report.added += added
-            report.skipped_existing += len(units) - added
+            report.updated += updated
+            report.skipped_existing += units - added
             if pbar is not None:
                 pbar.update(progress.bytes_read - done)
                 done = progress.bytes_read
                 rate = report.added / max(time.perf_counter() - started, 1e-9)
                 pbar.set_postfix(docs=report.documents, added=report.added, docs_s=f"{rate:.1f}")
+        if options.sync:
+            _sync(col, seen, report)
         report.count = col.count()
     if pbar is not None:
         pbar.close()
@@ -217,32 +230,66 @@ def _token_offsets(tokenizer: Tokenizer, text: str) -> list[tuple[int, int]]:
         return [tuple(o) for o in enc.offsets if o[1] > o[0]]
 
 
-def _units(window: list[Record], embedder: Embedder, options: BuildOptions) -> Iterator[Doc]:
-    """Documents to store: the records themselves, or their token chunks `docid#chunk-n`."""
-    for rec in window:
-        if options.chunk_tokens is None:
-            yield Doc(rec.id, rec.text, rec.metadata)
-            continue
-        offsets = _token_offsets(embedder.tokenizer, rec.text)
-        spans = chunk_spans(offsets, options.chunk_tokens, options.chunk_overlap)
-        for n, (start, end) in enumerate(spans):
-            meta = {**rec.metadata, "parent_id": rec.id, "chunk": n}
-            if rec.pages:  # 1-based: the pages the chunk's first and last characters are on
-                meta["page"] = bisect.bisect_right(rec.pages, start)
-                meta["page_end"] = bisect.bisect_right(rec.pages, end - 1)
-            yield Doc(chunk_id(rec.id, n), rec.text[start:end], meta)
+def _units(rec: Record, embedder: Embedder, options: BuildOptions) -> Iterator[Doc]:
+    """What a record is stored as: itself, or its token chunks `docid#chunk-n`."""
+    if options.chunk_tokens is None:
+        yield Doc(rec.id, rec.text, rec.metadata)
+        return
+    offsets = _token_offsets(embedder.tokenizer, rec.text)
+    spans = chunk_spans(offsets, options.chunk_tokens, options.chunk_overlap)
+    for n, (start, end) in enumerate(spans):
+        meta = {**rec.metadata, "parent_id": rec.id, "chunk": n}
+        if rec.pages:  # 1-based: the pages the chunk's first and last characters are on
+            meta["page"] = bisect.bisect_right(rec.pages, start)
+            meta["page_end"] = bisect.bisect_right(rec.pages, end - 1)
+        yield Doc(chunk_id(rec.id, n), rec.text[start:end], meta)
 
 
-def _embed_and_upsert(col: Collection, embedder: Embedder, units: list[Doc], batch: int) -> int:
-    """Embed what is not stored yet, longest first, and upsert it in one transaction."""
-    stored = col.existing_ids([u.id for u in units])
-    todo = [u for u in units if u.id not in stored]
+def _parent(doc_id: str) -> str:
+    """The record a stored id belongs to: a chunk's parent, else the id itself."""
+    head, mark, n = doc_id.rpartition(CHUNK_MARK)
+    return head if mark and n.isascii() and n.isdigit() else doc_id
+
+
+def _embed_and_upsert(
+    col: Collection, embedder: Embedder, groups: list[tuple[str, list[Doc]]], batch: int
+) -> tuple[int, int]:
+    """Embed the records not stored exactly as read (each record's units: whole, or chunks),
+    longest first, and upsert them in one transaction, each record's earlier units replaced.
+    Returns (units written, records among them that were stored before)."""
+    stored: dict[str, dict[str, Doc]] = {}
+    for doc_id, doc in col.families([parent for parent, _ in groups]).items():
+        stored.setdefault(_parent(doc_id), {})[doc_id] = doc
+    todo: list[Doc] = []
+    parents: list[str] = []
+    updated = 0
+    for parent, units in groups:
+        before = stored.get(parent, {})
+        if len(before) == len(units) and all(before.get(u.id) == u for u in units):
+            continue  # stored as read: nothing to embed
+        todo += units
+        parents.append(parent)
+        updated += bool(before)
     if not todo:
-        return 0
+        return 0, 0
     todo.sort(key=lambda u: -len(u.text))  # similar lengths share a batch: little padding
     vectors = embedder.encode([u.text for u in todo], batch_size=batch)
-    col.upsert(todo, vectors)
-    return len(todo)
+    col.upsert(todo, vectors, parents)
+    return len(todo), updated
+
+
+def _sync(col: Collection, seen: set[str], report: BuildReport) -> None:
+    """Delete the stored documents (and chunks) of records this run did not read; nothing when
+    some input could not be read, since its documents would look gone."""
+    if report.bad_rows or report.skipped_files:
+        report.sync_refused = (
+            f"{report.skipped_files} files and {report.bad_rows} rows could not be read"
+        )
+        log.warning("--sync deleted nothing: %s", report.sync_refused)
+        return
+    gone = [i for ids in col.iter_ids() for i in ids if _parent(i) not in seen]
+    for start in range(0, len(gone), 1_024):
+        report.deleted += col.delete(gone[start : start + 1_024])
 
 
 def reindex(index_dir: Path, embedder: Embedder, options: BuildOptions) -> int:
@@ -275,7 +322,8 @@ def reindex(index_dir: Path, embedder: Embedder, options: BuildOptions) -> int:
                 background=False,
             ) as new:
                 for docs in source.iter_docs(chunk=options.batch_size * options.window_batches):
-                    count += _embed_and_upsert(new, embedder, docs, options.batch_size)
+                    groups = [(d.id, [d]) for d in docs]  # each stored unit as it is
+                    count += _embed_and_upsert(new, embedder, groups, options.batch_size)[0]
                 total, expected = new.count(), source.count()
         finally:
             source.close()

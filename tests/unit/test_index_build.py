@@ -162,6 +162,52 @@ def test_build_search_and_rerun_skips(tmp_path: Path) -> None:
         assert col.info()["encoder_fingerprint"] == emb.fingerprint()
 
 
+def test_a_rerun_re_embeds_changed_records_only_and_sync_deletes_vanished_ones(
+    tmp_path: Path,
+) -> None:
+    rows = docs(40)
+    long_text = " ".join(f"w{i}" for i in range(50))
+    rows.append({"id": "long", "text": long_text})
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    emb = WordHashEmbedder()
+    opts = BuildOptions(chunk_tokens=20, chunk_overlap=5, batch_size=8)
+    first = build_index([src], tmp_path / "idx", emb, opts)
+    assert (first.added, first.updated) == (43, 0)  # 40 whole (one chunk each) + 3 of "long"
+
+    rows[3] = {**rows[3], "text": "a new text for three"}  # text changed
+    rows[7] = {**rows[7], "lang": 9}  # metadata changed
+    rows[-1] = {"id": "long", "text": " ".join(f"w{i}" for i in range(25))}  # now 2 chunks
+    write_jsonl(src, rows)
+    emb.calls.clear()
+    again = build_index([src], tmp_path / "idx", emb, opts)
+    assert (again.added, again.updated, again.skipped_existing) == (4, 3, 38)
+    assert sorted(t for call in emb.calls for t in call) == sorted(
+        ["a new text for three", rows[7]["text"], "w0 w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12 "
+         "w13 w14 w15 w16 w17 w18 w19", "w15 w16 w17 w18 w19 w20 w21 w22 w23 w24"]
+    )  # fmt: skip
+    with Collection.open(tmp_path / "idx", read_only=True) as col:
+        assert col.get("doc3#chunk-0").text == "a new text for three"
+        assert col.get("doc7#chunk-0").metadata["lang"] == 9
+        assert [c.id for c in col.chunks_of("long")] == ["long#chunk-0", "long#chunk-1"]
+        hits = col.search(emb.encode(["a new text for three"])[0], k=1)
+        assert hits[0].id == "doc3#chunk-0" and hits[0].score == pytest.approx(1.0)
+
+    # --sync: rows that vanished go, with their chunks; an unreadable input stops it.
+    kept = [r for r in rows if r["id"] not in ("doc0", "long")]
+    write_jsonl(src, [*kept, "{broken"])
+    refused = build_index(
+        [src], tmp_path / "idx", emb, BuildOptions(chunk_tokens=20, chunk_overlap=5, sync=True)
+    )
+    assert refused.deleted == 0 and "1 rows could not be read" in refused.sync_refused
+    write_jsonl(src, kept)
+    synced = build_index(
+        [src], tmp_path / "idx", emb, BuildOptions(chunk_tokens=20, chunk_overlap=5, sync=True)
+    )
+    assert (synced.deleted, synced.added, synced.count) == (3, 0, 39)
+    with Collection.open(tmp_path / "idx", read_only=True) as col:
+        assert col.get("doc0#chunk-0") is None and col.chunks_of("long") == []
+
+
 def test_chunking_gives_docid_chunk_n_with_parent(tmp_path: Path) -> None:
     long_text = " ".join(f"w{i}" for i in range(50))
     src = write_jsonl(

@@ -178,7 +178,7 @@ def test_cli_lists_skipped_files_at_the_end_or_counts_them_with_quiet(
     assert "scan1.pdf" not in err
     assert cli_main(argv) == 0
     out, err = capsys.readouterr()
-    assert "0 added, 1 already stored" in out
+    assert "0 added (0 changed), 1 already stored" in out
     listed = err[err.index("skipped 3 files:") :].splitlines()[1:]
     assert [line.split(": ")[0].strip() for line in listed] == [
         str(folder / "big.txt"),
