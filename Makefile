@@ -106,6 +106,7 @@ bench: setup $(BENCH_EXPORT_STAMP)
 	$(PY) bench/bench_hybrid.py
 	$(PY) bench/bench_decoder.py
 	$(PY) bench/bench_rag_ttft.py
+	$(PY) bench/bench_field_index.py
 	$(PY) bench/bench_service.py
 	$(PY) bench/bench_mixed.py
 	$(PY) bench/bench_health.py

@@ -249,7 +249,7 @@ class Collection(Maintenance):
         """Delete every document matching `filter` (the search filter language) in one
         transaction; returns how many. An empty filter is refused: delete by ids, or drop the
         collection's directory, to delete everything on purpose."""
-        where, params = filters.to_sql(filter, self.limits.max_filter_conditions)
+        where, params = self._where(filter)
         if where == "1":
             raise FilterError("delete by filter needs a filter with at least one condition")
         return self._delete(lambda: self.store.delete_where(where, params))
@@ -340,7 +340,7 @@ class Collection(Maintenance):
 
     def count(self, filter: dict[str, Any] | None = None) -> int:
         """Documents in the collection, or those matching `filter`."""
-        where, params = filters.to_sql(filter, self.limits.max_filter_conditions)
+        where, params = self._where(filter)
         return self.store.count() if where == "1" else self.store.count_where(where, params)
 
     def scroll(
@@ -349,7 +349,7 @@ class Collection(Maintenance):
         """A page of documents in id order: up to `limit` with an id after `after` ("" for the
         first page) that match `filter`. Pass the last id of a page to get the next: every
         document stored throughout is returned exactly once, whatever is written meanwhile."""
-        where, params = filters.to_sql(filter, self.limits.max_filter_conditions)
+        where, params = self._where(filter)
         return self.store.scroll(after, limit, where, params)
 
     def families(self, parents: Sequence[str]) -> dict[str, Doc]:
@@ -358,6 +358,24 @@ class Collection(Maintenance):
 
     def iter_ids(self, chunk: int = 4_096) -> Iterable[list[str]]:
         return self.store.iter_ids(chunk)
+
+    def _where(self, filter: dict[str, Any] | None) -> tuple[str, list[Any]]:
+        """The filter as SQL, written to use the declared fields' expression indexes."""
+        indexed = frozenset(self.store.indexed_fields()) if filter else frozenset()
+        return filters.to_sql(filter, self.limits.max_filter_conditions, indexed)
+
+    def index_field(self, field: str) -> bool:
+        """Declare metadata field `field` (a filter path, `author.name`) for an SQLite
+        expression index, so a selective filter on it reads the matching rows only, not every
+        document's metadata; built now (seconds for a million documents, writes wait). False if
+        it was declared before."""
+        self._check_writable()
+        path = filters.field_path(field)
+        with writer_lock(self.directory, self.limits.lock_timeout_s):
+            return self.store.index_field(path, field, filters.sql_literal(path))
+
+    def indexed_fields(self) -> list[str]:
+        return sorted(self.store.indexed_fields().values())
 
     def chunks_of(self, parent: str) -> list[Doc]:
         """The chunks stored for document `parent`, in order (none: it is stored whole, or not)."""
@@ -419,9 +437,7 @@ class Collection(Maintenance):
     ) -> list[Hit]:
         if not isinstance(k, int) or k < 1:
             raise InvalidArgument(f"k must be a positive integer, got {k!r}")
-        where, params = filters.to_sql(  # validate before anything else
-            filter, max_conditions=self.limits.max_filter_conditions
-        )
+        where, params = self._where(filter)  # validate before anything else
         terms = keyword_terms(text, mode, self.limits)
         query = None if mode == "keyword" else unit_rows(vector)
         if query is not None and len(query) != 1:

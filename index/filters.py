@@ -7,14 +7,15 @@ Validated once into a tree, then compiled to an SQL condition over the JSON `met
 the store returns exactly the matching documents (pre-filtering). Typing is strict, like Python's
 `==` minus bool/int mixing: a string never equals a number, `true` never equals 1, and range
 operators compare numbers with numbers and strings with strings only. `ne` and `nin` also match
-documents that lack the field; every other operator requires it. Every condition is true or false,
-never SQL's NULL, so `$not` matches exactly the documents its filter does not.
+documents that lack the field; every other operator requires it. Every condition under a `$not` is
+true or false, never SQL's NULL, so `$not` matches exactly the documents its filter does not.
 
 No caller string is ever part of the SQL text: field paths become JSON paths and values, both
-bound as parameters. The SQL's size is bounded too: at most `max_conditions` conditions (an
-`in`/`nin` item counts as one) nested at most MAX_DEPTH combinators deep, each a few parameters, an
-`in` list one `IN (...)` per JSON type and a group's members joined as a balanced tree, far inside
-SQLite's expression-depth limit.
+bound as parameters, except the path of a field declared for an expression index, which is written
+as an escaped SQL literal (SQLite matches an index only to the same expression). The SQL's size
+is bounded too: at most `max_conditions` conditions (an `in`/`nin` item counts as one) nested at
+most MAX_DEPTH combinators deep, each a few parameters, an `in` list one `IN (...)` per JSON type
+and a group's members joined as a balanced tree, far inside SQLite's expression-depth limit.
 """
 
 from __future__ import annotations
@@ -115,6 +116,11 @@ def field_keys(field: str) -> tuple[str, ...]:
             "(write a literal dot as '\\.')"
         )
     return tuple(keys)
+
+
+def field_path(field: Any) -> str:
+    """The SQLite JSON path of a filter field (`"author.name"`); FilterError if it has none."""
+    return _path(field)
 
 
 def _path(field: Any) -> str:
@@ -238,7 +244,25 @@ def parse(flt: Any, max_conditions: int | None = None) -> Node | None:
     return _Parser(limit).filter(flt, 0)
 
 
-def _compare(path: str, sql_op: str, values: list[Any], json_type: str) -> tuple[str, list[Any]]:
+def sql_literal(path: str) -> str:
+    """An indexed field's JSON path as an SQL string literal (SQLite matches an expression index
+    only to the same expression, so a bound `?` cannot use one). Declared paths hold no NUL."""
+    if "\x00" in path:
+        raise FilterError("a field whose path holds a NUL character cannot be indexed")
+    return "'" + path.replace("'", "''") + "'"
+
+
+def _extract(path: str, indexed: frozenset[str]) -> tuple[str, list[Any]]:
+    """`json_extract` of the field: the path bound as a parameter, or inlined when an expression
+    index covers it."""
+    if path in indexed:
+        return f"json_extract(metadata, {sql_literal(path)})", []
+    return "json_extract(metadata, ?)", [path]
+
+
+def _compare(
+    path: str, sql_op: str, values: list[Any], json_type: str, indexed: frozenset[str]
+) -> tuple[str, list[Any]]:
     """`metadata[field] <op> value(s)`, only for values of one JSON type."""
     if len(values) == 1:
         rhs = f"{sql_op} ?"
@@ -246,11 +270,12 @@ def _compare(path: str, sql_op: str, values: list[Any], json_type: str) -> tuple
         rhs = f"IN ({', '.join('?' * len(values))})"
     # Value test first: AND short-circuits, so the type test runs only on the few rows that pass
     # (json_extract gives true as 1, and an array or object as its JSON text).
-    sql = f"(json_extract(metadata, ?) {rhs} AND json_type(metadata, ?) {json_type})"
-    return sql, [path, *values, path]
+    extract, params = _extract(path, indexed)
+    sql = f"({extract} {rhs} AND json_type(metadata, ?) {json_type})"
+    return sql, [*params, *values, path]
 
 
-def _one_of(path: str, values: list[Scalar]) -> tuple[str, list[Any]]:
+def _one_of(path: str, values: list[Scalar], indexed: frozenset[str]) -> tuple[str, list[Any]]:
     """SQL for `metadata[field]` equal to one of `values`, JSON types kept apart (true is not 1):
     one `IN (...)` per type, so a long list is one flat expression, not a deep OR chain."""
     strings = list(dict.fromkeys(v for v in values if isinstance(v, str)))
@@ -260,9 +285,9 @@ def _one_of(path: str, values: list[Scalar]) -> tuple[str, list[Any]]:
     flags = sorted({"'true'" if v else "'false'" for v in values if isinstance(v, bool)})
     alts: list[tuple[str, list[Any]]] = []
     if strings:
-        alts.append(_compare(path, "=", strings, "= 'text'"))
+        alts.append(_compare(path, "=", strings, "= 'text'", indexed))
     if numbers:
-        alts.append(_compare(path, "=", numbers, _NUMBER))
+        alts.append(_compare(path, "=", numbers, _NUMBER, indexed))
     if flags:
         alts.append((f"json_type(metadata, ?) IN ({', '.join(flags)})", [path]))
     if any(v is None for v in values):
@@ -280,34 +305,38 @@ def _balanced(parts: list[str], joiner: str) -> str:
     return f"({_balanced(parts[:mid], joiner)} {joiner} {_balanced(parts[mid:], joiner)})"
 
 
-def _condition_sql(c: Condition) -> tuple[str, list[Any]]:
-    """A condition as SQL that is 1 or 0, never NULL."""
+def _condition_sql(c: Condition, indexed: frozenset[str], negated: bool) -> tuple[str, list[Any]]:
+    """A condition as SQL. Under a NOT (`negated`) it must be 1 or 0, never NULL; elsewhere NULL
+    counts as false already, and the bare comparison lets SQLite use an expression index."""
     if c.op == "exists":
         return f"json_type(metadata, ?) IS {'NOT ' if c.value else ''}NULL", [c.path]
     if c.op in ("eq", "ne"):
-        sql, params = _one_of(c.path, [c.value])
+        sql, params = _one_of(c.path, [c.value], indexed)
     elif c.op in ("in", "nin"):
-        sql, params = _one_of(c.path, c.value)
+        sql, params = _one_of(c.path, c.value, indexed)
     else:
         kind = "= 'text'" if isinstance(c.value, str) else _NUMBER
-        sql, params = _compare(c.path, RANGE_OPS[c.op], [c.value], kind)
-    # A missing field makes the test NULL (not false): COALESCE so NOT and OR see a 0.
+        sql, params = _compare(c.path, RANGE_OPS[c.op], [c.value], kind, indexed)
+    # A missing field makes the test NULL (not false): COALESCE so NOT sees a 0.
     if c.op in ("ne", "nin"):
         return f"NOT COALESCE({sql}, 0)", params
-    return f"COALESCE({sql}, 0)", params
+    return (f"COALESCE({sql}, 0)" if negated else sql), params
 
 
-def _node_sql(node: Node) -> tuple[str, list[Any]]:
+def _node_sql(node: Node, indexed: frozenset[str], negated: bool) -> tuple[str, list[Any]]:
     if isinstance(node, Condition):
-        return _condition_sql(node)
+        return _condition_sql(node, indexed, negated)
     if isinstance(node, Not):
-        sql, params = _node_sql(node.member)
+        sql, params = _node_sql(node.member, indexed, True)
         return f"NOT ({sql})", params
-    parts = [_node_sql(m) for m in node.members]
+    parts = [_node_sql(m, indexed, negated) for m in node.members]
     return _balanced([s for s, _ in parts], node.kind), [p for _, ps in parts for p in ps]
 
 
-def to_sql(flt: Any, max_conditions: int | None = None) -> tuple[str, list[Any]]:
-    """`(where_sql, params)` over a JSON `metadata` column; `("1", [])` for no filter."""
+def to_sql(
+    flt: Any, max_conditions: int | None = None, indexed: frozenset[str] = frozenset()
+) -> tuple[str, list[Any]]:
+    """`(where_sql, params)` over a JSON `metadata` column; `("1", [])` for no filter. `indexed`:
+    the JSON paths an expression index covers (their conditions are written so it is used)."""
     tree = parse(flt, max_conditions)
-    return ("1", []) if tree is None else _node_sql(tree)
+    return ("1", []) if tree is None else _node_sql(tree, indexed, False)

@@ -10,6 +10,7 @@ snapshot taken at seq S catch up: add live docs with vid > S, remove vids tombst
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sqlite3
@@ -28,6 +29,7 @@ from semsearch.index.errors import FilterError, InvalidDocument, QueryTimeout
 from semsearch.index.ids import CHUNK_MARK, chunk_number
 from semsearch.index.json_paths import encode_metadata, storable
 from semsearch.index.keywords import stored_string
+from semsearch.index.store_listing import Listing
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,8 @@ CREATE TABLE IF NOT EXISTS vectors (vid INTEGER PRIMARY KEY, vector BLOB NOT NUL
 CREATE TABLE IF NOT EXISTS tombstones (vid INTEGER PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS tombstones_by_seq ON tombstones(seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- Metadata fields declared for an expression index (`Store.index_field`).
+CREATE TABLE IF NOT EXISTS field_indexes (path TEXT PRIMARY KEY, field TEXT NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('last_seq', 0), ('pruned_through', 0);
 """
 _IN_CHUNK = 900  # bound parameters per IN (...) query
@@ -70,7 +74,7 @@ def _interrupted(error: sqlite3.Error) -> bool:
     return code == sqlite3.SQLITE_INTERRUPT if code is not None else "interrupt" in str(error)
 
 
-class Store:
+class Store(Listing):
     def __init__(self, path: Path, query_timeout_s: float | None = None) -> None:
         self.path = path
         self.query_timeout_s = query_timeout_s
@@ -164,25 +168,27 @@ class Store:
     def count(self) -> int:
         return int(self._con().execute("SELECT count(*) FROM docs").fetchone()[0])
 
-    def count_where(self, where: str, params: Sequence[Any]) -> int:
-        """Live documents matching an SQL condition built by index/filters.py."""
-        with self._deadline() as con:
-            row = con.execute(f"SELECT count(*) FROM docs WHERE {where}", params).fetchone()
-        return int(row[0])
+    def indexed_fields(self) -> dict[str, str]:
+        """The declared fields' JSON paths and their names as declared."""
+        return dict(self._con().execute("SELECT path, field FROM field_indexes"))
 
-    def scroll(self, after: str, limit: int, where: str, params: Sequence[Any]) -> list[Doc]:
-        """Up to `limit` live documents with an id after `after` ("" for the first page) that
-        match the condition, in id order (SQLite's binary order of the UTF-8 ids): a cursor that
-        is the last id seen resumes exactly there, whatever was written in between."""
-        if not storable(after):
-            return []
-        sql = (
-            "SELECT d.id, t.text, d.metadata FROM docs d JOIN texts t USING (vid) "
-            f"WHERE d.id > ? AND {where} ORDER BY d.id LIMIT ?"
-        )
-        with self._deadline() as con:
-            rows = con.execute(sql, (after, *params, limit)).fetchall()
-        return [Doc(r[0], r[1], json.loads(r[2])) for r in rows]
+    def index_field(self, path: str, field: str, literal: str) -> bool:
+        """Build an expression index on `json_extract(metadata, <literal>)` (`literal`: `path`
+        as an SQL string, from index/filters.py); False if the field had one."""
+        con = self._con()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            if con.execute("SELECT 1 FROM field_indexes WHERE path = ?", (path,)).fetchone():
+                con.execute("ROLLBACK")
+                return False
+            name = "field_" + hashlib.sha256(path.encode()).hexdigest()[:16]
+            con.execute(f'CREATE INDEX "{name}" ON docs(json_extract(metadata, {literal}))')
+            con.execute("INSERT INTO field_indexes (path, field) VALUES (?, ?)", (path, field))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return True
 
     def get(self, doc_id: str) -> Doc | None:
         if not storable(doc_id):
@@ -395,25 +401,6 @@ class Store:
         if families:
             return self._delete(lambda con: self._family_vids(con, wanted))
         return self._delete(lambda con: self._vids_of(con, wanted))
-
-    def families(self, parents: Sequence[str]) -> dict[str, Doc]:
-        """Every stored form of these documents (each id, its chunks), by id."""
-        con = self._con()
-        vids = self._family_vids(con, [p for p in dict.fromkeys(parents) if storable(p)])
-        return {d.id: d for d in self.docs_by_vids(list(vids.values())).values()}
-
-    def iter_ids(self, chunk: int = 4_096) -> Iterator[list[str]]:
-        """Every stored id, in id order, a page at a time."""
-        last = ""
-        while True:
-            rows = self._con().execute(
-                "SELECT id FROM docs WHERE id > ? ORDER BY id LIMIT ?", (last, chunk)
-            )
-            ids = [r[0] for r in rows]
-            if not ids:
-                return
-            last = ids[-1]
-            yield ids
 
     def delete_where(self, where: str, params: Sequence[Any]) -> np.ndarray:
         """Delete every document matching an SQL condition built by index/filters.py, in one

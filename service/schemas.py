@@ -215,6 +215,21 @@ class DroppedCollection(BaseModel):
     dropped: str
 
 
+class FieldIndexRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    field: str = Field(max_length=256, description="a filter field: `lang`, `author.name`")
+
+
+class FieldIndex(BaseModel):
+    field: str
+    created: bool = Field(description="false: the field had an index already")
+
+
+class FieldIndexList(BaseModel):
+    fields: list[str]
+
+
 class SnapshotInfo(BaseModel):
     name: str
     created: str = Field(description="UTC, ISO 8601")

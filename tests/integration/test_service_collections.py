@@ -161,3 +161,21 @@ def test_snapshots_are_taken_listed_restored_bounded_and_deleted(
     with make_client(fake_embedder, index_dir=tmp_path / "restored") as client:
         assert client.get("/count").json() == {"count": 1}
         assert client.post("/search", json={"query": "whales"}).json()["hits"] == hits
+
+
+def test_a_field_index_is_declared_and_listed(make_client, fake_embedder):
+    with make_client(fake_embedder) as client:
+        client.post("/documents", json={"documents": BOOKS})
+        made = client.post("/collections/default/field-indexes", json={"field": "year"})
+        assert made.status_code == 201 and made.json() == {"field": "year", "created": True}
+        again = client.post("/collections/default/field-indexes", json={"field": "year"})
+        assert again.json()["created"] is False
+        assert client.get("/collections/default/field-indexes").json() == {"fields": ["year"]}
+        assert client.get("/count", params={"filter": '{"year": {"gt": 1900}}'}).json() == {
+            "count": 1
+        }
+        bad = client.post("/collections/default/field-indexes", json={"field": "a..b"})
+        assert bad.status_code == 422
+        assert (
+            client.post("/collections/nope/field-indexes", json={"field": "x"}).status_code == 404
+        )
