@@ -31,6 +31,7 @@ from semsearch.index import filters
 from semsearch.index.background import Worker
 from semsearch.index.building import advance, build_from_store, empty_index_for
 from semsearch.index.config import IndexConfig
+from semsearch.index.declarations import Declarations
 from semsearch.index.documents import Doc, Hit
 from semsearch.index.errors import (
     Busy,
@@ -65,7 +66,7 @@ _SNAPSHOT_EVERY = 50_000  # writes between automatic snapshots (SQLite has them 
 _CONSISTENT_TRIES = 8
 
 
-class Collection(Maintenance):
+class Collection(Maintenance, Declarations):
     def __init__(
         self,
         directory: Path,
@@ -364,19 +365,6 @@ class Collection(Maintenance):
         indexed = frozenset(self.store.indexed_fields()) if filter else frozenset()
         return filters.to_sql(filter, self.limits.max_filter_conditions, indexed)
 
-    def index_field(self, field: str) -> bool:
-        """Declare metadata field `field` (a filter path, `author.name`) for an SQLite
-        expression index, so a selective filter on it reads the matching rows only, not every
-        document's metadata; built now (seconds for a million documents, writes wait). False if
-        it was declared before."""
-        self._check_writable()
-        path = filters.field_path(field)
-        with writer_lock(self.directory, self.limits.lock_timeout_s):
-            return self.store.index_field(path, field, filters.sql_literal(path))
-
-    def indexed_fields(self) -> list[str]:
-        return sorted(self.store.indexed_fields().values())
-
     def chunks_of(self, parent: str) -> list[Doc]:
         """The chunks stored for document `parent`, in order (none: it is stored whole, or not)."""
         numbered = [(chunk_number(parent, i), d) for i, d in self.families([parent]).items()]
@@ -491,6 +479,7 @@ class Collection(Maintenance):
             "factory": self._index.factory if self._index is not None else None,
             "tombstones": self._index.tombstones if self._index is not None else 0,
             "keyword_count": self.store.keyword_count(),  # null: no keyword index built yet
+            "chunking": self.chunking(),
             "encoder_fingerprint": self.manifest.encoder_fingerprint,
             "format_version": FORMAT_VERSION,
             "bytes_on_disk": bytes_on_disk(self.directory),

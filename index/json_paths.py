@@ -9,6 +9,8 @@ import sqlite3
 import threading
 from typing import Any
 
+from semsearch.index.errors import InvalidDocument
+
 
 def storable(text: Any) -> bool:
     """False for a string SQLite cannot take (a lone surrogate has no UTF-8 form)."""
@@ -88,3 +90,17 @@ def json_nested_path(keys: tuple[str, ...]) -> str | None:
         except sqlite3.Error:
             return None
     return path if found[0] == 1 else None
+
+
+def stored_metadata(doc_id: str, text: str, metadata: dict[str, Any]) -> str:
+    """A document's metadata as the JSON text stored; InvalidDocument for what SQLite cannot
+    hold. The last line of defence: `Doc.coerce` refuses these first."""
+    if not (storable(doc_id) and storable(text)):
+        raise InvalidDocument(f"document {doc_id!r}: id and text must be valid Unicode")
+    try:
+        encoded = encode_metadata(metadata)
+    except (ValueError, TypeError, RecursionError) as e:
+        raise InvalidDocument(f"document {doc_id!r}: metadata cannot be stored: {e}") from None
+    if not storable(encoded):
+        raise InvalidDocument(f"document {doc_id!r}: metadata must be valid Unicode")
+    return encoded

@@ -25,9 +25,9 @@ import numpy as np
 
 from semsearch.index import fulltext
 from semsearch.index.documents import Doc
-from semsearch.index.errors import FilterError, InvalidDocument, QueryTimeout
+from semsearch.index.errors import FilterError, QueryTimeout
 from semsearch.index.ids import CHUNK_MARK, chunk_number
-from semsearch.index.json_paths import encode_metadata, storable
+from semsearch.index.json_paths import storable, stored_metadata
 from semsearch.index.keywords import stored_string
 from semsearch.index.store_listing import Listing
 
@@ -158,6 +158,15 @@ class Store(Listing):
         return int(
             self._con().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
         )
+
+    def option(self, key: str) -> int | None:
+        """A collection setting kept beside the sequences in `meta` (None: not set)."""
+        row = self._con().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def set_options(self, values: dict[str, int]) -> None:
+        con = self._con()
+        con.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", values.items())
 
     def last_seq(self) -> int:
         return self._meta("last_seq")
@@ -357,7 +366,7 @@ class Store(Listing):
         """Upsert in one transaction; `(new vids, removed vids)`. Ids must be unique in `docs`.
         `families`: documents whose stored forms (the id, its chunks) not written now go too."""
         # Encoded before the transaction: a bad value fails here, with nothing begun or locked.
-        meta = [self._encode(d) for d in docs]
+        meta = [stored_metadata(d.id, d.text, d.metadata) for d in docs]
         terms = [stored_string(d.text) for d in docs]  # the keyword index's, also beforehand
         con = self._con()
         con.execute("BEGIN IMMEDIATE")
@@ -438,19 +447,6 @@ class Store(Listing):
         except BaseException:
             con.execute("ROLLBACK")
             raise
-
-    @staticmethod
-    def _encode(doc: Doc) -> str:
-        """The metadata's JSON text; the last line of defence (`Doc.coerce` refuses these)."""
-        if not (storable(doc.id) and storable(doc.text)):
-            raise InvalidDocument(f"document {doc.id!r}: id and text must be valid Unicode")
-        try:
-            text = encode_metadata(doc.metadata)
-        except (ValueError, TypeError, RecursionError) as e:
-            raise InvalidDocument(f"document {doc.id!r}: metadata cannot be stored: {e}") from None
-        if not storable(text):
-            raise InvalidDocument(f"document {doc.id!r}: metadata must be valid Unicode")
-        return text
 
     @staticmethod
     def _drop(con: sqlite3.Connection, vids: Sequence[int]) -> None:

@@ -34,12 +34,9 @@ class Plan:
     chunked: int  # documents stored as chunks
 
 
-def plan_units(
-    docs: list[Doc], tokenizer: WordPieceTokenizer, model_tokens: int, chunking: Chunking
-) -> Plan:
-    """The stored units of `docs`: each whole when its text fits in `size` tokens, else its
-    chunks. `model_tokens`: the encoder's length less [CLS] and [SEP] (the most a chunk may hold).
-    CPU-bound (it tokenizes every text): run it off the event loop."""
+def check_chunking(chunking: Chunking, model_tokens: int) -> tuple[int, int]:
+    """`(tokens, overlap)` of a chunk: the request's (or collection's) or the defaults; 422 for
+    values the encoder cannot take. `model_tokens`: the encoder's length less [CLS] and [SEP]."""
     size = model_tokens if chunking.tokens is None else chunking.tokens
     if not 1 <= size <= model_tokens:
         raise ValidationFailed(
@@ -52,6 +49,15 @@ def plan_units(
         raise ValidationFailed(
             f"chunking.overlap={overlap}: must be below chunking.tokens ({size})", param="chunking"
         )
+    return size, overlap
+
+
+def plan_units(
+    docs: list[Doc], tokenizer: WordPieceTokenizer, model_tokens: int, chunking: Chunking
+) -> Plan:
+    """The stored units of `docs`: each whole when its text fits in a chunk, else its chunks.
+    CPU-bound (it tokenizes every text): run it off the event loop."""
+    size, overlap = check_chunking(chunking, model_tokens)
     units: list[Doc] = []
     chunked = 0
     for doc in docs:

@@ -194,6 +194,9 @@ class CollectionCreate(BaseModel):
         None, max_length=32, description="auto (default), Flat, HNSW<M>, IVF or IVF<nlist>,Flat"
     )
     index_options: IndexOptions | None = None
+    chunking: ChunkingIn | None = Field(
+        None, description="the default for /documents requests that name none"
+    )
 
 
 class CollectionInfo(BaseModel):
@@ -205,6 +208,7 @@ class CollectionInfo(BaseModel):
     factory: str | None
     tombstones: int
     bytes_on_disk: int
+    chunking: dict[str, int] = Field(description="the default chunking, as set ({}: none)")
 
 
 class CollectionList(BaseModel):

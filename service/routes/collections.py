@@ -9,6 +9,7 @@ import asyncio
 from fastapi import APIRouter
 
 from semsearch.index.config import normalize_type
+from semsearch.service.chunking import Chunking, check_chunking
 from semsearch.service.deps import ModelsDep
 from semsearch.service.errors import ValidationFailed
 from semsearch.service.schemas import (
@@ -39,7 +40,13 @@ async def create_collection(body: CollectionCreate, models: ModelsDep) -> Collec
         except ValueError as exc:
             raise ValidationFailed(str(exc), param="index_type") from None
     options = body.index_options.model_dump(exclude_none=True) if body.index_options else None
+    chunking = None
+    if body.chunking is not None:
+        chunking = Chunking(**body.chunking.model_dump())
+        check_chunking(chunking, models.require_embedding().max_length - 2)
     collection = await asyncio.to_thread(registry.create, body.name, index_type, options)
+    if chunking is not None:
+        await asyncio.to_thread(collection.set_chunking, chunking.tokens, chunking.overlap)
     return CollectionInfo(name=body.name, **await asyncio.to_thread(collection.info))
 
 

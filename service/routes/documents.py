@@ -82,7 +82,8 @@ async def upsert_documents(
             check_user_id(d.id)  # no ids reserved for chunks, no control characters
     # Every document is checked (metadata size, depth, finite numbers) and cut into the chunks it
     # is stored as before any is embedded: a request that fails has cost little, written nothing.
-    chunking = Chunking(**body.chunking.model_dump()) if body.chunking else Chunking()
+    given = body.chunking.model_dump() if body.chunking else None
+    chunking = Chunking(**(given or await asyncio.to_thread(collection.chunking)))
 
     def prepare() -> tuple[list[Doc], Plan]:
         docs = [Doc.coerce(d.model_dump(), collection.limits) for d in body.documents]

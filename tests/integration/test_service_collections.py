@@ -179,3 +179,26 @@ def test_a_field_index_is_declared_and_listed(make_client, fake_embedder):
         assert (
             client.post("/collections/nope/field-indexes", json={"field": "x"}).status_code == 404
         )
+
+
+def test_a_collection_default_chunking_applies_unless_a_request_names_its_own(
+    make_client, fake_embedder
+):
+    text = " ".join(f"word{i}" for i in range(200))  # about 600 tokens
+    with make_client(fake_embedder) as client:
+        bad = client.post("/collections", json={"name": "notes", "chunking": {"tokens": 999}})
+        assert bad.status_code == 422 and client.get("/collections/notes").status_code == 404
+        made = client.post(
+            "/collections", json={"name": "notes", "chunking": {"tokens": 100, "overlap": 10}}
+        )
+        assert made.json()["chunking"] == {"tokens": 100, "overlap": 10}
+        default = client.post(
+            "/collections/notes/documents", json={"documents": [{"id": "a", "text": text}]}
+        )
+        own = client.post(
+            "/collections/notes/documents",
+            json={"documents": [{"id": "b", "text": text}], "chunking": {"tokens": 200}},
+        )
+        assert default.json()["chunks"] > own.json()["chunks"] > 1
+        assert client.get("/collections/notes/documents/a").json()["text"] == text
+        assert client.get("/collections/default").json()["chunking"] == {}
