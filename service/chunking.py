@@ -11,21 +11,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from semsearch.index import Doc
-from semsearch.index.ids import chunk_id
-from semsearch.index.ingest.chunking import covering_spans
+from semsearch.index.ingest.chunking import default_overlap, split_document
 from semsearch.service.errors import ValidationFailed
 
 if TYPE_CHECKING:
     from semsearch.encoder.wordpiece import WordPieceTokenizer
 
 CHUNK_KEYS = ("parent_id", "chunk", "chunk_start", "chunk_end")
-DEFAULT_OVERLAP = 32  # tokens two chunks of one document share, unless the request says
 
 
 @dataclass(frozen=True)
 class Chunking:
     tokens: int | None = None  # None: as many as the encoder takes
-    overlap: int | None = None  # None: DEFAULT_OVERLAP, at most a quarter of `tokens`
+    overlap: int | None = None  # None: `default_overlap(tokens)`
 
 
 @dataclass(frozen=True)
@@ -44,7 +42,7 @@ def check_chunking(chunking: Chunking, model_tokens: int) -> tuple[int, int]:
             "takes beside [CLS] and [SEP]",
             param="chunking",
         )
-    overlap = min(DEFAULT_OVERLAP, size // 4) if chunking.overlap is None else chunking.overlap
+    overlap = default_overlap(size) if chunking.overlap is None else chunking.overlap
     if not 0 <= overlap < size:
         raise ValidationFailed(
             f"chunking.overlap={overlap}: must be below chunking.tokens ({size})", param="chunking"
@@ -61,22 +59,9 @@ def plan_units(
     units: list[Doc] = []
     chunked = 0
     for doc in docs:
-        encoding = tokenizer.encode(doc.text, add_special_tokens=False)
-        if len(encoding) <= size:
-            units.append(doc)
-            continue
-        continues = [tokenizer.id_to_token[i].startswith("##") for i in encoding.ids]
-        spans = covering_spans(doc.text, encoding.offsets, continues, size, overlap)
-        chunked += 1
-        for n, (start, end) in enumerate(spans):
-            metadata = {
-                **doc.metadata,
-                "parent_id": doc.id,
-                "chunk": n,
-                "chunk_start": start,
-                "chunk_end": end,
-            }
-            units.append(Doc(chunk_id(doc.id, n), doc.text[start:end], metadata))
+        parts = split_document(doc, tokenizer, size, overlap)
+        chunked += parts[0].id != doc.id
+        units += parts
     return Plan(units, chunked)
 
 

@@ -1,9 +1,14 @@
-"""Split a long document into overlapping windows of tokens, cut at their character offsets
-(the chunks' ids are `index.ids.chunk_id`)."""
+"""Split a long document into windows of tokens, cut at their character offsets (the chunks' ids
+are `index.ids.chunk_id`): fixed windows (`chunk_spans`, `index build --chunk-tokens`), or chunks
+that cover the whole text and end between words (`covering_spans`, `split_document`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
+
+from semsearch.index.documents import Doc
+from semsearch.index.ids import chunk_id
 
 
 def chunk_spans(
@@ -109,3 +114,51 @@ def _best_cut(
         if not continues[i + 1]:
             return i
     return last
+
+
+DEFAULT_OVERLAP = 32  # tokens two chunks of one document share, unless asked otherwise
+
+
+def default_overlap(size: int) -> int:
+    """What consecutive chunks of `size` tokens share by default: 32 tokens, a quarter at most."""
+    return min(DEFAULT_OVERLAP, size // 4)
+
+
+def word_continuations(text: str, offsets: Sequence[tuple[int, int]]) -> list[bool]:
+    """For each token, whether it continues the word of the token before it (a WordPiece `##`
+    piece): it starts where that one ended, both letters or digits there."""
+    out = [False] * len(offsets)
+    for i in range(1, len(offsets)):
+        start, prev_end = offsets[i][0], offsets[i - 1][1]
+        out[i] = (
+            start == prev_end
+            and text[start : start + 1].isalnum()
+            and text[prev_end - 1 : prev_end].isalnum()
+        )
+    return out
+
+
+def split_document(doc: Doc, tokenizer: Any, size: int, overlap: int) -> list[Doc]:
+    """`doc` whole when its text fits in `size` tokens, else chunks `<id>#chunk-<n>` that cover
+    all of it (`covering_spans`), with its metadata plus `parent_id`, `chunk`, `chunk_start` and
+    `chunk_end` (character offsets in its text)."""
+    if len(doc.text) <= size:  # a token covers at least one character
+        return [doc]
+    offsets = [tuple(o) for o in tokenizer.encode(doc.text, add_special_tokens=False).offsets]
+    if len(offsets) <= size:
+        return [doc]
+    spans = covering_spans(doc.text, offsets, word_continuations(doc.text, offsets), size, overlap)
+    return [
+        Doc(
+            chunk_id(doc.id, n),
+            doc.text[start:end],
+            {
+                **doc.metadata,
+                "parent_id": doc.id,
+                "chunk": n,
+                "chunk_start": start,
+                "chunk_end": end,
+            },
+        )
+        for n, (start, end) in enumerate(spans)
+    ]

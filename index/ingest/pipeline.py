@@ -34,7 +34,7 @@ import numpy as np
 
 from semsearch.index import Collection, Doc, FormatError, IndexConfig, Limits, NotFound
 from semsearch.index.ids import CHUNK_MARK, chunk_id
-from semsearch.index.ingest.chunking import chunk_spans
+from semsearch.index.ingest.chunking import chunk_spans, default_overlap, split_document
 from semsearch.index.ingest.documents import SkippedFile
 from semsearch.index.ingest.readers import BadRow, Progress, ReaderOptions, Record, read_inputs
 from semsearch.index.locking import exclusive_open, writer_lock
@@ -231,9 +231,21 @@ def _token_offsets(tokenizer: Tokenizer, text: str) -> list[tuple[int, int]]:
 
 
 def _units(rec: Record, embedder: Embedder, options: BuildOptions) -> Iterator[Doc]:
-    """What a record is stored as: itself, or its token chunks `docid#chunk-n`."""
+    """What a record is stored as: itself, or its token chunks `docid#chunk-n` (fixed windows
+    with --chunk-tokens; else, when it is longer than the encoder takes, chunks that cover it)."""
     if options.chunk_tokens is None:
-        yield Doc(rec.id, rec.text, rec.metadata)
+        doc = Doc(rec.id, rec.text, rec.metadata)
+        length = getattr(embedder, "max_length", None)  # None: an embedder that takes anything
+        if length is None:
+            yield doc
+            return
+        size = length - 2  # beside [CLS] and [SEP]
+        for part in split_document(doc, embedder.tokenizer, size, default_overlap(size)):
+            if rec.pages and part.id != doc.id:
+                start, end = part.metadata["chunk_start"], part.metadata["chunk_end"]
+                part.metadata["page"] = bisect.bisect_right(rec.pages, start)
+                part.metadata["page_end"] = bisect.bisect_right(rec.pages, end - 1)
+            yield part
         return
     offsets = _token_offsets(embedder.tokenizer, rec.text)
     spans = chunk_spans(offsets, options.chunk_tokens, options.chunk_overlap)

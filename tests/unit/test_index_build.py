@@ -208,6 +208,27 @@ def test_a_rerun_re_embeds_changed_records_only_and_sync_deletes_vanished_ones(
         assert col.get("doc0#chunk-0") is None and col.chunks_of("long") == []
 
 
+def test_without_chunk_tokens_a_record_longer_than_the_encoder_is_chunked_not_cut(
+    tmp_path: Path,
+) -> None:
+    long_text = " ".join(f"w{i}" for i in range(50))
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "long", "text": long_text}, *docs(3)])
+    emb = WordHashEmbedder()
+    emb.max_length = 22  # 20 tokens beside [CLS] and [SEP]
+    report = build_index([src], tmp_path / "idx", emb, BuildOptions())
+    with Collection.open(tmp_path / "idx", read_only=True) as col:
+        chunks = col.chunks_of("long")
+        assert len(chunks) == report.added - 3 > 2 and col.get("long") is None
+        assert chunks[0].metadata["chunk_start"] == 0
+        assert chunks[-1].metadata["chunk_end"] == len(long_text)
+        for before, after in zip(chunks, chunks[1:], strict=False):  # no gap, 5 words shared
+            assert after.metadata["chunk_start"] < before.metadata["chunk_end"]
+        assert all(len(c.text.split()) <= 20 for c in chunks)
+        assert col.get("doc1").text == docs(3)[1]["text"]  # short records stay whole
+    again = build_index([src], tmp_path / "idx", emb, BuildOptions())
+    assert again.added == 0
+
+
 def test_chunking_gives_docid_chunk_n_with_parent(tmp_path: Path) -> None:
     long_text = " ".join(f"w{i}" for i in range(50))
     src = write_jsonl(
