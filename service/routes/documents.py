@@ -87,7 +87,9 @@ async def upsert_documents(
 
     def prepare() -> tuple[list[Doc], Plan]:
         docs = [Doc.coerce(d.model_dump(), collection.limits) for d in body.documents]
-        return docs, plan_units(docs, engine.embedder.tokenizer, engine.max_length - 2, chunking)
+        # An id sent twice: the last version wins, as if written one by one (its chunks too).
+        last = list({d.id: d for d in docs}.values())
+        return docs, plan_units(last, engine.embedder.tokenizer, engine.max_length - 2, chunking)
 
     docs, plan = await asyncio.to_thread(prepare)
     if len(plan.units) > settings.max_chunks_per_request:
@@ -98,7 +100,7 @@ async def upsert_documents(
     vectors = await until_disconnected(request, engine.embed_many([u.text for u in plan.units]))
     ids = [d.id for d in docs]
     # Each document's earlier form goes in the same transaction: its chunks, or its whole self.
-    await asyncio.to_thread(collection.upsert, plan.units, vectors, ids)
+    await asyncio.to_thread(collection.upsert, plan.units, vectors, list(dict.fromkeys(ids)))
     generated = any(d.id is None for d in body.documents)
     return UpsertResponse(
         upserted=len(docs),

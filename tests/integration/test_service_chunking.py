@@ -93,6 +93,16 @@ def test_replacing_and_deleting_a_chunked_document_takes_all_its_chunks(client):
     assert deleted["deleted"] > 2 and chunks(client) == []
 
 
+def test_an_id_sent_twice_is_stored_as_its_last_version(client):
+    twice = [{"id": "d", "text": LONG}, {"id": "d", "text": "short at last"}]
+    assert client.post("/documents", json={"documents": twice}).json() == {"upserted": 2}
+    assert [c["id"] for c in chunks(client)] == ["d"]
+    backwards = [{"id": "d", "text": "short first"}, {"id": "d", "text": LONG}]
+    client.post("/documents", json={"documents": backwards})
+    assert "d" not in {c["id"] for c in chunks(client)}
+    assert client.get("/documents/d").json()["text"] == LONG
+
+
 def test_the_request_sets_chunk_size_and_overlap(client, reference):
     body = {"documents": [{"id": "d", "text": LONG}], "chunking": {"tokens": 64, "overlap": 16}}
     assert client.post("/documents", json=body).status_code == 200
