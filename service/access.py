@@ -10,17 +10,16 @@ to pass them along).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from contextvars import ContextVar
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from semsearch.service.request_id import request_id
+from semsearch.service.response_status import ResponseStatus
 
 log = logging.getLogger("semsearch.access")
-CLIENT_CLOSED = 499  # the status logged for a request whose client left before its answer
 
 _counts: ContextVar[dict[str, int] | None] = ContextVar("semsearch_access_counts", default=None)
 
@@ -47,23 +46,14 @@ class AccessLog:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500  # what the server answers when the app fails before it starts a response
         counts: dict[str, int] = {}
         token = _counts.set(counts)
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        response = ResponseStatus(send)
         try:
-            await self.app(scope, receive, send_with_status)
-        except asyncio.CancelledError:
-            if status == 500:  # the client left before an answer began (nginx's 499)
-                status = CLIENT_CLOSED
-            raise
+            async with response.watching():
+                await self.app(scope, receive, response.send)
         finally:
+            status = response.value
             _counts.reset(token)
             ms = (time.perf_counter() - started) * 1000
             route = getattr(scope.get("route"), "path", "unmatched")

@@ -77,6 +77,9 @@ class CollectionRegistry:
         """The collection `name`, opened if need be; 404 if there is none (blocking: call it
         off the event loop)."""
         check_name(name)
+        opened = self._open.get(name)  # the common case, without waiting on an open elsewhere
+        if opened is not None:
+            return opened
         with self._lock:
             if name in self._open:
                 return self._open[name]

@@ -4,7 +4,6 @@ with the client library's process (`process_*`), platform (`python_info`) and ga
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from fastapi import Response
@@ -19,11 +18,11 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from semsearch.service.access import CLIENT_CLOSED
 from semsearch.service.batcher import BatchStats
 from semsearch.service.generation import GenerationStats
+from semsearch.service.response_status import ResponseStatus
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -149,21 +148,11 @@ class RequestMetrics:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        response = ResponseStatus(send)
         try:
-            await self.app(scope, receive, send_with_status)
-        except asyncio.CancelledError:
-            if status == 500:  # the client left before an answer began (nginx's 499)
-                status = CLIENT_CLOSED
-            raise
+            async with response.watching():
+                await self.app(scope, receive, response.send)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.requests.labels(route=route, status=str(status)).inc()
+            self.metrics.requests.labels(route=route, status=str(response.value)).inc()
             self.metrics.latency.labels(route=route).observe(time.perf_counter() - started)
