@@ -33,7 +33,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "(default: none)",
     )
     p.add_argument(
-        "--score-threshold", type=float, help="drop hits below this cosine (default: none)"
+        "--mode",
+        choices=("dense", "keyword", "hybrid"),
+        default="dense",
+        help="dense (by meaning), keyword (BM25, loads no encoder) or hybrid (both, fused by "
+        "reciprocal rank), as POST /search's mode (default: %(default)s)",
+    )
+    p.add_argument(
+        "--score-threshold",
+        type=float,
+        help="drop hits scoring below this: cosine, BM25 or fused, by --mode (default: none)",
     )
     p.add_argument(
         "--json",
@@ -47,16 +56,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from semsearch.index import Collection
 
-    embedder = load_embedder(args)
+    embedder = None if args.mode == "keyword" else load_embedder(args)
     with Collection.open(
         index_dir(args),
-        dim=embedder.dim,
-        encoder_fingerprint=embedder.fingerprint(),
+        dim=embedder.dim if embedder else None,
+        encoder_fingerprint=embedder.fingerprint() if embedder else None,
         read_only=True,
         limits=Settings().index_limits(),  # lock and query timeouts, filter size
     ) as col:
-        query = embedder.encode([args.query], batch_size=1)[0]
-        hits = col.search(query, k=args.k, filter=args.filter, score_threshold=args.score_threshold)
+        query = embedder.encode([args.query], batch_size=1)[0] if embedder else None
+        hits = col.search(
+            query,
+            k=args.k,
+            filter=args.filter,
+            score_threshold=args.score_threshold,
+            text=args.query,
+            mode=args.mode,
+        )
     if args.json:
         print(json.dumps({"hits": [h.to_dict() for h in hits]}, ensure_ascii=False))
         return 0

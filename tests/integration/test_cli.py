@@ -128,6 +128,8 @@ def test_index_build_info_and_search_on_the_real_encoder(tmp_path):
 
     bad_filter = run_cli(*query, "--filter", '{"lang": {"near": 1}}', env=env)
     assert bad_filter.returncode == 2, bad_filter.stderr
+    keyword = run_cli("search", "Katze", "--mode", "keyword", "--json", env=env)
+    assert [h["id"] for h in json.loads(keyword.stdout)["hits"]] == ["cat"], keyword.stderr
 
     saved = run_cli("index", "backup", str(tmp_path / "backup"), env=env)
     assert saved.returncode == 0 and "backed up 3 documents" in saved.stdout, saved.stderr
