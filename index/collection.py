@@ -82,7 +82,11 @@ class Collection(Maintenance, Declarations):
         self.config = config
         self.read_only = read_only
         self.limits = limits or Limits()
-        self.store = Store(directory / DATABASE, query_timeout_s=self.limits.query_timeout_s)
+        self.store = Store(
+            directory / DATABASE,
+            query_timeout_s=self.limits.query_timeout_s,
+            keyword_cache_bytes=self.limits.keyword_cache_mb << 20,
+        )
         self._rw = RWLock()
         self._filter_cache = FilterCache()
         self._index: FaissIndex | None = None
@@ -453,7 +457,7 @@ class Collection(Maintenance, Declarations):
                     if self._index is None:
                         return []
                     allowed = None
-                    if filter and mode != "keyword":
+                    if filter:
                         allowed = self._filter_cache.allowed(self.store, last, where, params)
                     return search_index(
                         self._index,

@@ -14,13 +14,9 @@ before keyword search, a dropped table), was built by another tokenizer version,
 (made by an older version of this code) is seen as not ready, and rebuilt from the stored texts
 when the collection is next opened for writing (one transaction: a crash leaves the old state).
 
-BM25 is FTS5's `bm25()` (k1 = 1.2, b = 0.75; IDF `log((N - n + 0.5) / (n + 0.5))`, at least
-1e-6), negated so that higher is better. Its cost is one score per document holding any query
-term, so a query's terms found in at least half the documents (`n >= N / 2`: the IDF is clamped to
-1e-6) are left out of the match when one of its other terms is in some document: each could add at
-most 2.2e-6 (`(k1 + 1) * 1e-6`) to a document's score, and they are the longest posting lists (at
-100,000 documents a query's median time falls from 66 to 18 ms: docs/benchmarks.md). Documents
-holding only such terms, which they would rank by 1e-6 weights, are then not found.
+Searches do not use FTS5's `bm25()`, which scores every document holding a query term with no
+top-k pruning: index/bm25.py scores FTS5's BM25 in memory, from the postings and document lengths
+read here.
 """
 
 from __future__ import annotations
@@ -28,11 +24,10 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
-from semsearch.index.keywords import FTS_TOKENIZE, match_expression, stored_string, version_code
+from semsearch.index.keywords import FTS_TOKENIZE, stored_string, version_code
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +84,15 @@ def rebuild(con: sqlite3.Connection) -> int:
         last, n = rows[-1][0], n + len(rows)
     con.execute(f"INSERT INTO {TABLE} ({TABLE}) VALUES ('optimize')")  # one segment: faster reads
     seq = con.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()[0]
+    build = con.execute("SELECT value FROM meta WHERE key = 'keyword_build'").fetchone()
     con.executemany(
         "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-        [("keyword_seq", seq), ("keyword_version", version_code())],
+        [
+            ("keyword_seq", seq),
+            ("keyword_version", version_code()),
+            # Another build, maybe of other texts under the same vids: readers start over.
+            ("keyword_build", (build[0] if build else 0) + 1),
+        ],
     )
     return n
 
@@ -135,45 +136,55 @@ def count(con: sqlite3.Connection) -> int | None:
     return int(con.execute(f"SELECT count(*) FROM {TABLE}_docsize").fetchone()[0])
 
 
-def informative(con: sqlite3.Connection, terms: list[str]) -> list[str]:
-    """The terms in some but fewer than half the documents; all of `terms` if there are none."""
-    if len(terms) < 2:
-        return terms
-    n = con.execute(f"SELECT count(*) FROM {TABLE}_docsize").fetchone()[0]
-    keep = []
-    for term in terms:
-        row = con.execute(f"SELECT doc FROM {VOCABULARY} WHERE term = ?", (term,)).fetchone()
-        if row is not None and 0 < 2 * row[0] < n:
-            keep.append(term)
-    return keep or terms
+def indexed_state(con: sqlite3.Connection) -> tuple[int, int]:
+    """`(write sequence, build)`: the sequence the index reflects, and which build it is."""
+    meta = dict(
+        con.execute("SELECT key, value FROM meta WHERE key IN ('keyword_seq', 'keyword_build')")
+    )
+    return int(meta["keyword_seq"]), int(meta.get("keyword_build", 0))
 
 
-def search(
-    con: sqlite3.Connection,
-    terms: list[str],
-    limit: int,
-    where: str | None,
-    params: Sequence[Any],
-) -> tuple[np.ndarray, np.ndarray]:
-    """`(vids, bm25)` of the best `limit` documents holding any of `terms` (and matching the
-    filter's SQL condition `where` over `docs`, when given), best first; ties by vid. Terms in
-    half the documents or more are left out when there are others (the module's docstring)."""
-    match = match_expression(informative(con, terms))
-    if where is None:
-        sql = (
-            f"SELECT rowid, -bm25({TABLE}) AS s FROM {TABLE} WHERE {TABLE} MATCH ? "
-            "ORDER BY s DESC, rowid LIMIT ?"
-        )
-        args: list[Any] = [match, limit]
-    else:
-        sql = (
-            f"SELECT {TABLE}.rowid, -bm25({TABLE}) AS s FROM {TABLE} "
-            f"JOIN docs ON docs.vid = {TABLE}.rowid WHERE {TABLE} MATCH ? AND ({where}) "
-            f"ORDER BY s DESC, {TABLE}.rowid LIMIT ?"
-        )
-        args = [match, *params, limit]
-    rows = con.execute(sql, args).fetchall()
+def doc_lengths(con: sqlite3.Connection, after: int) -> tuple[np.ndarray, np.ndarray]:
+    """`(vids, lengths)` of the documents indexed with a vid after `after`, ascending: each one's
+    number of terms, as `bm25()` counts it (FTS5's docsize: one varint per column)."""
+    rows = con.execute(
+        f"SELECT id, sz FROM {TABLE}_docsize WHERE id > ? ORDER BY id", (after,)
+    ).fetchall()
+    return (
+        np.array([r[0] for r in rows], dtype=np.int64),
+        np.array([_varint(r[1]) for r in rows], dtype=np.float64),
+    )
+
+
+def doc_frequency(con: sqlite3.Connection, term: str) -> int:
+    """Documents holding `term` (FTS5 counts them by walking its postings)."""
+    row = con.execute(f"SELECT doc FROM {VOCABULARY} WHERE term = ?", (term,)).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def postings(con: sqlite3.Connection, term: str) -> tuple[np.ndarray, np.ndarray]:
+    """`(vids, occurrences)` of the documents holding `term`, ascending vids."""
+    # An `instance` vocabulary lists every occurrence; it lives in this connection's temp schema,
+    # so reading postings never writes to the collection's file.
+    con.execute(
+        f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{TABLE}_instance "
+        f"USING fts5vocab(main, {TABLE}, instance)"
+    )
+    rows = con.execute(
+        f"SELECT doc, count(*) FROM temp.{TABLE}_instance WHERE term = ? GROUP BY doc ORDER BY doc",
+        (term,),
+    ).fetchall()
     return (
         np.array([r[0] for r in rows], dtype=np.int64),
         np.array([r[1] for r in rows], dtype=np.float64),
     )
+
+
+def _varint(blob: bytes) -> int:
+    """SQLite's varint (big-endian, 7 bits a byte, the 9th byte whole), which FTS5 writes."""
+    value = 0
+    for byte in blob[:8]:
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            return value
+    return (value << 8) | blob[8]

@@ -21,6 +21,9 @@ class Limits:
     # Distinct terms in one keyword query (keyword and hybrid search); each is a posting list
     # that BM25 walks.
     max_keyword_terms: int = 64
+    # Memory for the postings keyword searches read (index/bm25.py), least recently used first
+    # out; a query's own terms always fit.
+    keyword_cache_mb: int = 256
     # One SQL query of a search (a filter scan); past it the search fails with QueryTimeout.
     query_timeout_s: float = 5.0
     # Waiting for another process's writer lock (a snapshot, an index build); then LockTimeout.
@@ -32,6 +35,7 @@ class Limits:
             "max_metadata_bytes",
             "max_metadata_depth",
             "max_keyword_terms",
+            "keyword_cache_mb",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -169,7 +169,9 @@ def ranked_search(
     depth = k if fusion is None else fusion.depth(k)
     rankings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if terms:  # a query of punctuation alone has no terms, and finds nothing by keyword
-        rankings["keyword"] = store.keyword_search(terms, depth, where, params)
+        if where is not None and allowed is None:
+            allowed = store.filter_vids(where, params)
+        rankings["keyword"] = store.keyword_search(terms, depth, allowed)
     if fusion is None:
         vids, bm25 = rankings.get("keyword", (np.empty(0, np.int64), np.empty(0)))
         found = [{"keyword": Found(r, float(s))} for r, s in enumerate(bm25.tolist(), 1)]

@@ -24,11 +24,13 @@ from typing import Any
 import numpy as np
 
 from semsearch.index import fulltext
+from semsearch.index.bm25 import Bm25Index
 from semsearch.index.documents import Doc
 from semsearch.index.errors import FilterError, QueryTimeout
 from semsearch.index.ids import CHUNK_MARK, chunk_number
 from semsearch.index.json_paths import storable, stored_metadata
 from semsearch.index.keywords import stored_string
+from semsearch.index.store_keywords import KeywordReads
 from semsearch.index.store_listing import Listing
 
 log = logging.getLogger(__name__)
@@ -74,9 +76,15 @@ def _interrupted(error: sqlite3.Error) -> bool:
     return code == sqlite3.SQLITE_INTERRUPT if code is not None else "interrupt" in str(error)
 
 
-class Store(Listing):
-    def __init__(self, path: Path, query_timeout_s: float | None = None) -> None:
+class Store(Listing, KeywordReads):
+    def __init__(
+        self,
+        path: Path,
+        query_timeout_s: float | None = None,
+        keyword_cache_bytes: int = 256 << 20,
+    ) -> None:
         self.path = path
+        self._bm25 = Bm25Index(keyword_cache_bytes)  # keyword search (index/store_keywords.py)
         self.query_timeout_s = query_timeout_s
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
@@ -247,43 +255,6 @@ class Store(Listing):
                 f"the filter could not be evaluated over the stored metadata ({e})"
             ) from None
         return np.array([r[0] for r in rows], dtype=np.int64)
-
-    # -- the keyword index (index/fulltext.py) -------------------------------------------------
-
-    def keywords_ready(self) -> bool:
-        return fulltext.ready(self._con())
-
-    def keyword_count(self) -> int | None:
-        return fulltext.count(self._con())
-
-    def build_keywords(self) -> int:
-        """(Re)build the keyword index from the stored texts in one transaction; the documents
-        indexed, or -1 when it was ready (another process built it meanwhile)."""
-        con = self._con()
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            n = -1 if fulltext.ready(con) else fulltext.rebuild(con)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        return n
-
-    def keyword_search(
-        self, terms: list[str], limit: int, where: str | None, params: Sequence[Any]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """`fulltext.search` under the query deadline (QueryTimeout); a filter SQLite cannot
-        evaluate is a FilterError, as in `filter_vids`."""
-        try:
-            with self._deadline() as con:
-                return fulltext.search(con, terms, limit, where, params)
-        except sqlite3.Error as e:
-            if where is None:
-                raise
-            log.warning("keyword search failed: %s (WHERE %.500s)", e, where)
-            raise FilterError(
-                f"the filter could not be evaluated over the stored metadata ({e})"
-            ) from None
 
     def vectors_by_vids(self, vids: Sequence[int], dim: int) -> tuple[np.ndarray, np.ndarray]:
         got_vids: list[int] = []
