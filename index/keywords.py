@@ -10,7 +10,8 @@ FTS5 only keeps the postings and computes BM25. A term is
 
 A stored text is indexed with every compound whole, without its leading and trailing dashes and
 underscores (`dry-run` for `--dry-run`), and as its words (`dry`, `run`), so `netconf` alone finds
-`ip-netconf`. A query keeps each compound whole: `ip-netconf` asks for that compound (and ranks
+`ip-netconf`; a word written in camel case is indexed as its parts too (`getUserName`: `get`,
+`user`, `name`; `HTTPServer`: `http`, `server`), as written, before case folding. A query keeps each compound whole: `ip-netconf` asks for that compound (and ranks
 its documents by that rare term), `--dry-run` for the option with its dashes, `dry-run` for either
 spelling. A text's other characters (punctuation, symbols, spaces) separate terms and are never
 searchable; scripts written without spaces (Chinese, Japanese) index a run of characters as one
@@ -30,7 +31,7 @@ import unicodedata
 # Changing anything that decides the terms of a text changes this: a collection whose keyword
 # index was built with another version (or another Unicode database, whose letters and case
 # folding decide the terms too) rebuilds it from the stored texts when opened for writing.
-TOKENIZER_VERSION = 1
+TOKENIZER_VERSION = 2  # 2: camel-case parts
 # FTS5 splits the stored and the quoted query strings at spaces and keeps the joiners: every
 # other character of a term is a letter or digit, which the `ascii` tokenizer keeps as well.
 FTS_TOKENIZE = "ascii tokenchars '-_.:/@'"
@@ -68,19 +69,44 @@ def _compounds(text: str) -> list[str]:
     return _patterns()[0].findall(unicodedata.normalize("NFKC", text).casefold())
 
 
+def camel_parts(word: str) -> list[str]:
+    """`word` cut where its case says a new part starts: before an upper-case letter that
+    follows a lower-case letter or a digit (`getUser`, `x86Linux`), and before the last capital
+    of a run that a lower-case letter follows (`HTTPServer`: `HTTP`, `Server`)."""
+    cuts = [0]
+    for i in range(1, len(word)):
+        before, here = word[i - 1], word[i]
+        if here.isupper() and (
+            before.islower()
+            or before.isdigit()
+            or (before.isupper() and i + 1 < len(word) and word[i + 1].islower())
+        ):
+            cuts.append(i)
+    return [word[a:b] for a, b in zip(cuts, [*cuts[1:], len(word)], strict=True)]
+
+
 def index_terms(text: str) -> list[str]:
-    """The terms stored for `text`, in order: each compound, its bare form, its words."""
+    """The terms stored for `text`, in order: each compound, its bare form, its words, and the
+    parts of its camel-case words."""
     terms: list[str] = []
-    for compound in _compounds(text):
+    for written in _patterns()[0].findall(unicodedata.normalize("NFKC", text)):
+        compound = written.casefold()
         terms.append(compound)
         words = _patterns()[1].findall(compound)
-        if len(words) == 1 and words[0] == compound:
+        camel = [
+            part.casefold()
+            for word in _patterns()[1].findall(written)
+            if len(parts := camel_parts(word)) > 1
+            for part in parts
+        ]
+        if len(words) == 1 and words[0] == compound and not camel:
             continue  # a plain word
         bare = compound.strip(_EDGES)
         if bare != compound:
             terms.append(bare)
         if len(words) > 1:
             terms.extend(dict.fromkeys(words))
+        terms.extend(dict.fromkeys(p for p in camel if p not in words))
     return terms
 
 

@@ -273,3 +273,31 @@ def test_a_failed_write_leaves_the_keyword_index_as_it_was(tmp_path: Path, monke
         monkeypatch.undo()
         assert col.store.keywords_ready() and col.count() == 2
         assert_keyword_hits_equal_reference(col, texts, "alpha omega beta")
+
+
+CAMEL = {
+    "getter": "Call getUserName() before saving.",
+    "server": "The HTTPServer class handles each request.",
+    "prose": "The user's name and the http server log.",
+}
+
+
+@pytest.mark.parametrize(
+    ("query", "found"),
+    [
+        ("getUserName", {"getter"}),  # the identifier, whole (case-folded)
+        ("getusername", {"getter"}),
+        ("user", {"getter", "prose"}),  # a camel-case part finds the identifier
+        ("name", {"getter", "prose"}),
+        ("HTTPServer", {"server"}),
+        ("server", {"server", "prose"}),
+        ("http", {"server", "prose"}),
+    ],
+)
+def test_camel_case_identifiers_are_searchable_by_their_parts(
+    tmp_path: Path, query: str, found: set[str]
+):
+    with Collection.open(tmp_path / "c", background=False) as col:
+        col.upsert([Doc(i, t) for i, t in CAMEL.items()], vectors(len(CAMEL)))
+        assert {h.id for h in col.search(None, k=10, text=query, mode="keyword")} == found
+        assert_keyword_hits_equal_reference(col, CAMEL, query)
