@@ -2,7 +2,8 @@
 
 One file is one document: its id is its path relative to the folder given (or its name), and
 `path` is in its metadata. HTML goes through trafilatura (boilerplate such as navigation and
-footers left out, as its `extract` does, comments too), PDF through pypdf, page by page: the pages'
+footers left out, as its `extract` does, comments too; the page's title, as trafilatura finds it,
+in the metadata as `title`), PDF through pypdf, page by page: the pages'
 texts joined by a blank line (`PAGE_SEPARATOR`; never a form feed, which BERT's normalizer
 deletes, gluing the last word of a page to the next one's first), `pages` in the metadata and each
 page's start offset on the record, so chunks can say on which page they start and end. Both
@@ -106,15 +107,16 @@ def extract(path: Path, data: bytes, max_bytes: int, max_pages: int) -> Extracte
     if suffix in PDF_SUFFIXES:
         doc = _pdf(data, max_pages)
     elif suffix in HTML_SUFFIXES:
-        doc = Extracted(_html(data, max_bytes))
+        doc = _html(data, max_bytes)
     else:
         return Extracted(_text(data))
-    try:
-        doc.text.encode("utf-8")
-    except UnicodeEncodeError:  # a parser's lone surrogate: the tokenizer would refuse the text
-        sanitized = doc.text.encode("utf-8", errors="replace").decode("utf-8")  # same length
-        doc = Extracted(sanitized, doc.metadata, doc.page_starts)
-    return doc
+    # A parser's lone surrogate: the tokenizer would refuse the text. Replaced, the length kept.
+    text = doc.text.encode("utf-8", errors="replace").decode("utf-8")
+    metadata = {
+        k: v.encode("utf-8", errors="replace").decode("utf-8") if isinstance(v, str) else v
+        for k, v in doc.metadata.items()
+    }
+    return Extracted(text, metadata, doc.page_starts)
 
 
 def _text(data: bytes) -> str:
@@ -127,7 +129,7 @@ def _text(data: bytes) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def _html(data: bytes, max_bytes: int) -> str:
+def _html(data: bytes, max_bytes: int) -> Extracted:
     try:
         import trafilatura
     except ImportError as exc:
@@ -135,15 +137,21 @@ def _html(data: bytes, max_bytes: int) -> str:
     if not any(data.startswith(bom) for bom, _ in _BOMS) and b"\0" in data[:_BINARY_SNIFF]:
         raise Skip("binary", f"a NUL byte in its first {_BINARY_SNIFF:,} bytes")
     try:  # as for pypdf below: one malformed file is skipped with the parser's message
-        text = trafilatura.extract(
-            data, include_comments=False, include_tables=True, config=_trafilatura_config(max_bytes)
+        found = trafilatura.bare_extraction(
+            data,
+            include_comments=False,
+            include_tables=True,
+            with_metadata=True,
+            config=_trafilatura_config(max_bytes),
         )
     except Exception as exc:
         log.debug("trafilatura failed", exc_info=True)
         raise Skip("unreadable", f"trafilatura failed: {type(exc).__name__}: {exc}") from exc
+    text = found.text if found is not None else None
     if not text or not text.strip():
         raise Skip("no main text", "trafilatura found no main text in it")
-    return text
+    title = (found.title or "").strip()
+    return Extracted(text, {"title": title} if title else {})
 
 
 @functools.cache

@@ -13,6 +13,7 @@ import io
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from fakes import WordHashEmbedder
@@ -77,7 +78,8 @@ def test_html_and_pdf_are_stored_as_their_parsers_extract_them(tmp_path: Path) -
         assert html.text == trafilatura.extract(HTML, include_comments=False)
         assert all(p in html.text for p in ARTICLE)
         assert not any(b in html.text for b in BOILERPLATE)  # main text only
-        assert html.metadata == {"path": "page.html"}
+        title = trafilatura.extract_metadata(HTML).title
+        assert title and html.metadata == {"path": "page.html", "title": title}
         pdf = col.get("sub/paper.pdf")
         assert pdf.text == PAGE_SEPARATOR.join(PAGES) == pypdf_text(pdf_bytes(PAGES))
         assert pdf.metadata == {"path": "sub/paper.pdf", "pages": 3}
@@ -198,9 +200,11 @@ def test_cli_defaults_are_the_readers_defaults() -> None:
 def test_a_parsers_lone_surrogate_is_replaced_not_fatal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(trafilatura, "extract", lambda data, **kwargs: "caf\ud800 menu")
+    found = SimpleNamespace(text="caf\ud800 menu", title="t\udfff")
+    monkeypatch.setattr(trafilatura, "bare_extraction", lambda data, **kwargs: found)
     (tmp_path / "a.html").write_bytes(HTML)
     report = build_index([tmp_path / "a.html"], tmp_path / "idx", WordHashEmbedder())
     assert report.added == 1
     with Collection.open(tmp_path / "idx", read_only=True) as col:
         assert col.get("a.html").text == "caf? menu"  # what the tokenizer can take
+        assert col.get("a.html").metadata["title"] == "t?"
