@@ -21,9 +21,9 @@ class Limits:
     # Distinct terms in one keyword query (keyword and hybrid search); each is a posting list
     # that BM25 walks.
     max_keyword_terms: int = 64
-    # Memory for the postings keyword searches read (index/bm25.py), least recently used first
-    # out; a query's own terms always fit.
-    keyword_cache_mb: int = 256
+    # Memory for the postings keyword searches read (index/bm25.py), per open collection; the
+    # least recently used go first, a query's own terms always fit.
+    keyword_cache_mb: int = 64
     # One SQL query of a search (a filter scan); past it the search fails with QueryTimeout.
     query_timeout_s: float = 5.0
     # Waiting for another process's writer lock (a snapshot, an index build); then LockTimeout.

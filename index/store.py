@@ -81,7 +81,7 @@ class Store(Listing, KeywordReads):
         self,
         path: Path,
         query_timeout_s: float | None = None,
-        keyword_cache_bytes: int = 256 << 20,
+        keyword_cache_bytes: int = 64 << 20,
     ) -> None:
         self.path = path
         self._bm25 = Bm25Index(keyword_cache_bytes)  # keyword search (index/store_keywords.py)
