@@ -49,6 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_loggers(log_level: str) -> None:
+    """Below DEBUG, drop what other libraries log that is no news to the user (also in each
+    worker process of `serve --workers`)."""
+    if log_level != "DEBUG":
+        # faiss reports at INFO which CPU build it loaded: ten lines on every run that opens a
+        # collection.
+        logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns its exit code (docs/API.md). argparse exits 2 on a bad command
     line by raising SystemExit itself."""
@@ -60,10 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if args.log_level != "DEBUG":
-        # faiss reports at INFO which CPU build it loaded: ten lines on every run that opens a
-        # collection, none of them news to the user.
-        logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    quiet_loggers(args.log_level)
     try:
         return int(args.run(args))
     except KeyboardInterrupt:

@@ -11,7 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from semsearch import __version__
 from semsearch.service.access import AccessLog
 from semsearch.service.auth import ApiKeyGate
-from semsearch.service.deps import COLLECTION_PARAM, collection_path_param
+from semsearch.service.deps import COLLECTION_PARAM, collection_path_param, require_store
 from semsearch.service.errors import install_error_handlers
 from semsearch.service.limits import BodySizeLimit
 from semsearch.service.metrics import Metrics, RequestMetrics
@@ -92,13 +92,16 @@ def create_app(
         operations, model_routes, embeddings, tokenize, documents, search, generation, rag,
         collections,
     )  # fmt: skip
+    # What needs the store answers 503 without one (SEMSEARCH_STORE=none), published all the same.
+    store = [Depends(require_store)]
     for module in routers:
-        app.include_router(module.router)
+        needs_store = module in (documents, search, rag, collections)
+        app.include_router(module.router, dependencies=store if needs_store else None)
     # The document, search and RAG routes once more, on a named collection.
     for module in (documents, search, rag):
         app.include_router(
             module.router,
             prefix=f"/collections/{{{COLLECTION_PARAM}}}",
-            dependencies=[Depends(collection_path_param)],
+            dependencies=[*store, Depends(collection_path_param)],
         )
     return app

@@ -7,6 +7,9 @@ directory name as it is, so no name can reach outside that directory. Every coll
 vectors of the served encoder (it refuses another, as the default does). Collections are opened
 on first use and stay open (each holds its vector index in memory): at most
 SEMSEARCH_MAX_COLLECTIONS of them exist, the default included.
+
+SEMSEARCH_STORE says where they live (`open_store`): `local` directories, or `none` (embed-only:
+no collection, no directory; `check_store` answers the routes that need one with a 503).
 """
 
 from __future__ import annotations
@@ -21,13 +24,48 @@ from typing import Any
 from semsearch.index import Collection
 from semsearch.index.persistence import MANIFEST
 from semsearch.paths import COLLECTION_NAME
-from semsearch.service.errors import Conflict, NotFound, Overloaded, ValidationFailed
+from semsearch.service.errors import Conflict, NotFound, Overloaded, Unhealthy, ValidationFailed
 from semsearch.service.settings import Settings
 
 log = logging.getLogger(__name__)
 
 DEFAULT = "default"
 _DROPPING = ".dropping-"  # a dropped collection's directory, renamed before it is removed
+
+
+def check_store(settings: Settings) -> None:
+    """Refuse (503) what needs documents when this server keeps none."""
+    if settings.store == "none":
+        raise Unhealthy(
+            "this server stores no documents (SEMSEARCH_STORE=none: embeddings and tokenization "
+            "only); the document, search, collection and RAG routes need SEMSEARCH_STORE=local "
+            "or qdrant"
+        )
+
+
+def open_store(
+    settings: Settings, dim: int, fingerprint: dict[str, Any]
+) -> tuple[Collection, CollectionRegistry] | None:
+    """The default collection and the registry of every collection, on SEMSEARCH_STORE; None
+    for `none` (nothing is opened or created). Refuses (FingerprintMismatch) a collection built
+    by another encoder or backend."""
+    if settings.store == "none":
+        return None
+    if settings.store == "qdrant":
+        # NOT WIRED YET: the Qdrant backend (index/qdrant/) opens here. Until it does, a server
+        # with SEMSEARCH_STORE=qdrant fails to start: /health answers 503 "failed", the log and
+        # the keyed routes' 503 say why.
+        raise NotImplementedError(
+            "SEMSEARCH_STORE=qdrant is not wired into the service yet; use SEMSEARCH_STORE=local "
+            "or none"
+        )
+    default = Collection.open(
+        settings.index_dir,
+        dim=dim,
+        encoder_fingerprint=fingerprint,
+        limits=settings.index_limits(),
+    )
+    return default, CollectionRegistry(settings, dim, fingerprint, default)
 
 
 def check_name(name: str) -> str:

@@ -62,12 +62,16 @@ class ConfigFileSource(PydanticBaseSettingsSource):
                 "names in lower case, SEMSEARCH_<NAME> without the prefix"
             )
         # The file's values alone (no other source: what BaseModel.__init__ does, given an
-        # instance), so that a bad one is reported with its key and this file.
+        # instance), so that a bad one is reported with its key and this file. A setting the file
+        # does not hold can fail only by a rule across settings (store = "qdrant" needs a URL,
+        # which the environment may give): that is checked once every source is in.
         cls = self.settings_cls
         try:
             cls.__pydantic_validator__.validate_python(values, self_instance=cls.__new__(cls))
         except ValidationError as exc:
-            problems = "; ".join(
-                f"`{'.'.join(map(str, error['loc']))}`: {error['msg']}" for error in exc.errors()
-            )
-            raise ConfigFileError(f"config file {path}: {problems}") from exc
+            errors = [e for e in exc.errors() if e["loc"] and e["loc"][0] in values]
+            if errors:
+                problems = "; ".join(
+                    f"`{'.'.join(map(str, error['loc']))}`: {error['msg']}" for error in errors
+                )
+                raise ConfigFileError(f"config file {path}: {problems}") from exc

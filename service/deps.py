@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 
 from semsearch.index import Collection
-from semsearch.service.collections import DEFAULT
+from semsearch.service.collections import DEFAULT, check_store
 from semsearch.service.engine import EmbeddingEngine
 from semsearch.service.generation import GenerationEngine
 from semsearch.service.models import Models
@@ -32,6 +32,12 @@ async def collection_path_param(
 
 async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
+
+
+async def require_store(request: Request) -> None:
+    """On every document, search, collection and RAG route: 503 when SEMSEARCH_STORE=none (the
+    routes stay published, so a client reads why rather than a 404)."""
+    check_store(request.app.state.settings)
 
 
 async def get_models(request: Request) -> Models:

@@ -20,7 +20,7 @@ def load_configured_embedder(
 ) -> SentenceEmbedder:
     """`encoder.load_embedder` with the settings' backend, model dir, threads and ONNX options;
     arguments that are not None (command-line flags) override the settings. Backend `auto`
-    prefers the backend the collection in `settings.index_dir` was built with."""
+    prefers the backend the local collection in `settings.index_dir` was built with."""
     from semsearch.encoder import load_embedder
 
     settings = settings or Settings()
@@ -30,7 +30,11 @@ def load_configured_embedder(
         backend=backend,
         threads=threads or settings.threads,
         onnx_options=settings.onnx_options() if backend != "torch" else None,
-        prefer=collection_backend(settings.index_dir) if backend == "auto" else None,
+        prefer=(
+            collection_backend(settings.index_dir)
+            if backend == "auto" and settings.store == "local"
+            else None
+        ),
     )
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from semsearch.index import Collection
 from semsearch.service.batcher import BatchStats
-from semsearch.service.collections import CollectionRegistry
+from semsearch.service.collections import CollectionRegistry, check_store, open_store
 from semsearch.service.encoders import load_configured_embedder
 from semsearch.service.engine import EmbeddingEngine
 from semsearch.service.errors import Unhealthy
@@ -62,20 +62,14 @@ class Models:
     @property
     def ready(self) -> bool:
         decoder_ready = self.generation is not None or not self.decoder_enabled
-        return self.embedding is not None and self.collection is not None and decoder_ready
+        store_ready = self.collection is not None or self.settings.store == "none"
+        return self.embedding is not None and store_ready and decoder_ready
 
     def _attach_encoder(self, embedder: Embedder) -> None:
-        # Refuses (FingerprintMismatch) a collection built by another encoder or backend.
-        collection = Collection.open(
-            self.settings.index_dir,
-            dim=embedder.dim,
-            encoder_fingerprint=embedder.fingerprint(),
-            limits=self.settings.index_limits(),
-        )
-        self.collection = collection
-        self.collections = CollectionRegistry(
-            self.settings, embedder.dim, embedder.fingerprint(), collection
-        )
+        # SEMSEARCH_STORE=none opens nothing; a collection of another encoder is refused.
+        opened = open_store(self.settings, embedder.dim, embedder.fingerprint())
+        if opened is not None:
+            self.collection, self.collections = opened
         self.embedding = EmbeddingEngine(embedder, self.settings, self._on_batch)
 
     def start_loading(self) -> None:
@@ -110,13 +104,12 @@ class Models:
         # which is the event loop's time too).
         gc.collect()
         gc.freeze()
-        count = self.collection.count() if self.collection is not None else 0
-        log.info(
-            "ready in %.1fs: %d documents in %s",
-            time.perf_counter() - started,
-            count,
-            self.settings.index_dir,
-        )
+        elapsed = time.perf_counter() - started
+        if self.collection is None:
+            log.info("ready in %.1fs, keeping no documents (SEMSEARCH_STORE=none)", elapsed)
+            return
+        count = self.collection.count()
+        log.info("ready in %.1fs: %d documents in %s", elapsed, count, self.settings.index_dir)
 
     def close(self) -> None:
         self.searches.close()
@@ -137,11 +130,13 @@ class Models:
 
     def require_collection(self) -> Collection:
         """The default collection."""
+        check_store(self.settings)
         if self.collection is None:
             raise self._missing("collection")
         return self.collection
 
     def require_collections(self) -> CollectionRegistry:
+        check_store(self.settings)
         if self.collections is None:
             raise self._missing("collection")
         return self.collections

@@ -11,10 +11,13 @@ the collection in the data directory, the model files in the models directory.
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from semsearch import paths
@@ -37,6 +40,10 @@ MAX_TOKEN_IDS = 32_768  # ids in one list of token ids (/embed, /decode); parsin
 
 Backend = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
+Store = Literal["local", "qdrant", "none"]
+# `semsearch serve --workers N` hands the settings it resolved (flags, variables, file) to its
+# worker processes in this variable: not a setting, read only by `worker_settings()`.
+WORKER_ENV = "_SEMSEARCH_WORKER_SETTINGS"
 # The settings that bound one request's work; `/info` reports them.
 REQUEST_LIMITS = (
     "max_client_batch_size",
@@ -69,14 +76,17 @@ REQUEST_LIMITS = (
 
 class Settings(BaseSettings):
     # An empty variable counts as unset, as in semsearch.paths.
+    # A bad value is reported by its setting and pydantic's reason, never echoed (it may be a key).
     model_config = SettingsConfigDict(
-        env_prefix="SEMSEARCH_", extra="ignore", env_ignore_empty=True
+        env_prefix="SEMSEARCH_", extra="ignore", env_ignore_empty=True, hide_input_in_errors=True
     )
 
     # A TOML file of settings (keys: these field names), ranked below flags and the environment.
     config: Path | None = None
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    # `semsearch serve`: uvicorn worker processes on that port, each loading its own models.
+    workers: int = Field(1, ge=1)
     # Log lines: text, or one JSON object per line (with one access line per request).
     log_format: Literal["text", "json"] = "text"
     api_key: str | None = None
@@ -94,6 +104,19 @@ class Settings(BaseSettings):
     # POST /collections/{name}/snapshots: full copies, at most max_snapshots per collection
     snapshots_dir: Path | None = None  # None: `snapshots/` beside index_dir
     max_snapshots: int = Field(5, ge=1, le=1000)
+
+    # Where documents live. local: SQLite + FAISS under index_dir; qdrant: a Qdrant server or
+    # cluster; none: embed-only (embeddings and tokenization; no directory is created or opened,
+    # the document, search, collection and RAG routes answer 503).
+    store: Store = "local"
+    # store=qdrant (declared after `store`: the URL's check reads it). The key is never logged;
+    # a collection that does not exist yet is created with these shard and replica counts
+    # (Qdrant's shard_number and replication_factor).
+    qdrant_url: str | None = None  # http(s)://host:6333
+    qdrant_api_key: SecretStr | None = None
+    qdrant_collection: str = Field("semsearch", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$")
+    qdrant_shard_number: int = Field(1, ge=1)
+    qdrant_replication_factor: int = Field(1, ge=1)
 
     # Encoder
     model_dir: Path | None = None  # None: onnx/model/ for the ONNX backends, else all-MiniLM-L6-v2
@@ -230,14 +253,58 @@ class Settings(BaseSettings):
         # `~` means the home directory, as in semsearch.paths.
         return value.expanduser() if value is not None else None
 
-    @field_validator("api_key")
+    @field_validator("api_key", "qdrant_api_key")
     @classmethod
-    def _key_is_visible_ascii(cls, value: str | None) -> str | None:
-        if not value:
+    def _key_is_visible_ascii(
+        cls, value: str | SecretStr | None, info: ValidationInfo
+    ) -> str | SecretStr | None:
+        key = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if not key:
             return None  # empty: no key
-        if not all("!" <= c <= "~" for c in value):
+        if not all("!" <= c <= "~" for c in key):
             raise ValueError(
-                "SEMSEARCH_API_KEY must be visible ASCII characters (no spaces): HTTP headers "
-                "carry nothing else reliably"
+                f"SEMSEARCH_{str(info.field_name).upper()} must be visible ASCII characters (no "
+                "spaces): HTTP headers carry nothing else reliably"
             )
         return value
+
+    @field_validator("qdrant_url")
+    @classmethod
+    def _qdrant_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if not value:
+            if info.data.get("store") == "qdrant":
+                raise ValueError(
+                    "SEMSEARCH_STORE=qdrant needs the server's URL here (http://qdrant:6333)"
+                )
+            return None
+        parts = urlsplit(value)  # .port raises ValueError for a port out of range or no number
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.port == 0:
+            raise ValueError("expected an http:// or https:// URL with a host (http://qdrant:6333)")
+        return value.rstrip("/")
+
+
+def worker_environment(settings: Settings, log_level: str) -> dict[str, str]:
+    """What `semsearch serve --workers N` adds to its workers' environment: these settings as
+    resolved (keys included) and the log level, so each worker builds the same app."""
+    values = settings.model_dump(mode="json")
+    for name, value in settings:
+        if isinstance(value, SecretStr):
+            values[name] = value.get_secret_value()
+    return {WORKER_ENV: json.dumps({"settings": values, "log_level": log_level})}
+
+
+def worker_settings() -> tuple[Settings, str]:
+    """In a worker process of `semsearch serve --workers N`: the settings and log level its
+    parent resolved (validated again; no variable or file is read a second time)."""
+    handed = os.environ.get(WORKER_ENV)
+    if not handed:
+        raise RuntimeError(
+            f"{WORKER_ENV} is unset: this runs in the worker processes that "
+            "`semsearch serve --workers N` starts"
+        )
+    payload = json.loads(handed)
+    # Validated as given, without the sources (BaseSettings.__init__ would read the environment
+    # and the file again), as BaseModel.__init__ does with an instance.
+    settings = Settings.__new__(Settings)
+    Settings.__pydantic_validator__.validate_python(payload["settings"], self_instance=settings)
+    return settings, payload["log_level"]

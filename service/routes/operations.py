@@ -51,9 +51,12 @@ async def ready(models: ModelsDep) -> JSONResponse:
 @router.get("/info", response_model=Info)
 async def info(models: ModelsDep, settings: SettingsDep) -> Info:
     engine = models.require_embedding()  # a failed start answers 503 with its cause (keyed)
-    collection = models.require_collection()
+    index: dict = {"store": settings.store}  # SEMSEARCH_STORE; `none` keeps no collection
+    if settings.store != "none":
+        collection = models.require_collection()
+        index |= await asyncio.to_thread(collection.info)  # a count and a directory listing
     return Info(
-        index=await asyncio.to_thread(collection.info),  # a count and a directory listing
+        index=index,
         version=__version__,
         model_id=engine.model_id,
         encoder=engine.embedder.fingerprint(),

@@ -1,12 +1,16 @@
 """docker-compose.yml and the Dockerfile, checked statically (no container engine here), their two
-commands (serve, index build) run for real with the environment the image and compose give them,
-and scripts/install_torch.py's choice of a CPU build, against fake wheels on local indexes."""
+commands (serve, index build) run for real with the environment the image and compose give them;
+deploy/ (replicas on Qdrant behind nginx, the Kubernetes manifests) checked statically against the
+settings, the routes and the CLI; and scripts/install_torch.py's choice of a CPU build, against
+fake wheels on local indexes."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tomllib
@@ -20,6 +24,9 @@ from fakes import GatedLoader
 from serving import REPO, free_port, running_server, serve_in_thread, wait_ready
 
 from semsearch import paths
+from semsearch.cli import serve
+from semsearch.cli.arguments import env_name, settings_from
+from semsearch.cli.main import build_parser
 from semsearch.encoder.onnx.auto import read_choice
 from semsearch.encoder.onnx.embedder import default_artifact_dir
 from semsearch.service.app import create_app
@@ -182,6 +189,173 @@ def test_the_runtime_stage_installs_no_torch(tmp_path):
     names = {item["metadata"]["name"].lower() for item in json.loads(report.stdout)["install"]}
     assert "onnxruntime" in names and "faiss-cpu" in names
     assert not {n for n in names if n.startswith(("torch", "nvidia-", "sentence-transformers"))}
+
+
+# --- deploy/: replicas on Qdrant behind nginx (compose), and on Kubernetes, statically ----------
+
+DEPLOY = REPO / "deploy"
+REPLICAS = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+NGINX = re.sub(r"#.*", "", (DEPLOY / "nginx.conf").read_text())
+QDRANT_IMAGE = re.compile(r"^qdrant/qdrant:v\d+\.\d+\.\d+$")  # the official image, pinned
+QDRANT_HTTP = 6333  # the port Qdrant's REST API listens on
+PATH_VARIABLES = {paths.DATA_DIR_ENV, paths.MODELS_DIR_ENV}  # read by semsearch.paths
+KNOWN = {env_name(name) for name in Settings.model_fields} | PATH_VARIABLES
+
+
+def _manifests() -> dict[str, dict]:
+    """`Kind/name` -> each Kubernetes object in deploy/k8s."""
+    found = {}
+    for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if "apiVersion" in doc and doc["kind"] != "Kustomization":
+                found[f"{doc['kind']}/{doc['metadata']['name']}"] = doc
+    return found
+
+
+def _serve_port(command: list[str]) -> int:
+    """The port a `semsearch serve ...` command line serves on, as the CLI parses it."""
+    assert command[:2] == ["semsearch", "serve"], command
+    args = _subcommand("serve").parse_args(command[2:])
+    return settings_from(args, *serve._FLAGS).port
+
+
+def _checked_settings(env: dict[str, str | None]) -> Settings:
+    """The settings these variables give (each must be one); secrets (None, `${...}`) left out."""
+    assert set(env) <= KNOWN, f"not settings: {set(env) - KNOWN}"
+    given = {
+        name.removeprefix("SEMSEARCH_").lower(): value
+        for name, value in env.items()
+        if value is not None and not value.startswith("${") and name not in PATH_VARIABLES
+    }
+    return Settings(**given)
+
+
+def _subcommand(*names: str) -> argparse.ArgumentParser:
+    parser = build_parser()
+    for name in names:
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = action.choices[name]
+    return parser
+
+
+def _k8s_env(container: dict) -> dict[str, str | None]:
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+
+def test_every_deploy_file_parses():
+    files = [p for p in DEPLOY.rglob("*") if p.is_file()]
+    for path in (p for p in files if p.suffix == ".yaml"):
+        docs = list(yaml.safe_load_all(path.read_text()))
+        assert docs and all(isinstance(d, dict) for d in docs), path
+    # nginx: every statement ends with `;`, every block opens and closes.
+    lines = [line.strip() for line in NGINX.splitlines() if line.strip()]
+    assert all(line.endswith((";", "{", "}")) for line in lines), lines
+    assert NGINX.count("{") == NGINX.count("}") and re.search(r"^http\s*\{", NGINX, re.M)
+    kustomization = yaml.safe_load((DEPLOY / "k8s" / "kustomization.yaml").read_text())
+    assert all((DEPLOY / "k8s" / name).is_file() for name in kustomization["resources"])
+    # The Ray image is the runtime image plus the `ray` extra's requirement, written alike.
+    ray_image = (DEPLOY / "ray.Dockerfile").read_text()
+    assert re.search(rf"^FROM {COMPOSE['services']['semsearch']['image']}$", ray_image, re.M)
+    (ray,) = PYPROJECT["project"]["optional-dependencies"]["ray"]
+    assert f'pip install --no-cache-dir "{ray}"' in ray_image
+
+
+def test_the_compose_replicas_agree_with_nginx_and_qdrant():
+    services = REPLICAS["services"]
+    replicas = {
+        n: s for n, s in services.items() if s.get("command", [])[:2] == ["semsearch", "serve"]
+    }
+    assert len(replicas) >= 2
+    upstream = set(re.findall(r"^\s*server\s+([\w.-]+:\d+)", NGINX, re.M))
+    assert upstream == {f"{name}:{_serve_port(s['command'])}" for name, s in replicas.items()}
+    (qdrant,) = (s for s in services.values() if s["image"].startswith("qdrant/"))
+    assert QDRANT_IMAGE.match(qdrant["image"])
+    for name, service in replicas.items():
+        port = _serve_port(service["command"])
+        assert f"http://127.0.0.1:{port}/ready" in " ".join(service["healthcheck"]["test"])
+        settings = _checked_settings(service["environment"])
+        assert settings.store == "qdrant" and settings.qdrant_url == f"http://qdrant:{QDRANT_HTTP}"
+        assert "qdrant" in services and service["depends_on"]["qdrant"]
+        # nginx lets through every body a replica accepts: the replica answers the 413.
+        size, unit = re.search(r"client_max_body_size\s+(\d+)([km]?);", NGINX).groups()
+        assert int(size) * {"": 1, "k": 1024, "m": 1024**2}[unit] >= settings.max_body_bytes
+        assert services["lb"]["depends_on"][name] == {"condition": "service_healthy"}
+        # Qdrant and the replicas share one key, from the caller's environment.
+        key = service["environment"]["SEMSEARCH_QDRANT_API_KEY"]
+        assert key.startswith("${") and qdrant["environment"]["QDRANT__SERVICE__API_KEY"] == key
+    listen = re.search(r"^\s*listen\s+(\d+);", NGINX, re.M).group(1)
+    assert all(p.endswith(f":{listen}") for p in services["lb"]["ports"])
+    source, target = services["lb"]["volumes"][0].split(":")[:2]
+    assert (DEPLOY / source).resolve() == DEPLOY / "nginx.conf"
+    assert target == "/etc/nginx/nginx.conf"
+    assert all(":" in s["image"] and not s["image"].endswith(":latest") for s in services.values())
+
+
+def test_the_kubernetes_replicas_agree_with_the_settings_routes_and_image():
+    objects = _manifests()
+    deployment = objects["Deployment/semsearch"]
+    pod = deployment["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": _serve_port(container["command"])}
+    routes = create_app(Settings(decoder="off")).openapi()["paths"]
+    for probe, path in (("livenessProbe", "/health"), ("readinessProbe", "/ready")):
+        assert container[probe]["httpGet"] == {"path": path, "port": "http"}
+        assert "get" in routes[path]
+    settings = _checked_settings(_k8s_env(container))
+    assert settings.store == "qdrant"
+    cpu = container["resources"]["requests"]["cpu"]  # the autoscaler measures against it
+    assert settings.threads == int(cpu)
+    uid = re.search(r"useradd .*--uid (\d+)", DOCKERFILE).group(1)
+    assert pod["spec"]["securityContext"]["runAsUser"] == int(uid)
+
+    labels = pod["metadata"]["labels"]
+    service = objects["Service/semsearch"]["spec"]
+    assert service["selector"].items() <= labels.items()
+    assert service["ports"][0]["targetPort"] in ports
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert objects["PodDisruptionBudget/semsearch"]["spec"]["selector"]["matchLabels"] == labels
+    hpa = objects["HorizontalPodAutoscaler/semsearch"]["spec"]
+    target = hpa["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
+    assert hpa["metrics"][0]["resource"]["name"] == "cpu"
+
+    # Qdrant: the replicas' URL is its Service's HTTP port, which its container serves.
+    qdrant = objects["StatefulSet/qdrant"]["spec"]["template"]["spec"]["containers"][0]
+    http = next(p for p in objects["Service/qdrant"]["spec"]["ports"] if p["name"] == "http")
+    assert settings.qdrant_url == f"http://qdrant:{http['port']}"
+    served = {p["name"]: p["containerPort"] for p in qdrant["ports"]}
+    assert served[http["targetPort"]] == QDRANT_HTTP
+    values = yaml.safe_load((DEPLOY / "k8s" / "qdrant-helm-values.yaml").read_text())
+    image = next(s["image"] for s in REPLICAS["services"].values() if "qdrant/" in s["image"])
+    assert QDRANT_IMAGE.match(qdrant["image"]) and qdrant["image"] == image
+    assert image.endswith(f":{values['image']['tag']}")
+    secret = {"name": "semsearch", "key": "qdrant-api-key", "optional": True}
+    for env in (container["env"], qdrant["env"]):
+        assert secret in [e.get("valueFrom", {}).get("secretKeyRef") for e in env]
+
+
+def test_the_ray_job_runs_an_index_build_semsearch_parses():
+    job = _manifests()["RayJob/semsearch-index-build"]["spec"]
+    command = shlex.split(job["entrypoint"])
+    assert command[:3] == ["semsearch", "index", "build"]
+    cluster = job["rayClusterSpec"]
+    head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
+    workers = cluster["workerGroupSpecs"][0]
+    for container in (head, workers["template"]["spec"]["containers"][0]):
+        assert container["image"] == "semsearch:ray"  # deploy/ray.Dockerfile
+        _checked_settings(_k8s_env(container))
+    build = _subcommand("index", "build")
+    flags = {o: a.dest for a in build._actions for o in a.option_strings}
+    args = build.parse_args(command[3:])
+    assert getattr(args, flags["--ray"]) == "auto"  # the cluster this node (the head) is part of
+    assert str(args.inputs[0]) in [m["mountPath"] for m in head["volumeMounts"]]
+    requests = workers["template"]["spec"]["containers"][0]["resources"]["requests"]
+    cpus = workers["replicas"] * int(requests["cpu"])  # what the encoder actors may use
+    threads = getattr(args, flags["--threads-per-worker"])
+    assert getattr(args, flags["--workers"]) * threads == cpus
+    # The head keeps its CPUs for the input readers: no actor fits there.
+    assert int(cluster["headGroupSpec"]["rayStartParams"]["num-cpus"]) < threads
 
 
 # --- the commands, for real -------------------------------------------------------------------
