@@ -11,11 +11,12 @@ FTS5 only keeps the postings and computes BM25. A term is
 A stored text is indexed with every compound whole, without its leading and trailing dashes and
 underscores (`dry-run` for `--dry-run`), and as its words (`dry`, `run`), so `netconf` alone finds
 `ip-netconf`; a word written in camel case is indexed as its parts too (`getUserName`: `get`,
-`user`, `name`; `HTTPServer`: `http`, `server`), as written, before case folding. A query keeps each compound whole: `ip-netconf` asks for that compound (and ranks
-its documents by that rare term), `--dry-run` for the option with its dashes, `dry-run` for either
-spelling. A text's other characters (punctuation, symbols, spaces) separate terms and are never
-searchable; scripts written without spaces (Chinese, Japanese) index a run of characters as one
-term, as FTS5's own `unicode61` does.
+`user`, `name`; `HTTPServer`: `http`, `server`), as written, before case folding. A query keeps
+each compound whole: `ip-netconf` asks for that compound (and ranks its documents by that rare
+term), `--dry-run` for the option with its dashes, `dry-run` for either spelling. A text's other
+characters (punctuation, symbols, spaces) separate terms and are never searchable; scripts written
+without spaces (Chinese, Japanese) index a run of characters as one term, as FTS5's own
+`unicode61` does.
 
 The user's query never reaches FTS5's query syntax: it is reduced to these terms (which hold no
 quote, no `*`, `^`, `:`, parentheses or spaces) and each one is sent as a quoted string, so

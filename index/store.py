@@ -452,3 +452,15 @@ class Store(Listing, KeywordReads):
     def _set_seq(con: sqlite3.Connection, seq: int) -> None:
         fulltext.advance(con, seq)  # every write keeps the keyword index in step
         con.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (seq,))
+
+
+def peek(path: Path) -> tuple[int, dict[str, int]]:
+    """`(documents, settings kept in meta)` of a store file, through a read-only connection:
+    nothing is created, written or locked for writing (a collection listed but not opened)."""
+    con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+    try:
+        count = int(con.execute("SELECT count(*) FROM docs").fetchone()[0])
+        meta = {str(k): int(v) for k, v in con.execute("SELECT key, value FROM meta")}
+        return count, meta
+    finally:
+        con.close()

@@ -15,14 +15,18 @@ no collection, no directory; `check_store` answers the routes that need one with
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import sqlite3
 import threading
 import uuid
 from pathlib import Path
 from typing import Any
 
 from semsearch.index import Collection
+from semsearch.index import NotFound as IndexNotFound
 from semsearch.index.persistence import MANIFEST
+from semsearch.index.summary import summarize
 from semsearch.paths import COLLECTION_NAME
 from semsearch.service.errors import Conflict, NotFound, Overloaded, Unhealthy, ValidationFailed
 from semsearch.service.settings import Settings
@@ -87,6 +91,9 @@ class CollectionRegistry:
         self._dim = dim
         self._fingerprint = fingerprint
         self._open: dict[str, Collection] = {DEFAULT: default}
+        # Each named collection's directory as it was opened (device, inode): another worker
+        # process that drops it, or drops and re-creates it, leaves this one a stale handle.
+        self._opened_as: dict[str, tuple[int, int] | None] = {}
         self._lock = threading.Lock()  # creating, opening and dropping: one at a time
 
     def _directory(self, name: str) -> Path:
@@ -109,13 +116,35 @@ class CollectionRegistry:
             **options,
         )
         self._open[name] = collection
+        self._opened_as[name] = _identity(self._directory(name))
         return collection
+
+    def _current(self, name: str) -> Collection | None:
+        """The open handle of `name`, unless its directory changed since it was opened (dropped,
+        re-created or swapped by another process): that handle is closed and forgotten."""
+        opened = self._open.get(name)
+        if opened is None or name == DEFAULT:
+            return opened
+        if _identity(self._directory(name)) == self._opened_as.get(name):
+            return opened
+        with self._lock:
+            if self._open.get(name) is opened:
+                self._forget(name)
+        return None
+
+    def _forget(self, name: str) -> None:
+        collection = self._open.pop(name)
+        self._opened_as.pop(name, None)
+        try:
+            collection.close()
+        except (OSError, sqlite3.Error) as exc:  # its files went with its directory, or the disk
+            log.warning("collection %s did not close cleanly: %s", name, exc)
 
     def get(self, name: str) -> Collection:
         """The collection `name`, opened if need be; 404 if there is none (blocking: call it
         off the event loop)."""
         check_name(name)
-        opened = self._open.get(name)  # the common case, without waiting on an open elsewhere
+        opened = self._current(name)  # the common case, without waiting on an open elsewhere
         if opened is not None:
             return opened
         with self._lock:
@@ -157,19 +186,40 @@ class CollectionRegistry:
                 "the default collection cannot be dropped; delete its documents instead",
                 param="name",
             )
+        self._current(name)  # a handle on a directory dropped elsewhere goes first
         with self._lock:
             if not self._exists(name):
                 raise NotFound(f"no collection named {name!r}")
-            collection = self._open.pop(name, None)
-            if collection is not None:
-                collection.close()
+            if name in self._open:
+                self._forget(name)
             doomed = self.root / f"{_DROPPING}{name}-{uuid.uuid4().hex}"
             self._directory(name).rename(doomed)
         shutil.rmtree(doomed, ignore_errors=True)
         log.info("dropped collection %s", name)
 
+    def describe_all(self) -> list[dict[str, Any]]:
+        """Every collection's description (`Collection.info`), `loaded` saying whether this
+        server has it open; one that is not is read from its files, not opened (listing many
+        never loads their indexes, nor counts against SEMSEARCH_MAX_COLLECTIONS)."""
+        out = []
+        for name in self.names():
+            opened = self._current(name)
+            try:
+                info = opened.info() if opened is not None else summarize(self._directory(name))
+            except IndexNotFound:
+                continue  # dropped since it was listed
+            out.append({"name": name, "loaded": opened is not None, **info})
+        return out
+
     def close(self) -> None:
         with self._lock:
-            for collection in self._open.values():
-                collection.close()
-            self._open.clear()
+            for name in list(self._open):
+                self._forget(name)
+
+
+def _identity(directory: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(directory)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino

@@ -201,6 +201,10 @@ class CollectionCreate(BaseModel):
 
 class CollectionInfo(BaseModel):
     name: str
+    loaded: bool = Field(
+        description="open in this server; false: read from its files by the listing, which opens "
+        "none (factory null, tombstones 0)"
+    )
     count: int
     dim: int | None
     metric: str

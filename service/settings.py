@@ -172,6 +172,8 @@ class Settings(BaseSettings):
     # The collection (index.Limits): filters, metadata, SQL time, another process's write lock.
     max_filter_conditions: int = Field(256, ge=1)  # an `in` list's items count one each
     max_keyword_terms: int = Field(64, ge=1)  # distinct terms of a keyword or hybrid query
+    # Memory for the keyword postings searches read, per open collection (index/bm25.py).
+    keyword_cache_mb: int = Field(64, ge=1, le=1_048_576)
     max_metadata_bytes: int = Field(65_536, ge=1)  # one document's metadata as compact JSON
     max_metadata_depth: int = Field(32, ge=1)  # nesting of objects and lists in metadata
     query_timeout_s: float = Field(5.0, gt=0)  # one SQL query of a search; then 503
@@ -233,6 +235,7 @@ class Settings(BaseSettings):
         return Limits(
             max_filter_conditions=self.max_filter_conditions,
             max_keyword_terms=self.max_keyword_terms,
+            keyword_cache_mb=self.keyword_cache_mb,
             max_metadata_bytes=self.max_metadata_bytes,
             max_metadata_depth=self.max_metadata_depth,
             query_timeout_s=self.query_timeout_s,

@@ -47,14 +47,13 @@ async def create_collection(body: CollectionCreate, models: ModelsDep) -> Collec
     collection = await asyncio.to_thread(registry.create, body.name, index_type, options)
     if chunking is not None:
         await asyncio.to_thread(collection.set_chunking, chunking.tokens, chunking.overlap)
-    return CollectionInfo(name=body.name, **await asyncio.to_thread(collection.info))
+    return CollectionInfo(name=body.name, loaded=True, **await asyncio.to_thread(collection.info))
 
 
 @router.get("", response_model=CollectionList)
 async def list_collections(models: ModelsDep) -> CollectionList:
-    registry = models.require_collections()
-    names = await asyncio.to_thread(registry.names)
-    return CollectionList(collections=[await _info(models, name) for name in names])
+    described = await asyncio.to_thread(models.require_collections().describe_all)
+    return CollectionList(collections=[CollectionInfo(**d) for d in described])
 
 
 @router.get("/{name}", response_model=CollectionInfo)
@@ -111,4 +110,4 @@ async def list_field_indexes(name: str, models: ModelsDep) -> FieldIndexList:
 
 async def _info(models: ModelsDep, name: str) -> CollectionInfo:
     collection = await asyncio.to_thread(models.require_collections().get, name)
-    return CollectionInfo(name=name, **await asyncio.to_thread(collection.info))
+    return CollectionInfo(name=name, loaded=True, **await asyncio.to_thread(collection.info))

@@ -202,3 +202,49 @@ def test_a_collection_default_chunking_applies_unless_a_request_names_its_own(
         assert default.json()["chunks"] > own.json()["chunks"] > 1
         assert client.get("/collections/notes/documents/a").json()["text"] == text
         assert client.get("/collections/default").json()["chunking"] == {}
+
+
+def test_the_listing_opens_no_collection(make_client, fake_embedder):
+    with make_client(fake_embedder) as client:
+        client.post("/collections", json={"name": "one", "chunking": {"tokens": 40}})
+        client.post("/collections/one/documents", json={"documents": BOOKS})
+    with make_client(fake_embedder, max_collections=2) as client:
+        listed = {c["name"]: c for c in client.get("/collections").json()["collections"]}
+        assert listed["default"]["loaded"] is True
+        one = listed["one"]
+        assert (one["loaded"], one["count"], one["factory"], one["tombstones"]) == (
+            False,
+            2,
+            None,
+            0,
+        )
+        assert one["chunking"] == {"tokens": 40} and one["bytes_on_disk"] > 0
+        # Listing did not open it: a second collection still fits under the bound of 2.
+        assert client.post("/collections", json={"name": "two"}).status_code == 201
+        assert [c["name"] for c in client.get("/collections").json()["collections"]] == [
+            "default",
+            "one",
+            "two",
+        ]
+        assert client.get("/collections/one").status_code == 429  # opening it would be a third
+        opened = client.get("/collections/two").json()
+        assert opened["loaded"] is True and opened["factory"] == "Flat"
+
+
+def test_a_collection_dropped_through_another_worker_is_reopened_or_gone(
+    make_client, fake_embedder
+):
+    """Two apps on one data directory, as `serve --workers 2` runs them: each sees the other's
+    drop, and a re-created collection of the same name, when it next uses it."""
+    with make_client(fake_embedder) as a, make_client(fake_embedder) as b:
+        assert a.post("/collections", json={"name": "books"}).status_code == 201
+        a.post("/collections/books/documents", json={"documents": BOOKS})
+        assert b.get("/collections/books/count").json() == {"count": 2}  # b opens it
+        assert a.delete("/collections/books").status_code == 200
+        assert b.get("/collections/books/count").status_code == 404
+        assert b.post("/collections/books/search", json={"query": "x"}).status_code == 404
+        assert a.post("/collections", json={"name": "books"}).status_code == 201
+        a.post("/collections/books/documents", json={"documents": BOOKS[:1]})
+        assert b.get("/collections/books/count").json() == {"count": 1}  # the new one
+        assert b.delete("/collections/books").status_code == 200
+        assert a.get("/collections/books/count").status_code == 404
