@@ -226,6 +226,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
+            # FastAPI's body parser failed on JSON that json.loads refuses past its syntax
+            # checks (an integer of more than 4,300 digits): malformed input, as everywhere else.
+            reason = f"the body is not usable JSON: {str(exc.__cause__)[:200]}"
+            return error_response(request, ValidationFailed(reason))
         kind = {401: Unauthorized, 404: NotFound, 413: PayloadTooLarge, 429: Overloaded}
         error = kind.get(exc.status_code, ValidationFailed)(str(exc.detail))
         error.status = exc.status_code

@@ -126,11 +126,15 @@ def test_embed_bad_input(make_client, fake_embedder, body, status):
         assert_native_error(client.post("/embed", json=body), status, "Validation")
 
 
-def test_malformed_json_is_a_validation_error(make_client, fake_embedder):
+@pytest.mark.parametrize(
+    "raw",
+    [b"{not json", b'{"inputs": "x", "n": ' + b"9" * 5000 + b"}"],  # past Python's 4,300 digits
+    ids=["syntax", "huge-integer"],
+)
+def test_malformed_json_is_a_validation_error(make_client, fake_embedder, raw):
     with make_client(fake_embedder) as client:
-        response = client.post(
-            "/embed", content=b"{not json", headers={"content-type": "application/json"}
-        )
+        response = client.post("/embed", content=raw, headers={"content-type": "application/json"})
+        assert client.post("/search", content=raw).status_code == 422
     assert_native_error(response, 422, "Validation")
 
 
