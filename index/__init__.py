@@ -9,6 +9,7 @@ with Collection.open("index-dir") as col:
 
 from __future__ import annotations
 
+from semsearch.index.backend import CollectionBackend, open_backend
 from semsearch.index.collection import Collection
 from semsearch.index.config import IndexConfig
 from semsearch.index.documents import Doc, Hit
@@ -33,6 +34,7 @@ from semsearch.index.limits import Limits
 __all__ = [
     "Busy",
     "Collection",
+    "CollectionBackend",
     "CollectionError",
     "DimensionMismatch",
     "Doc",
@@ -50,4 +52,5 @@ __all__ = [
     "NotFound",
     "QueryTimeout",
     "ReadOnlyError",
+    "open_backend",
 ]
