@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 
-from semsearch.index import Collection
+from semsearch.index import CollectionBackend
 from semsearch.service.collections import DEFAULT, check_store
 from semsearch.service.engine import EmbeddingEngine
 from semsearch.service.generation import GenerationEngine
@@ -48,7 +48,7 @@ async def get_embedding(request: Request) -> EmbeddingEngine:
     return request.app.state.models.require_embedding()
 
 
-async def get_collection(request: Request) -> Collection:
+async def get_collection(request: Request) -> CollectionBackend:
     """The default collection, or the one a `/collections/{collection_name}/...` path names."""
     name = request.path_params.get(COLLECTION_PARAM)
     models = request.app.state.models
@@ -69,7 +69,7 @@ async def get_generation(request: Request) -> GenerationEngine:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ModelsDep = Annotated[Models, Depends(get_models)]
 EmbeddingDep = Annotated[EmbeddingEngine, Depends(get_embedding)]
-CollectionDep = Annotated[Collection, Depends(get_collection)]
+CollectionDep = Annotated[CollectionBackend, Depends(get_collection)]
 GenerationDep = Annotated[GenerationEngine, Depends(get_generation)]
 SearchPoolDep = Annotated[WorkPool, Depends(get_searches)]
 

@@ -120,12 +120,14 @@ def to_api_error(exc: BaseException) -> ApiError:
     if isinstance(exc, index.Busy):
         # Its message names the collection's directory: for the log, not for the client.
         log.warning("collection busy: %s", exc)
-        what = (
-            "a query ran out of time"
-            if isinstance(exc, index.QueryTimeout)
-            else ("another process is writing to the collection")
-        )
-        return Busy(f"{what}; retry later (SEMSEARCH_QUERY_TIMEOUT_S, SEMSEARCH_LOCK_TIMEOUT_S)")
+        if isinstance(exc, index.QueryTimeout):
+            what = "a query ran out of time; retry later (SEMSEARCH_QUERY_TIMEOUT_S)"
+        elif isinstance(exc, index.LockTimeout):
+            what = "another process is writing to the collection; retry later"
+            what += " (SEMSEARCH_LOCK_TIMEOUT_S)"
+        else:  # the Qdrant store did not answer, or answered 429 or 5xx
+            what = "the vector store did not answer; retry later"
+        return Busy(what)
     for library_type, api_type in _LIBRARY_ERRORS:
         if isinstance(exc, library_type):
             return api_type(str(exc))

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from semsearch.index import Collection
+from semsearch.index import CollectionBackend
 from semsearch.service.batcher import BatchStats
 from semsearch.service.collections import CollectionRegistry, check_store, open_store
 from semsearch.service.encoders import load_configured_embedder
@@ -41,7 +41,7 @@ class Models:
         self._on_batch = on_batch
         self._on_generation = on_generation
         self.embedding: EmbeddingEngine | None = None
-        self.collection: Collection | None = None  # the default one
+        self.collection: CollectionBackend | None = None  # the default one
         self.collections: CollectionRegistry | None = None  # every one, the default included
         self.generation: GenerationEngine | None = None
         self.load_error: BaseException | None = None
@@ -128,7 +128,7 @@ class Models:
             raise self._missing("encoder")
         return self.embedding
 
-    def require_collection(self) -> Collection:
+    def require_collection(self) -> CollectionBackend:
         """The default collection."""
         check_store(self.settings)
         if self.collection is None:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 
-from semsearch.index import Collection, Fusion, Hit
+from semsearch.index import CollectionBackend, Fusion, Hit
 from semsearch.service.engine import EmbeddingEngine, check_text_lengths
 from semsearch.service.errors import ValidationFailed
 from semsearch.service.streaming import until_disconnected
@@ -27,7 +27,7 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class Retriever:
     embedding: EmbeddingEngine
-    collection: Collection
+    collection: CollectionBackend
     searches: WorkPool
 
     async def retrieve(

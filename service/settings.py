@@ -44,6 +44,9 @@ Store = Literal["local", "qdrant", "none"]
 # `semsearch serve --workers N` hands the settings it resolved (flags, variables, file) to its
 # worker processes in this variable: not a setting, read only by `worker_settings()`.
 WORKER_ENV = "_SEMSEARCH_WORKER_SETTINGS"
+# SEMSEARCH_QDRANT_URL for qdrant-client's in-process mode: nothing kept past the process, one
+# process only (no --workers), slow past a few thousand documents. For trying the store out.
+QDRANT_IN_PROCESS = ":memory:"
 # The settings that bound one request's work; `/info` reports them.
 REQUEST_LIMITS = (
     "max_client_batch_size",
@@ -112,7 +115,7 @@ class Settings(BaseSettings):
     # store=qdrant (declared after `store`: the URL's check reads it). The key is never logged;
     # a collection that does not exist yet is created with these shard and replica counts
     # (Qdrant's shard_number and replication_factor).
-    qdrant_url: str | None = None  # http(s)://host:6333
+    qdrant_url: str | None = None  # http(s)://host:6333, or ":memory:" (in-process, to try out)
     qdrant_api_key: SecretStr | None = None
     qdrant_collection: str = Field("semsearch", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$")
     qdrant_shard_number: int = Field(1, ge=1)
@@ -280,9 +283,16 @@ class Settings(BaseSettings):
                     "SEMSEARCH_STORE=qdrant needs the server's URL here (http://qdrant:6333)"
                 )
             return None
+        if value == QDRANT_IN_PROCESS:
+            if info.data.get("workers", 1) > 1:
+                raise ValueError(f"{QDRANT_IN_PROCESS} lives in one process: use one worker")
+            return value
         parts = urlsplit(value)  # .port raises ValueError for a port out of range or no number
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.port == 0:
-            raise ValueError("expected an http:// or https:// URL with a host (http://qdrant:6333)")
+            raise ValueError(
+                "expected an http:// or https:// URL with a host (http://qdrant:6333), or "
+                f"{QDRANT_IN_PROCESS} (qdrant-client's in-process mode, for trying it out)"
+            )
         return value.rstrip("/")
 
 

@@ -16,7 +16,8 @@ except ImportError as exc:  # the optional extra is not installed
         "the Qdrant store needs the qdrant-client package: pip install 'semsearch[qdrant]'"
     ) from exc
 
+from semsearch.index.qdrant.catalog import QdrantCatalog
 from semsearch.index.qdrant.collection import QdrantCollection
 from semsearch.index.qdrant.errors import QdrantUnavailable
 
-__all__ = ["QdrantCollection", "QdrantUnavailable"]
+__all__ = ["QdrantCatalog", "QdrantCollection", "QdrantUnavailable"]

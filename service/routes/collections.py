@@ -72,7 +72,13 @@ async def take_snapshot(name: str, models: ModelsDep) -> SnapshotInfo:
     """A consistent copy of the collection while it is written to (`semsearch index restore`
     puts one back)."""
     collection = await asyncio.to_thread(models.require_collections().get, name)
-    snapshot = await asyncio.to_thread(_snapshots(models).take, name, collection.directory)
+    directory = getattr(collection, "directory", None)
+    if directory is None:
+        raise ValidationFailed(
+            "snapshots here are of local collections; a Qdrant collection has its own snapshot API "
+            "(SEMSEARCH_STORE=qdrant)"
+        )
+    snapshot = await asyncio.to_thread(_snapshots(models).take, name, directory)
     return SnapshotInfo(**vars(snapshot))
 
 

@@ -21,9 +21,6 @@ import httpx
 import pytest
 from serving import REPO, free_port, running_server
 
-from semsearch.service.app import create_app
-from semsearch.service.settings import Settings
-
 PID = "x-worker-pid"
 WORKER_HOOKS = f"""
     import os
@@ -189,17 +186,3 @@ def test_the_default_store_reports_itself(make_client, fake_embedder):
     with make_client(fake_embedder) as client:
         index = client.get("/info").json()["index"]
         assert index["store"] == "local" and index["count"] == 0
-
-
-def test_store_qdrant_is_refused_until_it_is_wired(tmp_path, fake_embedder):
-    settings = Settings(
-        index_dir=tmp_path / "index",
-        decoder="off",
-        store="qdrant",
-        qdrant_url="http://qdrant:6333",
-        qdrant_api_key="never-shown",
-    )
-    with pytest.raises(NotImplementedError, match="SEMSEARCH_STORE=qdrant is not wired") as raised:
-        create_app(settings, embedder=fake_embedder)
-    assert "never-shown" not in str(raised.value)
-    assert not (tmp_path / "index").exists()
