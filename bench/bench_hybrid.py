@@ -18,7 +18,9 @@ Embeddings: the served encoder (`auto`), documents cut to its 256 tokens as `/do
 cached in `.cache/embeddings/`. The collection: default settings (`Collection.open`), hybrid with
 its defaults (rrf_k 60, 50 candidates a side). Latency: `Collection.search` alone, one query at a
 time, the modes interleaved query by query; the query's encoding is timed apart (it is the same
-for dense and hybrid, and keyword needs none). At 100k: the pages cut into ~600-character chunks
+for dense and hybrid, and keyword needs none). Two passes over the queries: the first reads each
+keyword term's postings from SQLite when it first meets it (cold), the second finds them cached
+(warm; the p50 and p90 columns); both are shown. At 100k: the pages cut into ~600-character chunks
 (repeated with a suffix when short of the count), vectors the real document embeddings topped up
 from a Gaussian fitted to them (as bench/bench_index.py does), queries the set's.
 Results: bench/results/hybrid.json.
@@ -153,20 +155,22 @@ def scores_at_10(ranked: list[str], relevant: set[str]) -> tuple[float, float]:
 
 
 def run_queries(
-    col: Collection, texts: list[str], vectors: np.ndarray, reps: int = 1
-) -> tuple[dict[str, list[float]], dict[str, list[list[str]]]]:
-    """Seconds per search and the ids found, per mode; modes interleaved query by query."""
+    col: Collection, texts: list[str], vectors: np.ndarray, passes: int = 2
+) -> tuple[list[dict[str, list[float]]], dict[str, list[list[str]]]]:
+    """Seconds per search per pass and mode, and the ids found, per mode; modes interleaved
+    query by query. The first pass reads each keyword term's postings when it first meets it
+    (cold); the later ones find the terms cached, as a server does once warm."""
     for mode in MODES:
-        col.search(vectors[0], 10, text=texts[0], mode=mode)  # warm
-    seconds: dict[str, list[float]] = {m: [] for m in MODES}
+        col.search(vectors[0], 10, text=texts[0], mode=mode)  # the first query's set-up
+    seconds: list[dict[str, list[float]]] = [{m: [] for m in MODES} for _ in range(passes)]
     found: dict[str, list[list[str]]] = {m: [] for m in MODES}
-    for rep in range(reps):
+    for run in seconds:
         for text, vector in zip(texts, vectors, strict=True):
             for mode in MODES:
                 start = time.perf_counter()
                 hits = col.search(vector, 10, text=text, mode=mode)
-                seconds[mode].append(time.perf_counter() - start)
-                if rep == 0:
+                run[mode].append(time.perf_counter() - start)
+                if run is seconds[0]:
                     found[mode].append([h.id for h in hits])
     return seconds, found
 
@@ -196,7 +200,8 @@ def quality(args: argparse.Namespace, embedder: Any) -> tuple[dict[str, Any], An
         rows[mode] = {
             "mrr@10": float(np.mean([p[0] for p in pairs])),
             "ndcg@10": float(np.mean([p[1] for p in pairs])),
-            "search_p50_ms": p50_ms(seconds[mode]),
+            "search_p50_ms": p50_ms(seconds[-1][mode]),
+            "first_pass_p50_ms": p50_ms(seconds[0][mode]),
         }
     data = {
         "docs": len(pages),
@@ -242,13 +247,16 @@ def large(args: argparse.Namespace, corpus: Any) -> dict[str, Any]:
             col.wait_idle()
             built_s = time.perf_counter() - start
             factory = col.info()["factory"]
-            seconds, _ = run_queries(col, queries, query_vectors, reps=args.reps)
+            seconds, _ = run_queries(col, queries, query_vectors, passes=1 + args.reps)
+    warm = [{m: v for m, v in run.items()} for run in seconds[1:]]
+    joined = {m: [x for run in warm for x in run[m]] for m in MODES}
     return {
         "docs": args.docs,
         "factory": factory,
         "build_s": built_s,
-        "search_p50_ms": {mode: p50_ms(seconds[mode]) for mode in MODES},
-        "search_p90_ms": {m: statistics.quantiles(seconds[m], n=10)[-1] * 1000 for m in MODES},
+        "search_p50_ms": {mode: p50_ms(joined[mode]) for mode in MODES},
+        "search_p90_ms": {m: statistics.quantiles(joined[m], n=10)[-1] * 1000 for m in MODES},
+        "first_pass_p50_ms": {mode: p50_ms(seconds[0][mode]) for mode in MODES},
     }
 
 
@@ -260,27 +268,35 @@ def print_tables(results: dict[str, Any]) -> None:
         f"\n{q['docs']} man pages ({q['gcloud_pages']} gcloud), {q['queries']} known-item "
         f"queries; query encoding p50 {encode:.1f} ms\n"
     )
-    print("| mode | MRR@10 | nDCG@10 | vs dense (MRR) | search p50 | with encoding |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| mode | MRR@10 | nDCG@10 | vs dense (MRR) | search p50 | with encoding | first pass p50 |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for mode, row in q["modes"].items():
         gain = row["mrr@10"] / dense["mrr@10"] - 1
         total = row["search_p50_ms"] + (0 if mode == "keyword" else encode)
         print(
             f"| {mode} | {row['mrr@10']:.3f} | {row['ndcg@10']:.3f} | {gain:+.1%} | "
-            f"{row['search_p50_ms']:.2f} ms | {total:.1f} ms |"
+            f"{row['search_p50_ms']:.2f} ms | {total:.1f} ms | "
+            f"{row['first_pass_p50_ms']:.2f} ms |"
         )
     big = results.get("large")
     if isinstance(big, dict):
         p50 = big["search_p50_ms"]
         print(f"\n{big['docs']} documents ({big['factory']}), search p50 / p90, encoding apart:\n")
-        print("| mode | p50 | p90 | p50 vs dense | with encoding, vs dense |")
-        print("|---|---|---|---|---|")
+        first = big["first_pass_p50_ms"]
+        print(
+            "| mode | p50 | p90 | p50 vs dense | with encoding, vs dense | first pass p50 | "
+            "first pass vs dense |"
+        )
+        print("|---|---|---|---|---|---|---|")
         for mode in MODES:
             enc = 0 if mode == "keyword" else encode
             print(
                 f"| {mode} | {p50[mode]:.2f} ms | {big['search_p90_ms'][mode]:.2f} ms | "
                 f"x{p50[mode] / p50['dense']:.2f} | "
-                f"x{(p50[mode] + enc) / (p50['dense'] + encode):.2f} |"
+                f"x{(p50[mode] + enc) / (p50['dense'] + encode):.2f} | "
+                f"{first[mode]:.2f} ms | x{first[mode] / first['dense']:.2f} |"
             )
 
 
@@ -289,7 +305,9 @@ def main() -> None:
     parser.add_argument("--gcloud", type=int, default=3_000, help="gcloud pages kept")
     parser.add_argument("--queries", type=int, default=600)
     parser.add_argument("--docs", type=int, default=100_000, help="documents of the latency run")
-    parser.add_argument("--reps", type=int, default=1, help="passes over the queries at 100k")
+    parser.add_argument(
+        "--reps", type=int, default=1, help="warm passes over the queries at 100k (after one cold)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="encoder threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-large", action="store_true")
