@@ -22,9 +22,14 @@ sequence catches it up from the store: new documents' lengths from FTS5, and whe
 cached, the new texts tokenized to extend their postings and document counts; removed documents
 are marked dead (cached postings drop them when next used; cached counts of terms without
 postings are forgotten, since the removed texts are gone). It starts over instead when the
-tombstones it would need were pruned, when the keyword index was rebuilt, when more than
-`_MAX_CATCH_UP` documents are new and terms are cached (reading them again is cheaper than
-tokenizing), or when half its slots are dead.
+tombstones it would need were pruned, when the keyword index was rebuilt, or when half its slots
+are dead; when more than `_MAX_CATCH_UP` documents are new, it forgets the cached terms instead of
+tokenizing them (reading them again costs less). A catch-up that fails half-way leaves nothing:
+the next search starts over.
+
+Memory: the postings LRU is bounded in bytes (a query's own terms are kept while it runs, so one
+longer posting list than the bound stays until the next is read); document counts of terms
+without postings (terms in half the documents) at most `_MAX_COUNTS`.
 """
 
 from __future__ import annotations
@@ -42,7 +47,8 @@ from semsearch.index.keywords import index_terms
 
 K1, B = 1.2, 0.75
 IDF_FLOOR = 1e-6
-_MAX_CATCH_UP = 1_000  # new documents tokenized to extend cached postings; past it, start over
+_MAX_CATCH_UP = 1_000  # new documents tokenized to extend cached terms; past it, forget them
+_MAX_COUNTS = 100_000  # document counts kept for terms without cached postings
 
 
 class KeywordSource(Protocol):
@@ -90,7 +96,9 @@ class _Postings:
 
 
 class Bm25Index:
-    """BM25 over one collection's keyword index; `search` runs inside a read transaction."""
+    """BM25 over one collection's keyword index. `sync` and `search` run inside the caller's read
+    transaction; the lock guards this object's state, never a read from the store, so one slow
+    query does not hold up the others."""
 
     def __init__(self, cache_bytes: int) -> None:
         self._cache_bytes = cache_bytes
@@ -98,8 +106,14 @@ class Bm25Index:
         self._norm: np.ndarray | None = None  # _corpus.norm, computed once per corpus
         self._postings: OrderedDict[str, _Postings] = OrderedDict()  # LRU, oldest first
         self._bytes = 0
-        self._df: dict[str, int] = {}  # document counts of terms without cached postings
+        self._df: dict[str, int] = {}  # document counts (> 0) of terms without cached postings
         self._lock = threading.Lock()
+
+    def sync(self, src: KeywordSource) -> None:
+        """Catch up with the store (a search does it too; the caller may first, without the
+        query's deadline: the cost is the writes', like the vector index's catch-up)."""
+        with self._lock:
+            self._sync(src)
 
     def search(
         self, src: KeywordSource, terms: list[str], limit: int, allowed: np.ndarray | None
@@ -108,13 +122,29 @@ class Bm25Index:
         `allowed`, when given), best first, ties by vid."""
         with self._lock:
             corpus, norm = self._sync(src)
-            dfs = [self._doc_frequency(src, corpus, t) for t in terms]
-            kept = [i for i, df in enumerate(dfs) if 0 < 2 * df < corpus.n]
-            if len(terms) < 2 or not kept:
-                kept = [i for i, df in enumerate(dfs) if df > 0]
-            postings = [(dfs[i], self._postings_of(src, corpus, terms[i])) for i in kept]
+            known = {t: self._known_frequency(corpus, t) for t in terms}
+        read = {t: src.keyword_doc_frequency(t) for t in terms if known[t] is None}
+        dfs = [known[t] if known[t] is not None else read[t] for t in terms]
+        kept = [i for i, df in enumerate(dfs) if 0 < 2 * df < corpus.n]
+        if len(terms) < 2 or not kept:
+            kept = [i for i, df in enumerate(dfs) if df > 0]
+        with self._lock:
+            self._remember_frequencies(corpus, read)
+            cached = {terms[i]: self._cached(corpus, terms[i]) for i in kept}
+        loaded = {
+            t: _Postings(_slots(corpus, vids), tf, corpus.generation)
+            for t, (vids, tf) in (
+                (t, src.keyword_postings(t)) for t, p in cached.items() if p is None
+            )
+        }
+        if loaded:
+            with self._lock:
+                if self._corpus is corpus:  # else the cache moved on meanwhile: use them once
+                    for term, p in loaded.items():
+                        self._store(term, p)
         scores = np.zeros(len(corpus.vids))  # (S,)
-        for df, p in postings:
+        for i in kept:
+            df, p = dfs[i], cached[terms[i]] or loaded[terms[i]]
             idf = math.log((corpus.n - df + 0.5) / (df + 0.5))
             idf = idf if idf > 0.0 else IDF_FLOOR
             scores[p.slots] += idf * ((p.tf * (K1 + 1.0)) / (p.tf + norm[p.slots]))
@@ -133,28 +163,30 @@ class Bm25Index:
         seq, build = src.keyword_state()
         corpus = self._corpus
         if corpus is None or corpus.seq != seq or corpus.build != build:
-            if corpus is None or corpus.build != build or not self._catch_up(src, corpus, seq):
-                self._start_over(src, seq, build)
-            assert self._corpus is not None
-            self._norm = self._corpus.norm
+            try:
+                if corpus is None or corpus.build != build or not self._catch_up(src, corpus, seq):
+                    self._start_over(src, seq, build)
+                assert self._corpus is not None
+                self._norm = self._corpus.norm
+            except BaseException:  # a half-made state is never used: the next search starts over
+                self._corpus, self._norm = None, None
+                self._forget_terms()
+                raise
         assert self._corpus is not None and self._norm is not None
         return self._corpus, self._norm
 
     def _start_over(self, src: KeywordSource, seq: int, build: int) -> None:
+        self._corpus = None
+        self._forget_terms()
         vids, lengths = src.keyword_lengths(after=-1)
         live = np.ones(len(vids), bool)
         self._corpus = _Corpus(seq, build, vids, lengths, live, len(vids), int(lengths.sum()), 0)
-        self._postings.clear()
-        self._bytes = 0
-        self._df.clear()
 
     def _catch_up(self, src: KeywordSource, corpus: _Corpus, seq: int) -> bool:
-        """Move to `seq` from `corpus`; False when starting over is needed (or cheaper)."""
+        """Move to `seq` from `corpus`; False when starting over is needed."""
         if seq < corpus.seq or src.pruned_through() > corpus.seq:
             return False
         new_vids, new_lengths = src.keyword_lengths(after=corpus.seq)
-        if (self._postings or self._df) and len(new_vids) > _MAX_CATCH_UP:
-            return False
         removed = src.tombstones_after(corpus.seq)
         at = np.minimum(np.searchsorted(corpus.vids, removed), max(len(corpus.vids) - 1, 0))
         dead = at[(corpus.vids[at] == removed) & corpus.live[at]] if len(removed) else at[:0]
@@ -172,10 +204,12 @@ class Bm25Index:
             corpus.tokens - int(corpus.lengths[dead].sum()) + int(new_lengths.sum()),
             corpus.generation + (1 if len(dead) else 0),
         )
+        if len(new_vids) > _MAX_CATCH_UP:
+            self._forget_terms()  # reading them again costs less than tokenizing the new texts
+        elif (self._postings or self._df) and len(new_vids):
+            self._count_new_terms(src, corpus.seq)
         if len(dead):
             self._df.clear()  # which terms the removed documents held is gone with their texts
-        if (self._postings or self._df) and len(new_vids):
-            self._count_new_terms(src, corpus.seq)
         return True
 
     def _count_new_terms(self, src: KeywordSource, after: int) -> None:
@@ -205,28 +239,38 @@ class Bm25Index:
                 ),
             )
 
-    # -- terms ----------------------------------------------------------------------------------
+    def _forget_terms(self) -> None:
+        self._postings.clear()
+        self._bytes = 0
+        self._df.clear()
 
-    def _doc_frequency(self, src: KeywordSource, corpus: _Corpus, term: str) -> int:
-        if term in self._postings:
-            return len(self._postings_of(src, corpus, term).slots)
-        if term not in self._df:
-            self._df[term] = src.keyword_doc_frequency(term)
-        return self._df[term]
+    # -- terms (the caller holds the lock) ------------------------------------------------------
 
-    def _postings_of(self, src: KeywordSource, corpus: _Corpus, term: str) -> _Postings:
+    def _known_frequency(self, corpus: _Corpus, term: str) -> int | None:
+        """The term's document count if cached (its postings, or a count), else None."""
+        p = self._cached(corpus, term)
+        return len(p.slots) if p is not None else self._df.get(term)
+
+    def _remember_frequencies(self, corpus: _Corpus, read: dict[str, int]) -> None:
+        if self._corpus is not corpus:
+            return
+        for term, df in read.items():
+            if df > 0:  # absent terms are not kept: a query of made-up words costs no memory
+                if len(self._df) >= _MAX_COUNTS:
+                    self._df.clear()
+                self._df[term] = df
+
+    def _cached(self, corpus: _Corpus, term: str) -> _Postings | None:
+        """The term's cached postings, without the documents removed since they were read."""
         p = self._postings.get(term)
-        if p is not None and p.generation == corpus.generation:
-            self._postings.move_to_end(term)
-            return p
         if p is None:
-            vids, tf = src.keyword_postings(term)
-            slots = np.searchsorted(corpus.vids, vids).astype(np.int32)
-            p = _Postings(slots, tf, corpus.generation)
-        else:  # documents were removed since: leave them out now
+            return None
+        if p.generation != corpus.generation:
             keep = corpus.live[p.slots]
             p = _Postings(p.slots[keep], p.tf[keep], corpus.generation)
-        self._store(term, p)
+            self._store(term, p)
+        else:
+            self._postings.move_to_end(term)
         return p
 
     def _store(self, term: str, p: _Postings) -> None:
@@ -237,6 +281,10 @@ class Bm25Index:
         while self._bytes > self._cache_bytes and len(self._postings) > 1:
             _, evicted = self._postings.popitem(last=False)
             self._bytes -= evicted.nbytes
+
+
+def _slots(corpus: _Corpus, vids: np.ndarray) -> np.ndarray:
+    return np.searchsorted(corpus.vids, vids).astype(np.int32)
 
 
 def _members(values: np.ndarray, allowed: np.ndarray) -> np.ndarray:

@@ -150,10 +150,8 @@ def doc_lengths(con: sqlite3.Connection, after: int) -> tuple[np.ndarray, np.nda
     rows = con.execute(
         f"SELECT id, sz FROM {TABLE}_docsize WHERE id > ? ORDER BY id", (after,)
     ).fetchall()
-    return (
-        np.array([r[0] for r in rows], dtype=np.int64),
-        np.array([_varint(r[1]) for r in rows], dtype=np.float64),
-    )
+    vids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    return vids, _varints([r[1] for r in rows])
 
 
 def doc_frequency(con: sqlite3.Connection, term: str) -> int:
@@ -180,11 +178,19 @@ def postings(con: sqlite3.Connection, term: str) -> tuple[np.ndarray, np.ndarray
     )
 
 
-def _varint(blob: bytes) -> int:
-    """SQLite's varint (big-endian, 7 bits a byte, the 9th byte whole), which FTS5 writes."""
-    value = 0
-    for byte in blob[:8]:
-        value = (value << 7) | (byte & 0x7F)
-        if byte < 0x80:
-            return value
-    return (value << 8) | blob[8]
+def _varints(blobs: list[bytes]) -> np.ndarray:
+    """(n,) float64: the first varint of each blob, SQLite's format (big-endian, 7 bits a byte,
+    a set high bit: more follow), decoded for all blobs at once. A token count fits 8 bytes."""
+    sizes = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs))
+    data = np.frombuffer(b"".join(blobs), dtype=np.uint8)
+    starts = np.cumsum(sizes) - sizes
+    value = np.zeros(len(blobs), dtype=np.int64)
+    going = sizes > 0  # (n,) bool: still reading this blob's varint
+    for i in range(8):
+        if not going.any():
+            break
+        byte = data[starts[going] + i].astype(np.int64)
+        value[going] = (value[going] << 7) | (byte & 0x7F)
+        still = byte >= 0x80
+        going[np.flatnonzero(going)[~still]] = False
+    return value.astype(np.float64)

@@ -53,6 +53,7 @@ class KeywordReads:
         """`(vids, bm25)` of the best `limit` documents holding any of `terms` (those in
         `allowed`, when given), best first, ties by vid; under the query deadline. Call it
         inside a read transaction (`Store.snapshot`)."""
+        self._bm25.sync(self)  # catching up costs what the writes since did, not this query
         with self._deadline():
             return self._bm25.search(self, terms, limit, allowed)
 

@@ -166,3 +166,32 @@ def test_a_common_terms_count_follows_new_documents(tmp_path: Path):
         col.upsert([Doc("n0", "alpha delta"), Doc("n1", "delta"), Doc("n2", "delta")], vectors(3))
         assert_equals_fts5(col, directory, "alpha beta")  # the first search after the write
         assert {"d0", "n0"} <= {i for i, _ in fts5_ranking(directory, "alpha beta", 20)}
+
+
+def test_a_catch_up_that_fails_half_way_leaves_nothing_behind(tmp_path: Path, monkeypatch):
+    rng = random.Random(4)
+    directory = tmp_path / "c"
+    with Collection.open(directory, background=False) as col:
+        col.upsert([Doc(f"d{i}", random_text(rng)) for i in range(100)], vectors(100))
+        for q in QUERIES:
+            assert_equals_fts5(col, directory, q)  # terms cached: a catch-up tokenizes
+        col.upsert([Doc(f"n{i}", "zeta " + random_text(rng)) for i in range(5)], vectors(5))
+
+        def broken(self, vid):
+            raise OSError("disk read error")
+
+        store_type = type(col.store)
+        monkeypatch.setattr(store_type, "texts_after", broken)
+        with pytest.raises(OSError, match="disk read error"):
+            col.search(None, 5, text="zeta w1", mode="keyword")
+        monkeypatch.undo()
+        for q in [*QUERIES, "zeta w1", "zeta"]:
+            assert_equals_fts5(col, directory, q)
+
+
+def test_terms_found_nowhere_cost_no_memory(tmp_path: Path):
+    with Collection.open(tmp_path / "c", background=False) as col:
+        col.upsert([Doc("a", "alpha beta")], vectors(1))
+        for i in range(200):
+            col.search(None, 5, text=" ".join(f"made{i}x{j}" for j in range(20)), mode="keyword")
+        assert col.store._bm25._df == {} and col.store._bm25.cached_bytes == 0
