@@ -6,12 +6,14 @@ All `async def`: FastAPI runs plain `def` dependencies on its thread pool, a hop
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
 
 from semsearch.index import CollectionBackend
-from semsearch.service.collections import DEFAULT, check_store
+from semsearch.service.collections import DEFAULT, CollectionRegistry, check_store
 from semsearch.service.engine import EmbeddingEngine
 from semsearch.service.generation import GenerationEngine
 from semsearch.service.models import Models
@@ -48,14 +50,27 @@ async def get_embedding(request: Request) -> EmbeddingEngine:
     return request.app.state.models.require_embedding()
 
 
-async def get_collection(request: Request) -> CollectionBackend:
-    """The default collection, or the one a `/collections/{collection_name}/...` path names."""
+async def get_collection(request: Request) -> AsyncIterator[CollectionBackend]:
+    """The default collection, or the one a `/collections/{collection_name}/...` path names,
+    leased until the response is sent (a stream included): a drop meanwhile closes it after."""
     name = request.path_params.get(COLLECTION_PARAM)
     models = request.app.state.models
     if name is None or name == DEFAULT:
-        return models.require_collection()
-    # Opening one from disk reads its snapshot: off the loop.
-    return await asyncio.to_thread(models.require_collections().get, name)
+        yield models.require_collection()
+        return
+    async with leased(models.require_collections(), name) as collection:
+        yield collection
+
+
+@asynccontextmanager
+async def leased(registry: CollectionRegistry, name: str) -> AsyncIterator[CollectionBackend]:
+    """`registry.acquire(name)` (opening one from disk reads its snapshot: off the loop), then
+    `release`."""
+    collection = await asyncio.to_thread(registry.acquire, name)
+    try:
+        yield collection
+    finally:
+        registry.release(collection)
 
 
 async def get_searches(request: Request) -> WorkPool:
@@ -69,7 +84,7 @@ async def get_generation(request: Request) -> GenerationEngine:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ModelsDep = Annotated[Models, Depends(get_models)]
 EmbeddingDep = Annotated[EmbeddingEngine, Depends(get_embedding)]
-CollectionDep = Annotated[CollectionBackend, Depends(get_collection)]
+CollectionDep = Annotated[CollectionBackend, Depends(get_collection, scope="request")]
 GenerationDep = Annotated[GenerationEngine, Depends(get_generation)]
 SearchPoolDep = Annotated[WorkPool, Depends(get_searches)]
 

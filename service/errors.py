@@ -94,6 +94,7 @@ _LIBRARY_ERRORS: list[tuple[type[Exception], type[ApiError]]] = [
     (index.FingerprintMismatch, Conflict),
     (index.ReadOnlyError, Conflict),
     (index.Busy, Busy),
+    (index.FormatError, Conflict),
     # The library's ValueErrors that name a caller's mistake. Any other ValueError is a bug here,
     # a 500 (its text in the log only); request text is read inside `input_errors()`.
     (index.FilterError, ValidationFailed),
@@ -128,6 +129,13 @@ def to_api_error(exc: BaseException) -> ApiError:
         else:  # the Qdrant store did not answer, or answered 429 or 5xx
             what = "the vector store did not answer; retry later"
         return Busy(what)
+    if isinstance(exc, index.FormatError):
+        # Its message names files or a Qdrant server: for the log, not for the client.
+        log.warning("collection unreadable: %s", exc)
+        return Conflict(
+            "the collection's stored data is not in a form this server reads (the server log "
+            "has the details)"
+        )
     for library_type, api_type in _LIBRARY_ERRORS:
         if isinstance(exc, library_type):
             return api_type(str(exc))
@@ -228,9 +236,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
+        if exc.status_code == 400 and isinstance(exc.__cause__, ValueError | RecursionError):
             # FastAPI's body parser failed on JSON that json.loads refuses past its syntax
-            # checks (an integer of more than 4,300 digits): malformed input, as everywhere else.
+            # checks (an integer of more than 4,300 digits, nesting deeper than the recursion
+            # limit): malformed input, as everywhere else.
             reason = f"the body is not usable JSON: {str(exc.__cause__)[:200]}"
             return error_response(request, ValidationFailed(reason))
         kind = {401: Unauthorized, 404: NotFound, 413: PayloadTooLarge, 429: Overloaded}

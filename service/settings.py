@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from semsearch import paths
@@ -117,7 +117,11 @@ class Settings(BaseSettings):
     # (Qdrant's shard_number and replication_factor).
     qdrant_url: str | None = None  # http(s)://host:6333, or ":memory:" (in-process, to try out)
     qdrant_api_key: SecretStr | None = None
-    qdrant_collection: str = Field("semsearch", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$")
+    # Named collections are `<this>__<name>` (service/collection_places.py): no `__` here, so one
+    # deployment's collections never read as another's.
+    qdrant_collection: str = Field(
+        "semsearch", pattern=r"^[A-Za-z0-9](?:_?[A-Za-z0-9-])*_?$", max_length=200
+    )
     qdrant_shard_number: int = Field(1, ge=1)
     qdrant_replication_factor: int = Field(1, ge=1)
 
@@ -221,6 +225,18 @@ class Settings(BaseSettings):
                 self.int8_min_cosine, self.int8_mean_cosine, self.int8_top10_agreement
             ),
         )
+
+    @model_validator(mode="after")
+    def _default_apart_from_the_named(self) -> Settings:
+        # The default collection inside the named collections' directory would be listed, and
+        # could be dropped, as one of them.
+        root, index = self.collections_root().resolve(), self.index_dir.resolve()
+        if index == root or root in index.parents:
+            raise ValueError(
+                f"SEMSEARCH_INDEX_DIR ({self.index_dir}) is inside SEMSEARCH_COLLECTIONS_DIR "
+                f"({self.collections_root()}): keep the default collection out of it"
+            )
+        return self
 
     def collections_root(self) -> Path:
         return self.collections_dir or self.index_dir.parent / "collections"

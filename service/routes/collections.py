@@ -10,7 +10,7 @@ from fastapi import APIRouter
 
 from semsearch.index.config import normalize_type
 from semsearch.service.chunking import Chunking, check_chunking
-from semsearch.service.deps import ModelsDep
+from semsearch.service.deps import ModelsDep, leased
 from semsearch.service.errors import ValidationFailed
 from semsearch.service.schemas import (
     NATIVE_ERRORS,
@@ -45,9 +45,13 @@ async def create_collection(body: CollectionCreate, models: ModelsDep) -> Collec
         chunking = Chunking(**body.chunking.model_dump())
         check_chunking(chunking, models.require_embedding().max_length - 2)
     collection = await asyncio.to_thread(registry.create, body.name, index_type, options)
-    if chunking is not None:
-        await asyncio.to_thread(collection.set_chunking, chunking.tokens, chunking.overlap)
-    return CollectionInfo(name=body.name, loaded=True, **await asyncio.to_thread(collection.info))
+    try:
+        if chunking is not None:
+            await asyncio.to_thread(collection.set_chunking, chunking.tokens, chunking.overlap)
+        info = await asyncio.to_thread(collection.info)
+    finally:
+        registry.release(collection)
+    return CollectionInfo(name=body.name, loaded=True, **info)
 
 
 @router.get("", response_model=CollectionList)
@@ -71,20 +75,21 @@ async def drop_collection(name: str, models: ModelsDep) -> DroppedCollection:
 async def take_snapshot(name: str, models: ModelsDep) -> SnapshotInfo:
     """A consistent copy of the collection while it is written to (`semsearch index restore`
     puts one back)."""
-    collection = await asyncio.to_thread(models.require_collections().get, name)
-    directory = getattr(collection, "directory", None)
-    if directory is None:
-        raise ValidationFailed(
-            "snapshots here are of local collections; a Qdrant collection has its own snapshot API "
-            "(SEMSEARCH_STORE=qdrant)"
-        )
-    snapshot = await asyncio.to_thread(_snapshots(models).take, name, directory)
+    async with leased(models.require_collections(), name) as collection:
+        directory = getattr(collection, "directory", None)
+        if directory is None:
+            raise ValidationFailed(
+                "snapshots here are of local collections; a Qdrant collection has its own "
+                "snapshot API (SEMSEARCH_STORE=qdrant)"
+            )
+        snapshot = await asyncio.to_thread(_snapshots(models).take, name, directory)
     return SnapshotInfo(**vars(snapshot))
 
 
 @router.get("/{name}/snapshots", response_model=SnapshotList)
 async def list_snapshots(name: str, models: ModelsDep) -> SnapshotList:
-    await asyncio.to_thread(models.require_collections().get, name)  # 404 for an unknown one
+    async with leased(models.require_collections(), name):  # 404 for an unknown one
+        pass
     found = await asyncio.to_thread(_snapshots(models).list, name)
     return SnapshotList(snapshots=[SnapshotInfo(**vars(s)) for s in found])
 
@@ -103,17 +108,17 @@ def _snapshots(models: ModelsDep) -> Snapshots:
 async def index_field(name: str, body: FieldIndexRequest, models: ModelsDep) -> FieldIndex:
     """An SQLite expression index on a metadata field, so a selective filter on it stays fast
     on millions of documents; built before the answer (writes wait meanwhile)."""
-    collection = await asyncio.to_thread(models.require_collections().get, name)
-    created = await asyncio.to_thread(collection.index_field, body.field)
+    async with leased(models.require_collections(), name) as collection:
+        created = await asyncio.to_thread(collection.index_field, body.field)
     return FieldIndex(field=body.field, created=created)
 
 
 @router.get("/{name}/field-indexes", response_model=FieldIndexList)
 async def list_field_indexes(name: str, models: ModelsDep) -> FieldIndexList:
-    collection = await asyncio.to_thread(models.require_collections().get, name)
-    return FieldIndexList(fields=await asyncio.to_thread(collection.indexed_fields))
+    async with leased(models.require_collections(), name) as collection:
+        return FieldIndexList(fields=await asyncio.to_thread(collection.indexed_fields))
 
 
 async def _info(models: ModelsDep, name: str) -> CollectionInfo:
-    collection = await asyncio.to_thread(models.require_collections().get, name)
-    return CollectionInfo(name=name, loaded=True, **await asyncio.to_thread(collection.info))
+    async with leased(models.require_collections(), name) as collection:
+        return CollectionInfo(name=name, loaded=True, **await asyncio.to_thread(collection.info))

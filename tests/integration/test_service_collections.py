@@ -3,6 +3,7 @@ and from the default collection, kept across restarts, dropped."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -248,3 +249,41 @@ def test_a_collection_dropped_through_another_worker_is_reopened_or_gone(
         assert b.get("/collections/books/count").json() == {"count": 1}  # the new one
         assert b.delete("/collections/books").status_code == 200
         assert a.get("/collections/books/count").status_code == 404
+
+
+def test_a_drop_waits_for_the_requests_using_the_collection(make_client, fake_embedder):
+    with make_client(fake_embedder) as client:
+        client.post("/collections", json={"name": "books"})
+        client.post("/collections/books/documents", json={"documents": BOOKS})
+        registry = client.app.state.models.require_collections()
+        held = registry.acquire("books")  # a request in flight
+        dropping = threading.Thread(target=registry.drop, args=("books",))
+        dropping.start()
+        dropping.join(0.3)
+        assert dropping.is_alive()  # waiting for the lease
+        assert held.count() == 2  # the request goes on, on open files
+        registry.release(held)
+        dropping.join(5)
+        assert not dropping.is_alive()
+        assert client.get("/collections/books/count").status_code == 404
+
+
+def test_an_unreadable_collection_is_left_out_of_the_listing(make_client, fake_embedder, tmp_path):
+    with make_client(fake_embedder) as client:
+        for name in ("good", "broken"):
+            client.post("/collections", json={"name": name})
+    (tmp_path / "collections" / "broken" / "manifest.json").write_text("{not json")
+    with make_client(fake_embedder) as client:
+        listed = client.get("/collections")
+        assert listed.status_code == 200
+        assert [c["name"] for c in listed.json()["collections"]] == ["default", "good"]
+        broken = client.get("/collections/broken")
+        assert broken.status_code == 409 and "server log" in broken.text
+        assert str(tmp_path) not in broken.text
+
+
+def test_the_default_collection_cannot_live_among_the_named_ones(tmp_path):
+    from semsearch.service.settings import Settings
+
+    with pytest.raises(ValueError, match="inside SEMSEARCH_COLLECTIONS_DIR"):
+        Settings(index_dir=tmp_path / "cols" / "main", collections_dir=tmp_path / "cols")

@@ -128,8 +128,12 @@ def test_embed_bad_input(make_client, fake_embedder, body, status):
 
 @pytest.mark.parametrize(
     "raw",
-    [b"{not json", b'{"inputs": "x", "n": ' + b"9" * 5000 + b"}"],  # past Python's 4,300 digits
-    ids=["syntax", "huge-integer"],
+    [
+        b"{not json",
+        b'{"inputs": "x", "n": ' + b"9" * 5000 + b"}",  # past Python's 4,300 digits
+        b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",  # past the recursion limit
+    ],
+    ids=["syntax", "huge-integer", "deep-nesting"],
 )
 def test_malformed_json_is_a_validation_error(make_client, fake_embedder, raw):
     with make_client(fake_embedder) as client:

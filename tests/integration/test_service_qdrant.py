@@ -106,3 +106,9 @@ def test_an_unreachable_qdrant_fails_the_load_without_showing_the_key(tmp_path, 
 def test_the_in_process_store_takes_one_worker(tmp_path):
     with pytest.raises(ValueError, match="one worker"):
         Settings(index_dir=tmp_path, store="qdrant", qdrant_url=":memory:", workers=2)
+
+
+@pytest.mark.parametrize("base", ["a__b", "_a", "a" * 201, "semsearch__team"])
+def test_a_base_name_that_could_hold_another_deployments_collections_is_refused(tmp_path, base):
+    with pytest.raises(ValueError, match="qdrant_collection"):
+        Settings(index_dir=tmp_path, store="qdrant", qdrant_url=":memory:", qdrant_collection=base)
