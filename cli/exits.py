@@ -56,6 +56,7 @@ def classify(exc: Exception) -> tuple[int, str] | None:
         ValueError,
         *_loaded("semsearch.index.errors", "CollectionError"),
         *_loaded("semsearch.encoder.onnx.accuracy", "AccuracyReportError"),
+        *_loaded("ray.exceptions", "RayError"),  # an actor of `index build --ray` died
     )
     if isinstance(exc, expected):
         return FAILED, _one_line(exc)

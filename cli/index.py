@@ -154,6 +154,28 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
         help="no progress bar, and skipped files counted by reason instead of listed "
         "(default: shown, listed)",
     )
+    b.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="embed on Ray Data: a local Ray started for this build, or with ADDRESS (auto, "
+        "HOST:PORT) the Ray cluster this machine is a node of; write it after the inputs or as "
+        "--ray=ADDRESS; needs the ray extra (default: off, in this process)",
+    )
+    b.add_argument(
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        help="with --ray: encoder actors, one model each (default: the local Ray's CPUs, or the "
+        "cluster's less one for reading, divided by --threads-per-worker)",
+    )
+    b.add_argument(
+        "--threads-per-worker",
+        type=positive_int,
+        metavar="N",
+        help="with --ray: encoder threads in each actor, the CPUs it reserves (default: 1)",
+    )
     add_encoder_flags(b)
     b.set_defaults(run=build, prog=b.prog)
 
@@ -207,12 +229,40 @@ def _build_options(args: argparse.Namespace) -> Any:
         raise UsageError(str(exc)) from exc
 
 
+def _ray_options(args: argparse.Namespace) -> Any:
+    """The --ray flags as RayOptions (None without --ray); UsageError for what they refuse."""
+    from semsearch.index.ingest.ray_session import RayOptions
+    from semsearch.index.ingest.readers import SUPPORTED_SUFFIXES
+
+    if args.ray is None:
+        if args.workers is not None or args.threads_per_worker is not None:
+            raise UsageError("--workers and --threads-per-worker need --ray")
+        return None
+    address = args.ray or None
+    if address == "local":
+        address = None
+    elif address is not None and address.startswith("ray://"):
+        raise UsageError(
+            f"--ray {address}: Ray Client is not supported (the collection is written where the "
+            "build runs); run it on a node of the cluster with --ray auto or --ray HOST:PORT"
+        )
+    elif address is not None and (
+        Path(address).exists() or Path(address).suffix.lower() in SUPPORTED_SUFFIXES
+    ):
+        raise UsageError(
+            f"--ray took the input {address!r} for a cluster address: write --ray after the "
+            "inputs, or --ray=ADDRESS"
+        )
+    return RayOptions(address, args.workers, args.threads_per_worker or 1)
+
+
 def build(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from semsearch.index.ingest.pipeline import build_index
 
     options = _build_options(args)  # refused flags fail before the model loads
+    ray_options = _ray_options(args)
     embedder = load_embedder(args)
 
     def bar(total: int) -> Any:
@@ -228,7 +278,22 @@ def build(args: argparse.Namespace) -> int:
             logging.getLogger(name).setLevel(logging.CRITICAL)
     skipped: list[Any] = []
     directory = index_dir(args)
-    report = build_index(args.inputs, directory, embedder, options, bad_row, bar, skipped.append)
+    if ray_options is None:
+        report = build_index(
+            args.inputs, directory, embedder, options, bad_row, bar, skipped.append
+        )
+    else:
+        from semsearch.index.ingest.ray_build import build_index_ray
+        from semsearch.index.ingest.ray_stages import EncoderSpec
+
+        settings = Settings()
+        encoder = EncoderSpec.of(
+            embedder, args.model_dir or settings.model_dir, settings.onnx_options()
+        )
+        report = build_index_ray(
+            args.inputs, directory, embedder, encoder, options, ray_options, bad_row, bar,
+            skipped.append,
+        )  # fmt: skip
     _print_skipped_files(skipped, args.quiet)
     print(
         f"{report.added} added ({report.updated} changed), {report.skipped_existing} already "

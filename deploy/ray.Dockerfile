@@ -7,7 +7,7 @@ FROM semsearch:runtime
 USER root
 RUN apt-get update && apt-get install -y --no-install-recommends wget \
     && rm -rf /var/lib/apt/lists/* \
-    && pip install --no-cache-dir "ray[data]>=2.40"
+    && pip install --no-cache-dir "ray[data]>=2.60"
 USER semsearch
 # The user has no home directory; Ray keeps its session files under /tmp.
 ENV HOME=/tmp

@@ -146,25 +146,15 @@ def build_index(
     report = BuildReport()
     started = time.perf_counter()
     index_dir = Path(index_dir)
-    recover_swap(index_dir, options.lock_timeout_s)
-    if options.reindex and (index_dir / "manifest.json").exists():
-        report.reembedded = reindex(index_dir, embedder, options)
+    prepare_directory(index_dir, embedder, options, report)
     progress = Progress()
     rows = read_inputs(inputs, options.reader, progress)
     pbar = bar(progress.total_bytes) if bar is not None else None
-    with Collection.open(
-        index_dir,
-        dim=embedder.dim,
-        encoder_fingerprint=embedder.fingerprint(),
-        index_type=options.index_type,
-        index_options=options.index_options,
-        limits=Limits(lock_timeout_s=options.lock_timeout_s),
-        background=False,  # a batch: rebuilds between windows, the same on every run
-    ) as col:
+    with open_for_build(index_dir, embedder, options) as col:
         done, size = 0, options.batch_size * options.window_batches
         seen: set[str] = set()
         for window in _windows(rows, size, report, on_bad_row, on_skipped_file):
-            groups = [(rec.id, list(_units(rec, embedder, options))) for rec in window]
+            groups = [(rec.id, list(record_units(rec, embedder, options))) for rec in window]
             seen.update(rec.id for rec in window)
             units = sum(len(g) for _, g in groups)
             report.documents += len(window)
@@ -176,17 +166,69 @@ def build_index(
             report.updated += updated
             report.skipped_existing += units - added
             if pbar is not None:
-                pbar.update(progress.bytes_read - done)
+                advance_bar(pbar, progress.bytes_read - done, report, started)
                 done = progress.bytes_read
-                rate = report.added / max(time.perf_counter() - started, 1e-9)
-                pbar.set_postfix(docs=report.documents, added=report.added, docs_s=f"{rate:.1f}")
         if options.sync:
-            _sync(col, seen, report)
+            sync_deletions(col, seen, report)
         report.count = col.count()
     if pbar is not None:
         pbar.close()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def prepare_directory(
+    index_dir: Path, embedder: Embedder, options: BuildOptions, report: BuildReport
+) -> None:
+    """Before a build: finish or undo a swap a crash interrupted, and run `--reindex`."""
+    recover_swap(index_dir, options.lock_timeout_s)
+    if options.reindex and (index_dir / "manifest.json").exists():
+        report.reembedded = reindex(index_dir, embedder, options)
+
+
+def open_for_build(index_dir: Path, embedder: Embedder, options: BuildOptions) -> Collection:
+    """The collection a build writes to, created for this encoder when new."""
+    return Collection.open(
+        index_dir,
+        dim=embedder.dim,
+        encoder_fingerprint=embedder.fingerprint(),
+        index_type=options.index_type,
+        index_options=options.index_options,
+        limits=Limits(lock_timeout_s=options.lock_timeout_s),
+        background=False,  # a batch: rebuilds between windows, the same on every run
+    )
+
+
+def advance_bar(pbar: ProgressBar, nbytes: int, report: BuildReport, started: float) -> None:
+    """Move the bar by `nbytes` input bytes consumed; show documents read, added, and the rate."""
+    pbar.update(nbytes)
+    rate = report.added / max(time.perf_counter() - started, 1e-9)
+    pbar.set_postfix(docs=report.documents, added=report.added, docs_s=f"{rate:.1f}")
+
+
+def note_skip(
+    row: Record | BadRow | SkippedFile,
+    report: BuildReport,
+    on_bad_row: Callable[[BadRow], None] | None,
+    on_skipped_file: Callable[[SkippedFile], None] | None,
+) -> bool:
+    """Count and report a bad row or a skipped file (logged when its callback is None); False
+    for a record, which the caller indexes."""
+    if isinstance(row, SkippedFile):
+        report.skipped_files += 1
+        if on_skipped_file is not None:
+            on_skipped_file(row)
+        else:
+            log.warning("skipped %s", row)
+        return True
+    if isinstance(row, BadRow):
+        report.bad_rows += 1
+        if on_bad_row is not None:
+            on_bad_row(row)
+        else:
+            log.warning("skipped %s", row)
+        return True
+    return False
 
 
 def _windows(
@@ -198,20 +240,9 @@ def _windows(
 ) -> Iterator[list[Record]]:
     window: list[Record] = []
     for row in rows:
-        if isinstance(row, SkippedFile):
-            report.skipped_files += 1
-            if on_skipped_file is not None:
-                on_skipped_file(row)
-            else:
-                log.warning("skipped %s", row)
+        if note_skip(row, report, on_bad_row, on_skipped_file):
             continue
-        if isinstance(row, BadRow):
-            report.bad_rows += 1
-            if on_bad_row is not None:
-                on_bad_row(row)
-            else:
-                log.warning("skipped %s", row)
-            continue
+        assert isinstance(row, Record)
         window.append(row)
         if len(window) >= size:
             yield window
@@ -230,7 +261,7 @@ def _token_offsets(tokenizer: Tokenizer, text: str) -> list[tuple[int, int]]:
         return [tuple(o) for o in enc.offsets if o[1] > o[0]]
 
 
-def _units(rec: Record, embedder: Embedder, options: BuildOptions) -> Iterator[Doc]:
+def record_units(rec: Record, embedder: Embedder, options: BuildOptions) -> Iterator[Doc]:
     """What a record is stored as: itself, or its token chunks `docid#chunk-n` (fixed windows
     with --chunk-tokens; else, when it is longer than the encoder takes, chunks that cover it)."""
     if options.chunk_tokens is None:
@@ -257,10 +288,23 @@ def _units(rec: Record, embedder: Embedder, options: BuildOptions) -> Iterator[D
         yield Doc(chunk_id(rec.id, n), rec.text[start:end], meta)
 
 
-def _parent(doc_id: str) -> str:
+def parent_of(doc_id: str) -> str:
     """The record a stored id belongs to: a chunk's parent, else the id itself."""
     head, mark, n = doc_id.rpartition(CHUNK_MARK)
     return head if mark and n.isascii() and n.isdigit() else doc_id
+
+
+def by_parent(families: dict[str, Doc]) -> dict[str, dict[str, Doc]]:
+    """Stored units (`Collection.families`) grouped by the record they belong to."""
+    stored: dict[str, dict[str, Doc]] = {}
+    for doc_id, doc in families.items():
+        stored.setdefault(parent_of(doc_id), {})[doc_id] = doc
+    return stored
+
+
+def stored_as_read(units: list[Doc], before: dict[str, Doc]) -> bool:
+    """Whether a record's units (whole, or chunks) are stored exactly as read: nothing to embed."""
+    return len(before) == len(units) and all(before.get(u.id) == u for u in units)
 
 
 def _embed_and_upsert(
@@ -269,28 +313,34 @@ def _embed_and_upsert(
     """Embed the records not stored exactly as read (each record's units: whole, or chunks),
     longest first, and upsert them in one transaction, each record's earlier units replaced.
     Returns (units written, records among them that were stored before)."""
-    stored: dict[str, dict[str, Doc]] = {}
-    for doc_id, doc in col.families([parent for parent, _ in groups]).items():
-        stored.setdefault(_parent(doc_id), {})[doc_id] = doc
+    stored = by_parent(col.families([parent for parent, _ in groups]))
     todo: list[Doc] = []
     parents: list[str] = []
     updated = 0
     for parent, units in groups:
         before = stored.get(parent, {})
-        if len(before) == len(units) and all(before.get(u.id) == u for u in units):
-            continue  # stored as read: nothing to embed
+        if stored_as_read(units, before):
+            continue
         todo += units
         parents.append(parent)
         updated += bool(before)
     if not todo:
         return 0, 0
-    todo.sort(key=lambda u: -len(u.text))  # similar lengths share a batch: little padding
-    vectors = embedder.encode([u.text for u in todo], batch_size=batch)
+    todo, vectors = encode_longest_first(embedder, todo, batch)
     col.upsert(todo, vectors, parents)
     return len(todo), updated
 
 
-def _sync(col: Collection, seen: set[str], report: BuildReport) -> None:
+def encode_longest_first(
+    embedder: Embedder, units: list[Doc], batch: int
+) -> tuple[list[Doc], np.ndarray]:
+    """The units longest first (similar lengths share a batch: little padding), and their
+    vectors in that order."""
+    ordered = sorted(units, key=lambda u: -len(u.text))
+    return ordered, embedder.encode([u.text for u in ordered], batch_size=batch)
+
+
+def sync_deletions(col: Collection, seen: set[str], report: BuildReport) -> None:
     """Delete the stored documents (and chunks) of records this run did not read; nothing when
     some input could not be read, since its documents would look gone."""
     if report.bad_rows or report.skipped_files:
@@ -299,7 +349,7 @@ def _sync(col: Collection, seen: set[str], report: BuildReport) -> None:
         )
         log.warning("--sync deleted nothing: %s", report.sync_refused)
         return
-    gone = [i for ids in col.iter_ids() for i in ids if _parent(i) not in seen]
+    gone = [i for ids in col.iter_ids() for i in ids if parent_of(i) not in seen]
     for start in range(0, len(gone), 1_024):
         report.deleted += col.delete(gone[start : start + 1_024])
 

@@ -122,7 +122,7 @@ def read_inputs(
                 ".txt/.md, .html/.htm, .pdf, or a folder of them"
             )
     progress.total_bytes = sum(_size(f) for f in files)
-    return _read_files(files, roots, options, progress)
+    return read_files(files, roots, options, progress)
 
 
 def _size(path: Path) -> int:
@@ -132,7 +132,7 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _read_files(
+def read_files(
     files: list[Path], roots: list[Path], options: ReaderOptions, progress: Progress
 ) -> Iterator[Record | BadRow | SkippedFile]:
     named = {r for r in roots if not r.is_dir()}
