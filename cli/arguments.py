@@ -110,6 +110,14 @@ def add_index_dir_flag(p: argparse.ArgumentParser) -> None:
 
 
 def index_dir(args: argparse.Namespace) -> Path:
+    """The local collection the command works on; with SEMSEARCH_STORE=qdrant, a usage error
+    (only `index build` writes to Qdrant; the server answers for its collections)."""
+    if Settings().store == "qdrant":
+        raise UsageError(
+            f"{getattr(args, 'prog', 'this command')} works on local collections and "
+            "SEMSEARCH_STORE is qdrant: ask the server (GET /collections, POST /search), or "
+            "unset SEMSEARCH_STORE"
+        )
     name = getattr(args, "collection", None)
     if name is not None and name != "default":
         if not COLLECTION_NAME.fullmatch(name):

@@ -224,9 +224,36 @@ def _build_options(args: argparse.Namespace) -> Any:
             reindex=args.reindex,
             sync=args.sync,
             lock_timeout_s=lock_timeout,
+            store=_qdrant_target(args),
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+
+
+def _qdrant_target(args: argparse.Namespace) -> Any:
+    """With SEMSEARCH_STORE=qdrant, the Qdrant collection to build (`--collection` names a
+    collection as the server does); None for the local store."""
+    from semsearch.index.ingest.targets import QdrantTarget
+    from semsearch.paths import qdrant_collection
+    from semsearch.service.settings import QDRANT_IN_PROCESS
+
+    settings = Settings()
+    if settings.store != "qdrant":
+        return None
+    if args.index_dir is not None:
+        raise UsageError("--index-dir names a local collection; SEMSEARCH_STORE is qdrant")
+    if settings.qdrant_url in (None, QDRANT_IN_PROCESS):
+        raise UsageError(
+            "index build on the Qdrant store needs a server: SEMSEARCH_QDRANT_URL=http://..."
+        )
+    key = settings.qdrant_api_key
+    return QdrantTarget(
+        qdrant_collection(settings.qdrant_collection, args.collection or "default"),
+        settings.qdrant_url,
+        key.get_secret_value() if key is not None else None,
+        settings.qdrant_shard_number,
+        settings.qdrant_replication_factor,
+    )
 
 
 def _ray_options(args: argparse.Namespace) -> Any:
@@ -277,7 +304,7 @@ def build(args: argparse.Namespace) -> int:
         for name in PARSER_LOGGERS:
             logging.getLogger(name).setLevel(logging.CRITICAL)
     skipped: list[Any] = []
-    directory = index_dir(args)
+    directory = index_dir(args) if options.store is None else Path(".")  # unused on Qdrant
     if ray_options is None:
         report = build_index(
             args.inputs, directory, embedder, options, bad_row, bar, skipped.append

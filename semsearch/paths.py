@@ -22,6 +22,14 @@ GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # A named collection's directory is its name as it is: letters, digits, `_` and `-` only, so no
 # name reaches outside the collections directory.
 COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+# On the Qdrant store, the default collection is the Qdrant collection SEMSEARCH_QDRANT_COLLECTION
+# (which may not hold this separator) and a named one `<that>__<name>`.
+QDRANT_SEPARATOR = "__"
+
+
+def qdrant_collection(base: str, name: str) -> str:
+    """The Qdrant collection of the collection `name` ("default" or a COLLECTION_NAME)."""
+    return base if name == "default" else f"{base}{QDRANT_SEPARATOR}{name}"
 
 
 def _from_env(name: str) -> Path | None:

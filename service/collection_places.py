@@ -21,14 +21,13 @@ from typing import Any, Protocol
 from semsearch.index import CollectionBackend, InvalidArgument, open_backend
 from semsearch.index.persistence import MANIFEST
 from semsearch.index.summary import summarize
-from semsearch.paths import COLLECTION_NAME
+from semsearch.paths import COLLECTION_NAME, QDRANT_SEPARATOR, qdrant_collection
 from semsearch.service.settings import QDRANT_IN_PROCESS, Settings
 
 log = logging.getLogger(__name__)
 
 DEFAULT = "default"
 _DROPPING = ".dropping-"  # a dropped collection's directory, renamed before it is removed
-_QDRANT_SEPARATOR = "__"
 
 
 class Places(Protocol):
@@ -121,14 +120,13 @@ class QdrantPlaces:
         self._dim, self._fingerprint = dim, fingerprint
 
     def qdrant_name(self, name: str) -> str:
-        base = self.settings.qdrant_collection
-        return base if name == DEFAULT else f"{base}{_QDRANT_SEPARATOR}{name}"
+        return qdrant_collection(self.settings.qdrant_collection, name)
 
     def exists(self, name: str) -> bool:
         return name == DEFAULT or self.catalog.exists(self.qdrant_name(name))
 
     def names(self) -> list[str]:
-        prefix = self.qdrant_name(DEFAULT) + _QDRANT_SEPARATOR
+        prefix = self.qdrant_name(DEFAULT) + QDRANT_SEPARATOR
         return sorted(
             n[len(prefix) :]
             for n in self.catalog.names()

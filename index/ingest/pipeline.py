@@ -32,11 +32,20 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from semsearch.index import Collection, Doc, FormatError, IndexConfig, Limits, NotFound
+from semsearch.index import (
+    Collection,
+    CollectionBackend,
+    Doc,
+    FormatError,
+    IndexConfig,
+    Limits,
+    NotFound,
+)
 from semsearch.index.ids import CHUNK_MARK, chunk_id
 from semsearch.index.ingest.chunking import chunk_spans, default_overlap, split_document
 from semsearch.index.ingest.documents import SkippedFile
 from semsearch.index.ingest.readers import BadRow, Progress, ReaderOptions, Record, read_inputs
+from semsearch.index.ingest.targets import QdrantTarget
 from semsearch.index.locking import exclusive_open, writer_lock
 from semsearch.index.persistence import (
     DATABASE,
@@ -87,6 +96,8 @@ class BuildOptions:
     sync: bool = False  # delete stored documents the inputs no longer hold
     # Waiting for other processes: their writer lock, or (for a reindex) for them to close it.
     lock_timeout_s: float = Limits().lock_timeout_s
+    # Where to write instead of the local directory (index/ingest/targets.py); None: local.
+    store: QdrantTarget | None = None
 
     def __post_init__(self) -> None:
         if not self.lock_timeout_s > 0:
@@ -97,6 +108,12 @@ class BuildOptions:
             chunk_spans([(0, 1)], self.chunk_tokens, self.chunk_overlap)  # validates both
         elif self.chunk_overlap:
             raise ValueError("--chunk-overlap needs --chunk-tokens")
+        if self.store is not None and (self.reindex or self.index_type or self.index_options):
+            raise ValueError(
+                "--reindex and the index settings (--index-type, --ef-construction, --ef-search, "
+                "--nprobe) are the local store's; a Qdrant collection takes none "
+                "(SEMSEARCH_STORE=qdrant)"
+            )
 
 
 @dataclass
@@ -181,13 +198,17 @@ def prepare_directory(
     index_dir: Path, embedder: Embedder, options: BuildOptions, report: BuildReport
 ) -> None:
     """Before a build: finish or undo a swap a crash interrupted, and run `--reindex`."""
+    if options.store is not None:
+        return  # not a directory
     recover_swap(index_dir, options.lock_timeout_s)
     if options.reindex and (index_dir / "manifest.json").exists():
         report.reembedded = reindex(index_dir, embedder, options)
 
 
-def open_for_build(index_dir: Path, embedder: Embedder, options: BuildOptions) -> Collection:
+def open_for_build(index_dir: Path, embedder: Embedder, options: BuildOptions) -> CollectionBackend:
     """The collection a build writes to, created for this encoder when new."""
+    if options.store is not None:
+        return options.store.open(embedder)
     return Collection.open(
         index_dir,
         dim=embedder.dim,
@@ -308,7 +329,10 @@ def stored_as_read(units: list[Doc], before: dict[str, Doc]) -> bool:
 
 
 def _embed_and_upsert(
-    col: Collection, embedder: Embedder, groups: list[tuple[str, list[Doc]]], batch: int
+    col: CollectionBackend,
+    embedder: Embedder,
+    groups: list[tuple[str, list[Doc]]],
+    batch: int,
 ) -> tuple[int, int]:
     """Embed the records not stored exactly as read (each record's units: whole, or chunks),
     longest first, and upsert them in one transaction, each record's earlier units replaced.
@@ -340,7 +364,7 @@ def encode_longest_first(
     return ordered, embedder.encode([u.text for u in ordered], batch_size=batch)
 
 
-def sync_deletions(col: Collection, seen: set[str], report: BuildReport) -> None:
+def sync_deletions(col: CollectionBackend, seen: set[str], report: BuildReport) -> None:
     """Delete the stored documents (and chunks) of records this run did not read; nothing when
     some input could not be read, since its documents would look gone."""
     if report.bad_rows or report.skipped_files:

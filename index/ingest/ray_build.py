@@ -106,7 +106,12 @@ def build_index_ray(
         threads = ray_options.threads_per_worker
         log.info("indexing on Ray: %d encoder actor(s), %d thread(s) each", workers, threads)
         here = ray.get_runtime_context().get_node_id()
-        stored = _stored_units(ray, functools.partial(local_units, str(index_dir.resolve())), here)
+        lookups = (
+            options.store.lookups
+            if options.store is not None
+            else functools.partial(local_units, str(index_dir.resolve()))
+        )
+        stored = _stored_units(ray, lookups, here)
         try:
             stages = _Stages(ray, encoder, options, workers, threads, stored, here)
             writer = _Writer(col, options, report, on_bad_row, on_skipped_file)

@@ -209,6 +209,8 @@ def test_generate_command_prints_the_greedy_continuation(real_generator):
 
 # --- exit codes ----------------------------------------------------------------------------------
 
+QDRANT = {"SEMSEARCH_STORE": "qdrant", "SEMSEARCH_QDRANT_URL": "http://127.0.0.1:1"}
+
 
 @pytest.mark.parametrize(
     ("args", "env"),
@@ -225,14 +227,17 @@ def test_generate_command_prints_the_greedy_continuation(real_generator):
         (["generate", "hi", "--top-p", "0"], {}),
         (["verify", "--texts", "9600"], {}),  # more than the shipped corpus can give
         (["serve"], {"SEMSEARCH_PORT": "0"}),
+        (["index", "info"], QDRANT),  # local collections only
+        (["index", "build", "in.jsonl"], {**QDRANT, "SEMSEARCH_QDRANT_URL": ":memory:"}),
+        (["index", "build", "in.jsonl", "--reindex"], QDRANT),
     ],
 )
 def test_usage_errors_exit_2_before_any_work(args, env, tmp_path):
     result = run_cli(*args, timeout=120, env={"SEMSEARCH_INDEX_DIR": str(tmp_path), **env})
     assert result.returncode == 2, result.stderr
     assert "error: " in result.stderr and "Traceback" not in result.stderr
-    if env:
-        assert "SEMSEARCH_PORT" in result.stderr  # the message names the variable to fix
+    if env:  # the message names the variable to fix
+        assert ("SEMSEARCH_STORE" if env is QDRANT else "SEMSEARCH_") in result.stderr
 
 
 @pytest.mark.parametrize(
