@@ -92,8 +92,9 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     )
     b.add_argument(
         "--index-type",
-        help="auto, Flat, HNSW<M> (e.g. HNSW32), IVF or IVF<nlist>,Flat "
-        "(default: the collection's; auto for a new one)",
+        help="auto, Flat, HNSW<M> (e.g. HNSW32), IVF or IVF<nlist>,Flat; compressed: "
+        "HNSW<M>,SQ8, IVF<nlist>,SQ8, IVF<nlist>,PQ<m>, IVF<nlist>,PQ<m>,Refine(SQ8|Flat) "
+        "(docs/scaling.md; default: the collection's; auto for a new one)",
     )
     b.add_argument(
         "--ef-construction",

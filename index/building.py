@@ -28,8 +28,7 @@ def build_from_store(
         factory = config.factory_for(n)
         index = FaissIndex(dim, factory, config)
         if index.needs_training:
-            nlist = config.nlist_for(n)
-            index.train(store.sample_vectors(min(n, 256 * nlist), dim))
+            index.train(store.sample_vectors(config.train_size(n), dim))
         for vids, vectors in store.iter_vectors(dim):
             index.add(vids, vectors)
         seq = store.last_seq()
@@ -53,10 +52,11 @@ def advance(store: Store, index: FaissIndex, seq: int) -> int | None:
 
 
 def empty_index_for(vectors: np.ndarray, config: IndexConfig) -> FaissIndex:
-    """An empty index of the type `len(vectors)` vectors call for, trained on them if IVF."""
+    """An empty index of the type `len(vectors)` vectors call for, trained on them if it
+    learns from data (IVF, SQ8, PQ)."""
     n = len(vectors)
     index = FaissIndex(vectors.shape[1], config.factory_for(n), config)
     if index.needs_training:
-        want = min(n, 256 * config.nlist_for(n))
+        want = config.train_size(n)
         index.train(vectors[:: max(1, n // want)][:want])
     return index

@@ -191,7 +191,10 @@ class CollectionCreate(BaseModel):
 
     name: str = Field(max_length=64, description="1-64 letters, digits, '_', '-'")
     index_type: str | None = Field(
-        None, max_length=32, description="auto (default), Flat, HNSW<M>, IVF or IVF<nlist>,Flat"
+        None,
+        max_length=32,
+        description="auto (default), Flat, HNSW<M>, IVF or IVF<nlist>,Flat; compressed: "
+        "HNSW<M>,SQ8, IVF<nlist>,SQ8, IVF<nlist>,PQ<m>, IVF<nlist>,PQ<m>,Refine(SQ8|Flat)",
     )
     index_options: IndexOptions | None = None
     chunking: ChunkingIn | None = Field(
