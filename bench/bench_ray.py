@@ -14,8 +14,8 @@ fixed costs): the rate a long build runs at, and what scales with actors; fixed:
 run costs beyond its documents at that rate. Ratio: Ray / local (the goal: within 20 %, >= 0.8,
 in steady state on one machine). Per actor: Ray's steady rate / W, at T threads each.
 
-    .venv/bin/python bench/bench_ray.py [--texts 4000] [--rounds 3] [--workers 2]
-        [--threads-per-worker 1] [--backend auto] [--batch-size 32]
+    .venv/bin/python bench/bench_ray.py [--texts 4000] [--rounds 3] [--workers 1]
+        [--threads-per-worker CPUS] [--backend auto] [--batch-size 32]
 
 Results: bench/results/ray.json. The load average is printed with the table: the machine's cores
 are shared, so read the ratios rather than the absolute rates.
@@ -95,8 +95,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--texts", type=int, default=4_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=2, help="Ray encoder actors")
-    parser.add_argument("--threads-per-worker", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1, help="Ray encoder actors")
+    parser.add_argument(
+        "--threads-per-worker", type=int, default=None, help="default: this machine's CPUs"
+    )
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
@@ -105,11 +107,11 @@ def main() -> int:
     from semsearch.evaluation.corpus import real_texts
     from semsearch.index.ingest.pipeline import BuildOptions, build_index
     from semsearch.index.ingest.ray_build import build_index_ray
-    from semsearch.index.ingest.ray_session import RayOptions
+    from semsearch.index.ingest.ray_session import RayOptions, local_cpus
     from semsearch.index.ingest.ray_stages import EncoderSpec
     from semsearch.service.settings import Settings
 
-    workers, threads = args.workers, args.threads_per_worker
+    workers, threads = args.workers, args.threads_per_worker or local_cpus()
     embedder = load_embedder(backend=args.backend, threads=workers * threads)
     encoder = EncoderSpec.of(embedder, None, Settings().onnx_options())
     options = BuildOptions(batch_size=args.batch_size)
