@@ -53,6 +53,12 @@ def hold_directory(directory: Path, read_only: bool, timeout_s: float) -> OpenHo
             raise LockTimeout(f"{directory} kept vanishing while being opened (a reindex swap?)")
 
 
+def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """`key: old -> new` for each key of two encoder fingerprints that differs."""
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys)
+
+
 def check_compatible(
     manifest: Manifest, directory: Path, dim: int | None, fingerprint: dict[str, Any] | None
 ) -> None:
@@ -63,10 +69,9 @@ def check_compatible(
         )
     old = manifest.encoder_fingerprint
     if fingerprint is not None and old is not None and fingerprint != old:
-        keys = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
-        diff = ", ".join(f"{k}: {old.get(k)!r} -> {fingerprint.get(k)!r}" for k in keys)
         raise FingerprintMismatch(
-            f"the collection in {directory} was built with another encoder ({diff}); its vectors "
+            f"the collection in {directory} was built with another encoder "
+            f"({fingerprint_diff(old, fingerprint)}); its vectors "
             "are not comparable. Use the original encoder, or re-embed with "
             "`semsearch index build --reindex`."
         )

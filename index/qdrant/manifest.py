@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from semsearch.index.errors import DimensionMismatch, FingerprintMismatch
+from semsearch.index.opening import fingerprint_diff
 
 FORMAT_VERSION = 1
 FORMAT_KEY = "semsearch_format"  # present on the settings point only
@@ -56,10 +57,9 @@ def check_compatible(
         )
     old = manifest.encoder_fingerprint
     if fingerprint is not None and old is not None and fingerprint != old:
-        keys = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
-        diff = ", ".join(f"{k}: {old.get(k)!r} -> {fingerprint.get(k)!r}" for k in keys)
         raise FingerprintMismatch(
-            f"the Qdrant collection {where} was built with another encoder ({diff}); its vectors "
+            f"the Qdrant collection {where} was built with another encoder "
+            f"({fingerprint_diff(old, fingerprint)}); its vectors "
             "are not comparable. Use the original encoder, or embed into another collection "
             "(and delete this one in Qdrant when it is no longer needed)."
         )
