@@ -131,12 +131,10 @@ class Bm25Index:
         with self._lock:
             self._remember_frequencies(corpus, read)
             cached = {terms[i]: self._cached(corpus, terms[i]) for i in kept}
-        loaded = {
-            t: _Postings(_slots(corpus, vids), tf, corpus.generation)
-            for t, (vids, tf) in (
-                (t, src.keyword_postings(t)) for t, p in cached.items() if p is None
-            )
-        }
+        loaded: dict[str, _Postings] = {}
+        for term in (t for t, p in cached.items() if p is None):
+            vids, tf = src.keyword_postings(term)
+            loaded[term] = _Postings(_slots(corpus, vids), tf, corpus.generation)
         if loaded:
             with self._lock:
                 if self._corpus is corpus:  # else the cache moved on meanwhile: use them once
